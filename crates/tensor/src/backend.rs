@@ -1,0 +1,87 @@
+//! The small trait every storage backend implements.
+//!
+//! The [`Tensor`](crate::Tensor) layer validates shapes, dtypes and devices once, then hands
+//! the work to one of these methods; backends may assume valid operands.
+
+use crate::{DType, Result};
+
+/// Elementwise functions of one argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnaryOp {
+    /// `-x`
+    Neg,
+    /// `eˣ`
+    Exp,
+    /// `ln x`
+    Log,
+    /// `√x`
+    Sqrt,
+    /// `x²`
+    Sqr,
+    /// `|x|`
+    Abs,
+    /// `1/x`
+    Recip,
+    /// `tanh x`
+    Tanh,
+    /// `max(x, 0)`
+    Relu,
+    /// `1 / (1 + e⁻ˣ)`
+    Sigmoid,
+    /// `sign x` (−1, 0 or +1; NaN stays NaN)
+    Sign,
+}
+
+/// Elementwise functions of two arguments of the same shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinaryOp {
+    /// `a + b`
+    Add,
+    /// `a − b`
+    Sub,
+    /// `a · b`
+    Mul,
+    /// `a / b`
+    Div,
+    /// `max(a, b)`
+    Maximum,
+    /// `min(a, b)`
+    Minimum,
+    /// tanh backward: `a` is the output `y = tanh x`, `b` the upstream gradient: `b (1 − a²)`
+    TanhBackward,
+    /// sigmoid backward: `a` is the output `y`, `b` the upstream gradient: `b y (1 − y)`
+    SigmoidBackward,
+    /// ReLU backward: `a` is the input `x`, `b` the upstream gradient: `b · [x > 0]`
+    ReluBackward,
+}
+
+pub(crate) trait BackendStorage: Sized {
+    fn dims(&self) -> &[usize];
+    fn dtype(&self) -> DType;
+    fn to_dtype(&self, dtype: DType) -> Result<Self>;
+    fn reshape(&self, dims: &[usize]) -> Result<Self>;
+    fn permute(&self, axes: &[usize]) -> Result<Self>;
+    fn unary(&self, op: UnaryOp) -> Result<Self>;
+    fn affine(&self, mul: f64, add: f64) -> Result<Self>;
+    fn clamp(&self, lo: f64, hi: f64) -> Result<Self>;
+    fn binary(&self, rhs: &Self, op: BinaryOp) -> Result<Self>;
+    /// `self op rhs` where `rhs` is 1-D and runs along `axis` of `self`.
+    fn broadcast_along(&self, rhs: &Self, axis: usize, op: BinaryOp) -> Result<Self>;
+    fn sum_axis(&self, axis: usize) -> Result<Self>;
+    fn sum_all(&self) -> Result<f64>;
+    fn max_abs(&self) -> Result<f64>;
+    fn argmax_rows(&self) -> Result<Vec<usize>>;
+    fn matmul(&self, rhs: &Self, lhs_t: bool, rhs_t: bool) -> Result<Self>;
+    fn log_softmax(&self) -> Result<Self>;
+    /// Per-sample `−log softmax(x)[y]` (shape `[B]`) and `softmax(x) − onehot(y)` (`[B, C]`).
+    fn cross_entropy(&self, labels: &[usize]) -> Result<(Self, Self)>;
+    fn conv2d(&self, w: &Self) -> Result<Self>;
+    fn conv2d_backward_input(&self, w: &Self) -> Result<Self>;
+    fn conv2d_backward_weight(&self, grad_out: &Self, kh: usize, kw: usize) -> Result<Self>;
+    fn max_pool2d(&self) -> Result<(Self, Self)>;
+    fn max_pool2d_backward(&self, argmax: &Self, in_h: usize, in_w: usize) -> Result<Self>;
+    fn max_pool2d_gather(&self, argmax: &Self) -> Result<Self>;
+    fn symmetric_eigen(&self) -> Result<(Self, Self)>;
+    fn cholesky(&self) -> Result<Self>;
+    fn solve_triangular(&self, b: &Self, lower: bool, transpose: bool) -> Result<Self>;
+}

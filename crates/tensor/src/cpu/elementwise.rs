@@ -1,0 +1,171 @@
+//! Elementwise maps, broadcasts and reductions on CPU arrays (ndarray + rayon).
+//!
+//! Maps over more than [`PAR_MIN`] elements run in parallel. Every reduction adds in a fixed
+//! order, so results are bitwise reproducible whatever the thread count.
+
+use ndarray::{ArcArray, Axis, IxDyn, Zip};
+
+use crate::{BinaryOp, Element, UnaryOp};
+
+/// Below this many elements a map runs on the calling thread.
+pub(crate) const PAR_MIN: usize = 1 << 15;
+
+type Arr<T> = ArcArray<T, IxDyn>;
+
+pub(crate) fn map<T: Element>(a: &Arr<T>, f: impl Fn(T) -> T + Sync + Send) -> Arr<T> {
+    if a.len() >= PAR_MIN {
+        Zip::from(a).par_map_collect(|&x| f(x)).into_shared()
+    } else {
+        a.map(|&x| f(x)).into_shared()
+    }
+}
+
+pub(crate) fn zip_map<T: Element>(
+    a: &Arr<T>,
+    b: ndarray::ArrayViewD<'_, T>,
+    f: impl Fn(T, T) -> T + Sync + Send,
+) -> Arr<T> {
+    let z = Zip::from(a).and(b);
+    if a.len() >= PAR_MIN {
+        z.par_map_collect(|&x, &y| f(x, y)).into_shared()
+    } else {
+        z.map_collect(|&x, &y| f(x, y)).into_shared()
+    }
+}
+
+pub(crate) fn unary<T: Element>(a: &Arr<T>, op: UnaryOp) -> Arr<T> {
+    let one = T::one();
+    let zero = T::zero();
+    match op {
+        UnaryOp::Neg => map(a, |x| -x),
+        UnaryOp::Exp => map(a, |x| x.exp()),
+        UnaryOp::Log => map(a, |x| x.ln()),
+        UnaryOp::Sqrt => map(a, |x| x.sqrt()),
+        UnaryOp::Sqr => map(a, |x| x * x),
+        UnaryOp::Abs => map(a, |x| x.abs()),
+        UnaryOp::Recip => map(a, |x| one / x),
+        UnaryOp::Tanh => map(a, |x| x.tanh()),
+        UnaryOp::Relu => map(a, |x| if x > zero { x } else { zero }),
+        UnaryOp::Sigmoid => map(a, |x| one / (one + (-x).exp())),
+        UnaryOp::Sign => map(a, |x| {
+            if x > zero {
+                one
+            } else if x < zero {
+                -one
+            } else {
+                x // ±0 stays, NaN stays NaN
+            }
+        }),
+    }
+}
+
+pub(crate) fn binary_fn<T: Element>(op: BinaryOp) -> fn(T, T) -> T {
+    match op {
+        BinaryOp::Add => |a, b| a + b,
+        BinaryOp::Sub => |a, b| a - b,
+        BinaryOp::Mul => |a, b| a * b,
+        BinaryOp::Div => |a, b| a / b,
+        BinaryOp::Maximum => |a, b| if a.is_nan() || a >= b { a } else { b },
+        BinaryOp::Minimum => |a, b| if a.is_nan() || a <= b { a } else { b },
+        BinaryOp::TanhBackward => |y, g| g * (T::one() - y * y),
+        BinaryOp::SigmoidBackward => |y, g| g * y * (T::one() - y),
+        BinaryOp::ReluBackward => |x, g| if x > T::zero() { g } else { T::zero() },
+    }
+}
+
+pub(crate) fn binary<T: Element>(a: &Arr<T>, b: &Arr<T>, op: BinaryOp) -> Arr<T> {
+    zip_map(a, b.view(), binary_fn(op))
+}
+
+pub(crate) fn broadcast_along<T: Element>(
+    a: &Arr<T>,
+    v: &Arr<T>,
+    axis: usize,
+    op: BinaryOp,
+) -> Arr<T> {
+    let mut shape = vec![1; a.ndim()];
+    shape[axis] = v.len();
+    let v = v
+        .view()
+        .into_shape_with_order(IxDyn(&shape))
+        .expect("1-D vector reshapes");
+    let v = v
+        .broadcast(a.raw_dim())
+        .expect("validated by the tensor layer");
+    zip_map(a, v, binary_fn(op))
+}
+
+pub(crate) fn affine<T: Element>(a: &Arr<T>, mul: f64, add: f64) -> Arr<T> {
+    let (m, c) = (T::of_f64(mul), T::of_f64(add));
+    map(a, move |x| x * m + c)
+}
+
+pub(crate) fn clamp<T: Element>(a: &Arr<T>, lo: f64, hi: f64) -> Arr<T> {
+    let (lo, hi) = (T::of_f64(lo), T::of_f64(hi));
+    map(a, |x| {
+        if x < lo {
+            lo
+        } else if x > hi {
+            hi
+        } else {
+            x
+        }
+    })
+}
+
+pub(crate) fn sum_axis<T: Element>(a: &Arr<T>, axis: usize) -> Arr<T> {
+    a.sum_axis(Axis(axis)).into_shared()
+}
+
+pub(crate) fn sum_all<T: Element>(a: &Arr<T>) -> f64 {
+    a.iter().map(|x| x.as_f64()).sum()
+}
+
+pub(crate) fn max_abs<T: Element>(a: &Arr<T>) -> f64 {
+    a.iter().fold(0.0f64, |m, x| {
+        let v = x.as_f64().abs();
+        if v.is_nan() || v > m { v } else { m }
+    })
+}
+
+pub(crate) fn argmax_rows<T: Element>(a: &Arr<T>) -> Vec<usize> {
+    a.axis_iter(Axis(0))
+        .map(|row| {
+            let mut best = 0;
+            for (j, &x) in row.iter().enumerate() {
+                if x > row[best] {
+                    best = j;
+                }
+            }
+            best
+        })
+        .collect()
+}
+
+/// Row-wise `x − max − ln Σ exp(x − max)`.
+pub(crate) fn log_softmax<T: Element>(a: &Arr<T>) -> Arr<T> {
+    let mut out = a.to_owned();
+    out.axis_iter_mut(Axis(0)).for_each(|mut row| {
+        let max = row
+            .iter()
+            .fold(T::neg_infinity(), |m, &x| if x > m { x } else { m });
+        let lse = row.iter().map(|&x| (x - max).exp()).sum::<T>().ln() + max;
+        row.mapv_inplace(|x| x - lse);
+    });
+    out.into_shared()
+}
+
+/// Per-sample cross entropy and `softmax − onehot`.
+pub(crate) fn cross_entropy<T: Element>(a: &Arr<T>, labels: &[usize]) -> (Arr<T>, Arr<T>) {
+    let logp = log_softmax(a);
+    let loss: ndarray::Array1<T> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, &y)| -logp[[i, y]])
+        .collect();
+    let mut grad = logp.mapv(|x| x.exp());
+    for (i, &y) in labels.iter().enumerate() {
+        grad[[i, y]] -= T::one();
+    }
+    (loss.into_dyn().into_shared(), grad.into_shared())
+}

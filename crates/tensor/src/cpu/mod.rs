@@ -1,0 +1,266 @@
+//! The CPU backend: ndarray storage, faer GEMM and factorisations, rayon for the rest.
+
+pub(crate) mod conv;
+mod elementwise;
+pub(crate) mod pool;
+
+use ndarray::{ArcArray, Ix2, Ix4, IxDyn};
+
+use crate::backend::BackendStorage;
+use crate::{BinaryOp, DType, Element, Error, Result, UnaryOp, linalg};
+
+/// Host storage: a shared, possibly strided ndarray of `f32` or `f64`.
+#[derive(Debug, Clone)]
+pub enum CpuStorage {
+    /// 32-bit elements.
+    F32(ArcArray<f32, IxDyn>),
+    /// 64-bit elements.
+    F64(ArcArray<f64, IxDyn>),
+}
+
+/// Applies a generic expression to whichever array a storage holds, rewrapping the result.
+macro_rules! each {
+    ($s:expr, $a:ident => $e:expr) => {
+        match $s {
+            CpuStorage::F32($a) => CpuStorage::F32($e),
+            CpuStorage::F64($a) => CpuStorage::F64($e),
+        }
+    };
+}
+
+/// Like `each!` for two operands of the same dtype.
+macro_rules! pair {
+    ($op:literal, $l:expr, $r:expr, ($a:ident, $b:ident) => $e:expr) => {
+        match ($l, $r) {
+            (CpuStorage::F32($a), CpuStorage::F32($b)) => Ok(CpuStorage::F32($e)),
+            (CpuStorage::F64($a), CpuStorage::F64($b)) => Ok(CpuStorage::F64($e)),
+            (l, r) => Err(Error::DTypeMismatch {
+                op: $op,
+                lhs: l.dtype(),
+                rhs: r.dtype(),
+            }),
+        }
+    };
+}
+
+fn two<T: Element>(a: &ArcArray<T, IxDyn>) -> ndarray::ArrayView2<'_, T> {
+    a.view()
+        .into_dimensionality::<Ix2>()
+        .expect("validated rank 2")
+}
+
+fn four<T: Element>(a: &ArcArray<T, IxDyn>) -> ndarray::ArrayView4<'_, T> {
+    a.view()
+        .into_dimensionality::<Ix4>()
+        .expect("validated rank 4")
+}
+
+fn shared<T: Element, D: ndarray::Dimension>(a: ndarray::Array<T, D>) -> ArcArray<T, IxDyn> {
+    a.into_dyn().into_shared()
+}
+
+fn cast<T: Element, U: Element>(a: &ArcArray<T, IxDyn>) -> ArcArray<U, IxDyn> {
+    a.mapv(|x| U::of_f64(x.as_f64())).into_shared()
+}
+
+fn matmul_views<T: Element>(
+    a: &ArcArray<T, IxDyn>,
+    b: &ArcArray<T, IxDyn>,
+    at: bool,
+    bt: bool,
+) -> ArcArray<T, IxDyn> {
+    let (a, b) = (two(a), two(b));
+    let a = if at { a.t() } else { a };
+    let b = if bt { b.t() } else { b };
+    shared(linalg::matmul(a, b))
+}
+
+fn eigh<T: Element>(a: &ArcArray<T, IxDyn>) -> Result<(ArcArray<T, IxDyn>, ArcArray<T, IxDyn>)> {
+    let (v, u) = linalg::symmetric_eigen(two(a))?;
+    Ok((shared(v), shared(u)))
+}
+
+impl CpuStorage {
+    pub(crate) fn from_array<T: Element>(a: ArcArray<T, IxDyn>) -> Self {
+        T::wrap(a)
+    }
+}
+
+impl BackendStorage for CpuStorage {
+    fn dims(&self) -> &[usize] {
+        match self {
+            CpuStorage::F32(a) => a.shape(),
+            CpuStorage::F64(a) => a.shape(),
+        }
+    }
+
+    fn dtype(&self) -> DType {
+        match self {
+            CpuStorage::F32(_) => DType::F32,
+            CpuStorage::F64(_) => DType::F64,
+        }
+    }
+
+    fn to_dtype(&self, dtype: DType) -> Result<Self> {
+        Ok(match (self, dtype) {
+            (CpuStorage::F32(_), DType::F32) | (CpuStorage::F64(_), DType::F64) => self.clone(),
+            (CpuStorage::F32(a), DType::F64) => CpuStorage::F64(cast(a)),
+            (CpuStorage::F64(a), DType::F32) => CpuStorage::F32(cast(a)),
+        })
+    }
+
+    fn reshape(&self, dims: &[usize]) -> Result<Self> {
+        Ok(each!(self, a => {
+            let a = if a.is_standard_layout() { a.clone() } else { a.as_standard_layout().into_owned().into_shared() };
+            a.into_shape_with_order(IxDyn(dims)).expect("validated element count")
+        }))
+    }
+
+    fn permute(&self, axes: &[usize]) -> Result<Self> {
+        Ok(each!(self, a => a.clone().permuted_axes(IxDyn(axes))))
+    }
+
+    fn unary(&self, op: UnaryOp) -> Result<Self> {
+        Ok(each!(self, a => elementwise::unary(a, op)))
+    }
+
+    fn affine(&self, mul: f64, add: f64) -> Result<Self> {
+        Ok(each!(self, a => elementwise::affine(a, mul, add)))
+    }
+
+    fn clamp(&self, lo: f64, hi: f64) -> Result<Self> {
+        Ok(each!(self, a => elementwise::clamp(a, lo, hi)))
+    }
+
+    fn binary(&self, rhs: &Self, op: BinaryOp) -> Result<Self> {
+        pair!("binary", self, rhs, (a, b) => elementwise::binary(a, b, op))
+    }
+
+    fn broadcast_along(&self, rhs: &Self, axis: usize, op: BinaryOp) -> Result<Self> {
+        pair!("broadcast", self, rhs, (a, b) => elementwise::broadcast_along(a, b, axis, op))
+    }
+
+    fn sum_axis(&self, axis: usize) -> Result<Self> {
+        Ok(each!(self, a => elementwise::sum_axis(a, axis)))
+    }
+
+    fn sum_all(&self) -> Result<f64> {
+        Ok(match self {
+            CpuStorage::F32(a) => elementwise::sum_all(a),
+            CpuStorage::F64(a) => elementwise::sum_all(a),
+        })
+    }
+
+    fn max_abs(&self) -> Result<f64> {
+        Ok(match self {
+            CpuStorage::F32(a) => elementwise::max_abs(a),
+            CpuStorage::F64(a) => elementwise::max_abs(a),
+        })
+    }
+
+    fn argmax_rows(&self) -> Result<Vec<usize>> {
+        Ok(match self {
+            CpuStorage::F32(a) => elementwise::argmax_rows(a),
+            CpuStorage::F64(a) => elementwise::argmax_rows(a),
+        })
+    }
+
+    fn matmul(&self, rhs: &Self, lhs_t: bool, rhs_t: bool) -> Result<Self> {
+        pair!("matmul", self, rhs, (a, b) => matmul_views(a, b, lhs_t, rhs_t))
+    }
+
+    fn log_softmax(&self) -> Result<Self> {
+        Ok(each!(self, a => elementwise::log_softmax(a)))
+    }
+
+    fn cross_entropy(&self, labels: &[usize]) -> Result<(Self, Self)> {
+        Ok(match self {
+            CpuStorage::F32(a) => {
+                let (l, g) = elementwise::cross_entropy(a, labels);
+                (CpuStorage::F32(l), CpuStorage::F32(g))
+            }
+            CpuStorage::F64(a) => {
+                let (l, g) = elementwise::cross_entropy(a, labels);
+                (CpuStorage::F64(l), CpuStorage::F64(g))
+            }
+        })
+    }
+
+    fn conv2d(&self, w: &Self) -> Result<Self> {
+        pair!("conv2d", self, w, (x, w) => shared(conv::conv2d(four(x), four(w))))
+    }
+
+    fn conv2d_backward_input(&self, w: &Self) -> Result<Self> {
+        pair!("conv2d_backward_input", self, w, (g, w) =>
+            shared(conv::conv2d_backward_input(four(g), four(w))))
+    }
+
+    fn conv2d_backward_weight(&self, grad_out: &Self, kh: usize, kw: usize) -> Result<Self> {
+        pair!("conv2d_backward_weight", self, grad_out, (x, g) =>
+            shared(conv::conv2d_backward_weight(four(x), four(g), kh, kw)))
+    }
+
+    fn max_pool2d(&self) -> Result<(Self, Self)> {
+        Ok(match self {
+            CpuStorage::F32(a) => {
+                let (y, idx) = pool::max_pool2d(four(a));
+                (CpuStorage::F32(shared(y)), CpuStorage::F32(shared(idx)))
+            }
+            CpuStorage::F64(a) => {
+                let (y, idx) = pool::max_pool2d(four(a));
+                (CpuStorage::F64(shared(y)), CpuStorage::F64(shared(idx)))
+            }
+        })
+    }
+
+    fn max_pool2d_backward(&self, argmax: &Self, in_h: usize, in_w: usize) -> Result<Self> {
+        pair!("max_pool2d_backward", self, argmax, (g, a) =>
+            shared(pool::max_pool2d_backward(four(g), four(a), in_h, in_w)))
+    }
+
+    fn max_pool2d_gather(&self, argmax: &Self) -> Result<Self> {
+        pair!("max_pool2d_gather", self, argmax, (t, a) =>
+            shared(pool::max_pool2d_gather(four(t), four(a))))
+    }
+
+    fn symmetric_eigen(&self) -> Result<(Self, Self)> {
+        Ok(match self {
+            CpuStorage::F32(a) => {
+                let (v, u) = eigh(a)?;
+                (CpuStorage::F32(v), CpuStorage::F32(u))
+            }
+            CpuStorage::F64(a) => {
+                let (v, u) = eigh(a)?;
+                (CpuStorage::F64(v), CpuStorage::F64(u))
+            }
+        })
+    }
+
+    fn cholesky(&self) -> Result<Self> {
+        Ok(match self {
+            CpuStorage::F32(a) => CpuStorage::F32(shared(linalg::cholesky(two(a))?)),
+            CpuStorage::F64(a) => CpuStorage::F64(shared(linalg::cholesky(two(a))?)),
+        })
+    }
+
+    fn solve_triangular(&self, b: &Self, lower: bool, transpose: bool) -> Result<Self> {
+        let tri = if lower {
+            linalg::Triangle::Lower
+        } else {
+            linalg::Triangle::Upper
+        };
+        match (self, b) {
+            (CpuStorage::F32(t), CpuStorage::F32(b)) => Ok(CpuStorage::F32(shared(
+                linalg::solve_triangular(two(t), two(b), tri, transpose)?,
+            ))),
+            (CpuStorage::F64(t), CpuStorage::F64(b)) => Ok(CpuStorage::F64(shared(
+                linalg::solve_triangular(two(t), two(b), tri, transpose)?,
+            ))),
+            (l, r) => Err(Error::DTypeMismatch {
+                op: "solve_triangular",
+                lhs: l.dtype(),
+                rhs: r.dtype(),
+            }),
+        }
+    }
+}

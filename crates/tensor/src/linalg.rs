@@ -1,0 +1,294 @@
+//! Dense linear algebra on ndarray views, for `f32` and `f64`.
+//!
+//! These are the kernels behind the CPU tensor ops, exposed so another numerics project can
+//! call them on its own arrays. Inputs may have any strides (transposed or sliced views are
+//! fine). By default they run on faer; with the `openblas` feature, GEMM goes through
+//! ndarray's BLAS (system OpenBLAS) and the factorisations through LAPACK
+//! (`?syevd`-family `eigh`, `?potrf`, `?trtrs` via ndarray-linalg).
+//!
+//! | routine | faer (default) | `openblas` feature |
+//! |---|---|---|
+//! | [`matmul`] | `faer::linalg::matmul::matmul` | `sgemm` / `dgemm` |
+//! | [`symmetric_eigen`] | `self_adjoint_eigen` | `?syev` |
+//! | [`cholesky`] | `llt` | `?potrf` |
+//! | [`solve_triangular`] | `solve_{lower,upper}_triangular_in_place` | `?trtrs` |
+
+use ndarray::{Array1, Array2, ArrayView2, Axis};
+
+use crate::{Element, Error, Result};
+
+/// Which triangle of a triangular matrix holds the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Triangle {
+    /// Lower triangular (`L`).
+    Lower,
+    /// Upper triangular (`U`).
+    Upper,
+}
+
+/// `a · b` for 2-D views of any layout (pass `x.t()` for a transposed operand).
+///
+/// # Panics
+/// If the inner dimensions differ (a broken contract; the tensor layer checks first).
+#[track_caller]
+pub fn matmul<T: Element>(a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
+    let k = a.ncols();
+    let k2 = b.nrows();
+    assert_eq!(k, k2, "matmul: inner dimensions {k} and {k2} differ");
+    imp::matmul(a, b)
+}
+
+/// Symmetric eigendecomposition `a = V diag(λ) Vᵀ`, reading only the lower triangle of `a`.
+///
+/// Eigenvalues are returned in **descending** order (λ₁ ≥ λ₂ ≥ …, the paper's convention),
+/// eigenvector `k` is column `k` of `V`, and each eigenvector's sign is fixed so that its
+/// entry of largest magnitude is positive (so results agree across backends).
+pub fn symmetric_eigen<T: Element>(a: ArrayView2<T>) -> Result<(Array1<T>, Array2<T>)> {
+    let n = square(a, "symmetric_eigen")?;
+    if n == 0 {
+        return Ok((Array1::zeros(0), Array2::zeros((0, 0))));
+    }
+    let (vals_asc, vecs_asc) = imp::eigh_ascending(a)?;
+    let vals: Array1<T> = vals_asc.iter().rev().copied().collect();
+    let mut vecs = vecs_asc.slice(ndarray::s![.., ..;-1]).to_owned();
+    for mut col in vecs.axis_iter_mut(Axis(1)) {
+        let mut big = T::zero();
+        for &x in col.iter() {
+            if num_traits::Float::abs(x) > num_traits::Float::abs(big) {
+                big = x;
+            }
+        }
+        if big < T::zero() {
+            col.mapv_inplace(|x| -x);
+        }
+    }
+    Ok((vals, vecs))
+}
+
+/// Cholesky factor `L` (lower triangular, `a = L Lᵀ`), reading only the lower triangle.
+///
+/// A non-positive pivot is [`Error::NotPositiveDefinite`] with its zero-based index.
+pub fn cholesky<T: Element>(a: ArrayView2<T>) -> Result<Array2<T>> {
+    square(a, "cholesky")?;
+    let mut l = imp::cholesky(a)?;
+    // Both backends leave the strict upper triangle unspecified: make it exactly zero.
+    for ((i, j), x) in l.indexed_iter_mut() {
+        if j > i {
+            *x = T::zero();
+        }
+    }
+    Ok(l)
+}
+
+/// Solves `op(T) X = B` for `X`, where `T` is triangular (`tri` says which triangle holds
+/// the data; the other is ignored) and `op(T)` is `T` or, with `transpose`, `Tᵀ`.
+pub fn solve_triangular<T: Element>(
+    t: ArrayView2<T>,
+    b: ArrayView2<T>,
+    tri: Triangle,
+    transpose: bool,
+) -> Result<Array2<T>> {
+    let n = square(t, "solve_triangular")?;
+    if b.nrows() != n {
+        return Err(Error::ShapeMismatch {
+            op: "solve_triangular",
+            lhs: vec![n, n],
+            rhs: b.shape().to_vec(),
+        });
+    }
+    // op(T) is lower triangular exactly when (tri == Lower) != transpose.
+    let (view, lower) = if transpose {
+        (t.t(), tri == Triangle::Upper)
+    } else {
+        (t, tri == Triangle::Lower)
+    };
+    imp::solve_triangular(view, b, lower)
+}
+
+fn square<T>(a: ArrayView2<T>, op: &'static str) -> Result<usize> {
+    let (r, c) = a.dim();
+    if r != c {
+        return Err(Error::InvalidArgument {
+            op,
+            reason: format!("matrix is {r}x{c}, not square"),
+        });
+    }
+    Ok(r)
+}
+
+#[cfg(not(feature = "openblas"))]
+mod imp {
+    use faer::{Accum, MatMut, MatRef, Par, Side};
+    use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2};
+
+    use crate::{Element, Error, Result};
+
+    pub(super) fn faer_ref<T: Element>(a: ArrayView2<'_, T>) -> MatRef<'_, T> {
+        let (m, n) = a.dim();
+        let s = a.strides();
+        // SAFETY: the view guarantees `m × n` elements reachable with these strides, alive
+        // for the view's lifetime; faer only reads through the returned reference.
+        unsafe { MatRef::from_raw_parts(a.as_ptr(), m, n, s[0], s[1]) }
+    }
+
+    pub(super) fn faer_mut<T: Element>(mut a: ArrayViewMut2<'_, T>) -> MatMut<'_, T> {
+        let (m, n) = a.dim();
+        let (s0, s1) = (a.strides()[0], a.strides()[1]);
+        // SAFETY: as above, and the mutable view gives exclusive access.
+        unsafe { MatMut::from_raw_parts_mut(a.as_mut_ptr(), m, n, s0, s1) }
+    }
+
+    pub(super) fn matmul<T: Element>(a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
+        let mut c = Array2::<T>::zeros((a.nrows(), b.ncols()));
+        if a.ncols() == 0 || c.is_empty() {
+            return c;
+        }
+        faer::linalg::matmul::matmul(
+            faer_mut(c.view_mut()),
+            Accum::Replace,
+            faer_ref(a),
+            faer_ref(b),
+            T::one(),
+            Par::rayon(0),
+        );
+        c
+    }
+
+    pub(super) fn eigh_ascending<T: Element>(a: ArrayView2<T>) -> Result<(Array1<T>, Array2<T>)> {
+        let n = a.nrows();
+        let evd = faer_ref(a)
+            .self_adjoint_eigen(Side::Lower)
+            .map_err(|_| Error::EigenNoConvergence { n })?;
+        let s = evd.S();
+        let vals: Array1<T> = (0..n).map(|i| s[i]).collect();
+        let u = evd.U();
+        let vecs = Array2::from_shape_fn((n, n), |(i, j)| u[(i, j)]);
+        Ok((vals, vecs))
+    }
+
+    pub(super) fn cholesky<T: Element>(a: ArrayView2<T>) -> Result<Array2<T>> {
+        let n = a.nrows();
+        let llt = faer_ref(a).llt(Side::Lower).map_err(|e| match e {
+            faer::linalg::cholesky::llt::factor::LltError::NonPositivePivot { index } => {
+                Error::NotPositiveDefinite {
+                    op: "cholesky",
+                    pivot: index,
+                }
+            }
+        })?;
+        let l = llt.L();
+        Ok(Array2::from_shape_fn((n, n), |(i, j)| l[(i, j)]))
+    }
+
+    pub(super) fn solve_triangular<T: Element>(
+        t: ArrayView2<T>,
+        b: ArrayView2<T>,
+        lower: bool,
+    ) -> Result<Array2<T>> {
+        let mut x = b.to_owned();
+        if x.is_empty() {
+            return Ok(x);
+        }
+        let (tf, xf) = (faer_ref(t), faer_mut(x.view_mut()));
+        if lower {
+            faer::linalg::triangular_solve::solve_lower_triangular_in_place(tf, xf, Par::rayon(0));
+        } else {
+            faer::linalg::triangular_solve::solve_upper_triangular_in_place(tf, xf, Par::rayon(0));
+        }
+        Ok(x)
+    }
+}
+
+#[cfg(feature = "openblas")]
+mod imp {
+    use ndarray::{Array1, Array2, ArrayView2};
+    use ndarray_linalg::{Cholesky, Diag, Eigh, SolveTriangular, UPLO};
+
+    use crate::{DType, Element, Error, Result};
+
+    fn lapack(routine: &'static str, e: ndarray_linalg::error::LinalgError) -> Error {
+        match e {
+            ndarray_linalg::error::LinalgError::Lapack(
+                ndarray_linalg::lax::error::Error::LapackComputationalFailure { return_code },
+            ) if routine == "potrf" && return_code > 0 => Error::NotPositiveDefinite {
+                op: "cholesky",
+                pivot: (return_code - 1) as usize,
+            },
+            other => Error::Lapack {
+                routine,
+                message: other.to_string(),
+            },
+        }
+    }
+
+    // ndarray-linalg is generic over its own `Scalar` trait, so go through f64/f32 casts of
+    // the owned arrays: `T` is exactly one of them (the `Element` trait is sealed).
+    fn cast<T: Element, U: Element>(a: Array2<T>) -> Array2<U> {
+        a.mapv(|x| U::of_f64(x.as_f64()))
+    }
+    fn cast1<T: Element, U: Element>(a: Array1<T>) -> Array1<U> {
+        a.mapv(|x| U::of_f64(x.as_f64()))
+    }
+
+    pub(super) fn matmul<T: Element>(a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
+        // ndarray's `dot` calls cblas ?gemm for BLAS-compatible layouts when `blas` is on.
+        a.dot(&b)
+    }
+
+    pub(super) fn eigh_ascending<T: Element>(a: ArrayView2<T>) -> Result<(Array1<T>, Array2<T>)> {
+        match T::DTYPE {
+            DType::F32 => {
+                let m: Array2<f32> = cast(a.to_owned());
+                let (v, u) = m.eigh(UPLO::Lower).map_err(|e| lapack("syev", e))?;
+                Ok((cast1(v), cast(u)))
+            }
+            DType::F64 => {
+                let m: Array2<f64> = cast(a.to_owned());
+                let (v, u) = m.eigh(UPLO::Lower).map_err(|e| lapack("syev", e))?;
+                Ok((cast1(v), cast(u)))
+            }
+        }
+    }
+
+    pub(super) fn cholesky<T: Element>(a: ArrayView2<T>) -> Result<Array2<T>> {
+        match T::DTYPE {
+            DType::F32 => {
+                let m: Array2<f32> = cast(a.to_owned());
+                Ok(cast(
+                    m.cholesky(UPLO::Lower).map_err(|e| lapack("potrf", e))?,
+                ))
+            }
+            DType::F64 => {
+                let m: Array2<f64> = cast(a.to_owned());
+                Ok(cast(
+                    m.cholesky(UPLO::Lower).map_err(|e| lapack("potrf", e))?,
+                ))
+            }
+        }
+    }
+
+    pub(super) fn solve_triangular<T: Element>(
+        t: ArrayView2<T>,
+        b: ArrayView2<T>,
+        lower: bool,
+    ) -> Result<Array2<T>> {
+        let uplo = if lower { UPLO::Lower } else { UPLO::Upper };
+        let err = |e| lapack("trtrs", e);
+        match T::DTYPE {
+            DType::F32 => {
+                let tt: Array2<f32> = cast(t.to_owned());
+                let bb: Array2<f32> = cast(b.to_owned());
+                Ok(cast(
+                    tt.solve_triangular(uplo, Diag::NonUnit, &bb).map_err(err)?,
+                ))
+            }
+            DType::F64 => {
+                let tt: Array2<f64> = cast(t.to_owned());
+                let bb: Array2<f64> = cast(b.to_owned());
+                Ok(cast(
+                    tt.solve_triangular(uplo, Diag::NonUnit, &bb).map_err(err)?,
+                ))
+            }
+        }
+    }
+}
