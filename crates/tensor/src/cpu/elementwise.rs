@@ -149,8 +149,10 @@ pub(crate) fn log_softmax<T: Element>(a: &Arr<T>) -> Arr<T> {
         let max = row
             .iter()
             .fold(T::neg_infinity(), |m, &x| if x > m { x } else { m });
-        let lse = row.iter().map(|&x| (x - max).exp()).sum::<T>().ln() + max;
-        row.mapv_inplace(|x| x - lse);
+        // Subtract the max first and the log-sum second: adding them before subtracting
+        // would round ln Σ to the scale of a large max.
+        let log_sum = row.iter().map(|&x| (x - max).exp()).sum::<T>().ln();
+        row.mapv_inplace(|x| (x - max) - log_sum);
     });
     out.into_shared()
 }

@@ -1,0 +1,114 @@
+//! Convolution and max-pooling through the Tensor API: hand-computed values and shape errors.
+//! (Randomised checks against naive loops and adjoint identities live beside the kernels.)
+
+use ndarray::{Array4, array};
+use specreg_tensor::{DType, Error, Tensor};
+
+#[test]
+fn conv2d_known_values() {
+    // x = 0..16 on a 4×4 grid; a 3×3 kernel of ones sums each window.
+    let x = Array4::from_shape_fn((1, 1, 4, 4), |(_, _, i, j)| (4 * i + j) as f32);
+    let ones = Array4::<f32>::ones((1, 1, 3, 3));
+    let y = Tensor::from_array(x.clone())
+        .conv2d(&Tensor::from_array(ones))
+        .unwrap();
+    assert_eq!(y.shape(), &[1, 1, 2, 2]);
+    assert_eq!(y.to_vec::<f32>().unwrap(), vec![45.0, 54.0, 81.0, 90.0]);
+    // A kernel picking the centre minus the top-left pixel gives 5 everywhere.
+    let mut k = Array4::<f32>::zeros((2, 1, 3, 3));
+    k[[0, 0, 1, 1]] = 1.0;
+    k[[0, 0, 0, 0]] = -1.0;
+    k[[1, 0, 2, 2]] = 2.0;
+    let y = Tensor::from_array(x)
+        .conv2d(&Tensor::from_array(k.clone()))
+        .unwrap();
+    assert_eq!(
+        y.to_vec::<f32>().unwrap(),
+        vec![5.0, 5.0, 5.0, 5.0, 20.0, 22.0, 28.0, 30.0]
+    );
+    // Backward: a unit upstream gradient at y[0,0,0,0] spreads the kernel onto x.
+    let mut g = Array4::<f32>::zeros((1, 2, 2, 2));
+    g[[0, 0, 0, 0]] = 1.0;
+    let dx = Tensor::from_array(g.clone())
+        .conv2d_backward_input(&Tensor::from_array(k))
+        .unwrap();
+    let dx = dx.to_array::<f32>().unwrap();
+    assert_eq!(
+        (dx[[0, 0, 1, 1]], dx[[0, 0, 0, 0]], dx.sum()),
+        (1.0, -1.0, 0.0)
+    );
+    let xw = Array4::from_shape_fn((1, 1, 4, 4), |(_, _, i, j)| (4 * i + j) as f32);
+    let dw = Tensor::from_array(xw)
+        .conv2d_backward_weight(&Tensor::from_array(g), 3, 3)
+        .unwrap();
+    assert_eq!(dw.shape(), &[2, 1, 3, 3]);
+    let dw = dw.to_array::<f32>().unwrap();
+    assert_eq!(dw[[0, 0, 2, 1]], 9.0); // x[2, 1]
+    assert_eq!(dw.slice(ndarray::s![1, .., .., ..]).sum(), 0.0);
+}
+
+#[test]
+fn conv2d_shape_errors() {
+    let x = Tensor::zeros(&[2, 3, 5, 5], DType::F32, &Default::default()).unwrap();
+    let w = Tensor::zeros(&[4, 2, 3, 3], DType::F32, &Default::default()).unwrap();
+    assert!(matches!(
+        x.conv2d(&w),
+        Err(Error::ShapeMismatch { op: "conv2d", .. })
+    ));
+    let big = Tensor::zeros(&[4, 3, 6, 6], DType::F32, &Default::default()).unwrap();
+    assert!(matches!(x.conv2d(&big), Err(Error::ShapeMismatch { .. })));
+    let flat = Tensor::zeros(&[2, 75], DType::F32, &Default::default()).unwrap();
+    assert!(matches!(flat.conv2d(&w), Err(Error::RankMismatch { .. })));
+    let g = Tensor::zeros(&[2, 4, 2, 2], DType::F32, &Default::default()).unwrap();
+    assert!(matches!(
+        x.conv2d_backward_weight(&g, 3, 3),
+        Err(Error::ShapeMismatch { .. })
+    ));
+}
+
+#[test]
+fn max_pool_known_values_ties_odd_sizes_and_nan() {
+    let x = array![[[
+        [1.0f32, 3.0, 2.0, 0.0, 9.0],
+        [4.0, 2.0, 2.0, 2.0, 9.0],
+        [5.0, 5.0, -1.0, f32::NAN, 9.0],
+        [5.0, 5.0, -3.0, -2.0, 9.0],
+        [9.0, 9.0, 9.0, 9.0, 9.0]
+    ]]];
+    let (y, idx) = Tensor::from_array(x).max_pool2d().unwrap();
+    assert_eq!(y.shape(), &[1, 1, 2, 2], "5×5 pools to 2×2 (floor)");
+    let yv = y.to_vec::<f32>().unwrap();
+    assert_eq!(&yv[..3], &[4.0, 2.0, 5.0]);
+    assert!(yv[3].is_nan(), "NaN propagates");
+    // window offsets: 4 at (1,0) → 2; tie of 2s → first (0,0) → 0; tie of 5s → 0; NaN at (0,1) → 1
+    assert_eq!(idx.to_vec::<f32>().unwrap(), vec![2.0, 0.0, 0.0, 1.0]);
+    let g = Tensor::from_array(array![[[[10.0f32, 20.0], [30.0, 40.0]]]]);
+    let dx = g
+        .max_pool2d_backward(&idx, 5, 5)
+        .unwrap()
+        .to_array::<f32>()
+        .unwrap();
+    assert_eq!(
+        (
+            dx[[0, 0, 1, 0]],
+            dx[[0, 0, 0, 2]],
+            dx[[0, 0, 2, 0]],
+            dx[[0, 0, 2, 3]]
+        ),
+        (10.0, 20.0, 30.0, 40.0)
+    );
+    assert_eq!(dx.sum(), 100.0);
+    let t = Tensor::from_array(Array4::from_shape_fn((1, 1, 5, 5), |(_, _, i, j)| {
+        (10 * i + j) as f32
+    }));
+    assert_eq!(
+        t.max_pool2d_gather(&idx).unwrap().to_vec::<f32>().unwrap(),
+        vec![10.0, 2.0, 20.0, 23.0]
+    );
+    assert!(matches!(
+        g.max_pool2d_backward(&idx, 7, 7),
+        Err(Error::InvalidArgument { .. })
+    ));
+    let tiny = Tensor::zeros(&[1, 1, 1, 4], DType::F32, &Default::default()).unwrap();
+    assert!(tiny.max_pool2d().is_err());
+}

@@ -1,0 +1,241 @@
+//! Matrix products, covariance, eigendecomposition, Cholesky and triangular solves against
+//! naive references and closed forms.
+
+mod common;
+
+use common::*;
+use ndarray::{Array2, Ix2, array, s};
+use specreg_tensor::{DType, Error, Tensor, Triangle, linalg};
+
+fn two(t: &Tensor) -> Array2<f64> {
+    to64(t).into_dimensionality::<Ix2>().unwrap()
+}
+
+fn spd(n: usize, seed: u64) -> Array2<f64> {
+    let a = rand_array(&[n, n], seed)
+        .into_dimensionality::<Ix2>()
+        .unwrap();
+    naive_matmul(&a, &a.t().to_owned()) + Array2::<f64>::eye(n) * 0.5
+}
+
+#[test]
+fn matmul_variants_match_naive_including_strided_operands() {
+    for dtype in [DType::F32, DType::F64] {
+        let tol = if dtype == DType::F32 { 2e-6 } else { 1e-13 };
+        let a = rand_array(&[37, 23], 1)
+            .into_dimensionality::<Ix2>()
+            .unwrap();
+        let b = rand_array(&[23, 41], 2)
+            .into_dimensionality::<Ix2>()
+            .unwrap();
+        let want = naive_matmul(&a, &b).into_dyn();
+        let ta = Tensor::from_array(a.clone()).to_dtype(dtype).unwrap();
+        let tb = Tensor::from_array(b.clone()).to_dtype(dtype).unwrap();
+        assert_close(&to64(&ta.matmul(&tb).unwrap()), &want, tol, "A·B");
+        // Aᵀ·B with A stored as [k, m]
+        let at = Tensor::from_array(a.t().as_standard_layout().into_owned())
+            .to_dtype(dtype)
+            .unwrap();
+        assert_close(&to64(&at.matmul_tn(&tb).unwrap()), &want, tol, "Aᵀ·B");
+        // A·Bᵀ with B stored as [n, k]
+        let bt = Tensor::from_array(b.t().as_standard_layout().into_owned())
+            .to_dtype(dtype)
+            .unwrap();
+        assert_close(&to64(&ta.matmul_nt(&bt).unwrap()), &want, tol, "A·Bᵀ");
+        // Transposed views and a strided slice as operands.
+        assert_close(
+            &to64(&at.t().unwrap().matmul(&tb).unwrap()),
+            &want,
+            tol,
+            "view Aᵀ",
+        );
+        let big = rand_array(&[74, 46], 3)
+            .into_dimensionality::<Ix2>()
+            .unwrap();
+        let sl = big.slice(s![..;2, 1..;2]).to_owned(); // 37 × 23 logical values
+        let tbig = Tensor::from_array(big.slice(s![..;2, 1..;2]).to_owned())
+            .to_dtype(dtype)
+            .unwrap();
+        let want = naive_matmul(&sl, &b).into_dyn();
+        assert_close(&to64(&tbig.matmul(&tb).unwrap()), &want, tol, "strided A");
+    }
+    let a = rand_tensor(&[3, 4], DType::F32, 0);
+    assert!(matches!(
+        a.matmul(&a),
+        Err(Error::ShapeMismatch { op: "matmul", .. })
+    ));
+    assert!(matches!(
+        a.matmul(&a.to_dtype(DType::F64).unwrap().t().unwrap()),
+        Err(Error::DTypeMismatch { .. })
+    ));
+}
+
+#[test]
+fn covariance_and_gram() {
+    let x = rand_array(&[50, 6], 4)
+        .into_dimensionality::<Ix2>()
+        .unwrap();
+    let mean = x.mean_axis(ndarray::Axis(0)).unwrap();
+    let xc = &x - &mean;
+    let want = naive_matmul(&xc.t().to_owned(), &xc) / 49.0;
+    let t = Tensor::from_array(x.clone());
+    assert_close(
+        &to64(&t.covariance().unwrap()),
+        &want.into_dyn(),
+        1e-13,
+        "covariance",
+    );
+    let g = naive_matmul(&x.t().to_owned(), &x);
+    assert_close(&to64(&t.gram().unwrap()), &g.into_dyn(), 1e-13, "gram");
+    // covariance of a non-contiguous (transposed) representation
+    let tt = Tensor::from_array(x.t().as_standard_layout().into_owned())
+        .t()
+        .unwrap();
+    assert_close(
+        &to64(&tt.covariance().unwrap()),
+        &to64(&t.covariance().unwrap()),
+        1e-14,
+        "view",
+    );
+    let one = Tensor::from_array(Array2::<f32>::zeros((1, 3)));
+    assert!(matches!(
+        one.covariance(),
+        Err(Error::InvalidArgument { .. })
+    ));
+}
+
+#[test]
+fn symmetric_eigen_reconstructs_in_descending_order() {
+    // Closed form: [[2, 1], [1, 2]] has eigenvalues 3 and 1.
+    let (l, v) = Tensor::from_array(array![[2.0f64, 1.0], [1.0, 2.0]])
+        .symmetric_eigen()
+        .unwrap();
+    let l = l.to_vec::<f64>().unwrap();
+    assert!(
+        (l[0] - 3.0).abs() < 1e-14 && (l[1] - 1.0).abs() < 1e-14,
+        "{l:?}"
+    );
+    let v = two(&v);
+    let r = std::f64::consts::FRAC_1_SQRT_2;
+    assert!(
+        (v[[0, 0]] - r).abs() < 1e-14 && (v[[1, 0]] - r).abs() < 1e-14,
+        "{v}"
+    );
+
+    for (dtype, n, tol) in [
+        (DType::F64, 50, 1e-12),
+        (DType::F32, 50, 5e-5),
+        (DType::F64, 200, 1e-11),
+    ] {
+        let a = spd(n, n as u64);
+        let (lam, vec) = Tensor::from_array(a.clone())
+            .to_dtype(dtype)
+            .unwrap()
+            .symmetric_eigen()
+            .unwrap();
+        let lam = to64(&lam).into_dimensionality::<ndarray::Ix1>().unwrap();
+        let vec = two(&vec);
+        assert!(
+            lam.windows(2).into_iter().all(|w| w[0] >= w[1]),
+            "not descending"
+        );
+        let recon = naive_matmul(&(&vec * &lam), &vec.t().to_owned());
+        assert_close(&recon.into_dyn(), &a.clone().into_dyn(), tol, "V Λ Vᵀ");
+        let eye = naive_matmul(&vec.t().to_owned(), &vec);
+        assert_close(
+            &eye.into_dyn(),
+            &Array2::<f64>::eye(n).into_dyn(),
+            tol,
+            "VᵀV",
+        );
+    }
+    // Only the lower triangle is read.
+    let mut a = spd(6, 9);
+    let full = linalg::symmetric_eigen(a.view()).unwrap().0;
+    for i in 0..6 {
+        for j in i + 1..6 {
+            a[[i, j]] = 1e9;
+        }
+    }
+    let lower = linalg::symmetric_eigen(a.view()).unwrap().0;
+    assert_close(
+        &lower.into_dyn(),
+        &full.into_dyn(),
+        1e-12,
+        "lower triangle only",
+    );
+    let rect = rand_tensor(&[3, 4], DType::F32, 1);
+    assert!(matches!(
+        rect.symmetric_eigen(),
+        Err(Error::InvalidArgument { .. })
+    ));
+}
+
+#[test]
+fn cholesky_and_triangular_solves() {
+    for dtype in [DType::F32, DType::F64] {
+        let tol = if dtype == DType::F32 { 1e-5 } else { 1e-12 };
+        let a = spd(30, 5);
+        let ta = Tensor::from_array(a.clone()).to_dtype(dtype).unwrap();
+        let l = ta.cholesky().unwrap();
+        let l64 = two(&l);
+        for i in 0..30 {
+            for j in i + 1..30 {
+                assert_eq!(l64[[i, j]], 0.0, "upper triangle must be zero");
+            }
+        }
+        assert_close(
+            &naive_matmul(&l64, &l64.t().to_owned()).into_dyn(),
+            &a.clone().into_dyn(),
+            tol,
+            "L Lᵀ",
+        );
+
+        let b = rand_array(&[30, 4], 6)
+            .into_dimensionality::<Ix2>()
+            .unwrap();
+        let tb = Tensor::from_array(b.clone()).to_dtype(dtype).unwrap();
+        let x = two(&l.solve_triangular(&tb, Triangle::Lower, false).unwrap());
+        assert_close(
+            &naive_matmul(&l64, &x).into_dyn(),
+            &b.clone().into_dyn(),
+            tol,
+            "L X = B",
+        );
+        let x = two(&l.solve_triangular(&tb, Triangle::Lower, true).unwrap());
+        assert_close(
+            &naive_matmul(&l64.t().to_owned(), &x).into_dyn(),
+            &b.clone().into_dyn(),
+            tol,
+            "Lᵀ X = B",
+        );
+        // Upper triangle given as a transposed view.
+        let u = l.t().unwrap();
+        let x = two(&u.solve_triangular(&tb, Triangle::Upper, false).unwrap());
+        assert_close(
+            &naive_matmul(&l64.t().to_owned(), &x).into_dyn(),
+            &b.clone().into_dyn(),
+            tol,
+            "U X = B",
+        );
+        let x = two(&u.solve_triangular(&tb, Triangle::Upper, true).unwrap());
+        assert_close(
+            &naive_matmul(&l64, &x).into_dyn(),
+            &b.into_dyn(),
+            tol,
+            "Uᵀ X = B",
+        );
+    }
+    // A matrix that is not positive definite names its failing pivot.
+    let bad = Tensor::from_array(array![[4.0f64, 2.0, 0.0], [2.0, 1.0, 0.0], [0.0, 0.0, 1.0]]);
+    match bad.cholesky() {
+        Err(Error::NotPositiveDefinite { pivot, .. }) => assert_eq!(pivot, 1),
+        other => panic!("expected NotPositiveDefinite, got {other:?}"),
+    }
+    let l = Tensor::from_array(Array2::<f64>::eye(3));
+    let b = Tensor::from_array(Array2::<f64>::zeros((4, 2)));
+    assert!(matches!(
+        l.solve_triangular(&b, Triangle::Lower, false),
+        Err(Error::ShapeMismatch { .. })
+    ));
+}
