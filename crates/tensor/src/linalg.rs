@@ -209,7 +209,7 @@ mod imp {
     fn lapack(routine: &'static str, e: ndarray_linalg::error::LinalgError) -> Error {
         match e {
             ndarray_linalg::error::LinalgError::Lapack(
-                ndarray_linalg::lax::error::Error::LapackComputationalFailure { return_code },
+                lax::error::Error::LapackComputationalFailure { return_code },
             ) if routine == "potrf" && return_code > 0 => Error::NotPositiveDefinite {
                 op: "cholesky",
                 pivot: (return_code - 1) as usize,
@@ -226,6 +226,14 @@ mod imp {
     fn cast<T: Element, U: Element>(a: Array2<T>) -> Array2<U> {
         a.mapv(|x| U::of_f64(x.as_f64()))
     }
+    /// A column-major copy: ndarray-linalg hands row-major buffers to LAPACK without
+    /// swapping `UPLO`, so "lower" would silently read the upper triangle.
+    fn fortran<T: Element, U: Element>(a: ArrayView2<T>) -> Array2<U> {
+        use ndarray::ShapeBuilder;
+        let mut m = Array2::<U>::zeros(a.dim().f());
+        m.zip_mut_with(&a, |d, &s| *d = U::of_f64(s.as_f64()));
+        m
+    }
     fn cast1<T: Element, U: Element>(a: Array1<T>) -> Array1<U> {
         a.mapv(|x| U::of_f64(x.as_f64()))
     }
@@ -238,12 +246,12 @@ mod imp {
     pub(super) fn eigh_ascending<T: Element>(a: ArrayView2<T>) -> Result<(Array1<T>, Array2<T>)> {
         match T::DTYPE {
             DType::F32 => {
-                let m: Array2<f32> = cast(a.to_owned());
+                let m: Array2<f32> = fortran(a);
                 let (v, u) = m.eigh(UPLO::Lower).map_err(|e| lapack("syev", e))?;
                 Ok((cast1(v), cast(u)))
             }
             DType::F64 => {
-                let m: Array2<f64> = cast(a.to_owned());
+                let m: Array2<f64> = fortran(a);
                 let (v, u) = m.eigh(UPLO::Lower).map_err(|e| lapack("syev", e))?;
                 Ok((cast1(v), cast(u)))
             }
@@ -253,13 +261,13 @@ mod imp {
     pub(super) fn cholesky<T: Element>(a: ArrayView2<T>) -> Result<Array2<T>> {
         match T::DTYPE {
             DType::F32 => {
-                let m: Array2<f32> = cast(a.to_owned());
+                let m: Array2<f32> = fortran(a);
                 Ok(cast(
                     m.cholesky(UPLO::Lower).map_err(|e| lapack("potrf", e))?,
                 ))
             }
             DType::F64 => {
-                let m: Array2<f64> = cast(a.to_owned());
+                let m: Array2<f64> = fortran(a);
                 Ok(cast(
                     m.cholesky(UPLO::Lower).map_err(|e| lapack("potrf", e))?,
                 ))
@@ -276,14 +284,14 @@ mod imp {
         let err = |e| lapack("trtrs", e);
         match T::DTYPE {
             DType::F32 => {
-                let tt: Array2<f32> = cast(t.to_owned());
+                let tt: Array2<f32> = fortran(t);
                 let bb: Array2<f32> = cast(b.to_owned());
                 Ok(cast(
                     tt.solve_triangular(uplo, Diag::NonUnit, &bb).map_err(err)?,
                 ))
             }
             DType::F64 => {
-                let tt: Array2<f64> = cast(t.to_owned());
+                let tt: Array2<f64> = fortran(t);
                 let bb: Array2<f64> = cast(b.to_owned());
                 Ok(cast(
                     tt.solve_triangular(uplo, Diag::NonUnit, &bb).map_err(err)?,
