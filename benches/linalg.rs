@@ -1,1 +1,79 @@
-fn main() {}
+//! GEMM at the paper's shapes, symmetric eigendecomposition and Cholesky.
+//!
+//! `cargo bench --bench linalg` runs the default (faer) path; add `--features openblas` for
+//! the OpenBLAS/LAPACK path. The backend is part of every bench id, so the two runs sit side
+//! by side in `target/criterion`. GEMM reports throughput in FLOP/s (criterion prints it as
+//! "elem/s": 1 elem = 1 FLOP).
+
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use specreg::tensor::{DType, Device, Rng, Tensor};
+
+const BACKEND: &str = if cfg!(feature = "openblas") { "openblas" } else { "faer" };
+
+fn random(shape: &[usize], dtype: DType, seed: u64) -> Tensor {
+    let mut rng = Rng::new(seed);
+    Tensor::rand_uniform(shape, -1.0, 1.0, dtype, &mut rng, &Device::Cpu).expect("random tensor")
+}
+
+/// Times `f` with a device sync inside the timed region.
+fn timed(iters: u64, dev: Device, mut f: impl FnMut() -> Tensor) -> Duration {
+    let start = Instant::now();
+    for _ in 0..iters {
+        std::hint::black_box(f());
+        dev.synchronize().expect("sync");
+    }
+    start.elapsed()
+}
+
+fn gemm(c: &mut Criterion) {
+    let mut g = c.benchmark_group(format!("gemm/{BACKEND}/cpu"));
+    g.sample_size(10).measurement_time(Duration::from_secs(4));
+    // (m, k, n): the first layer of the shallow net, an MLP hidden layer, the CNN's fc layer.
+    for (m, k, n) in [(3500, 784, 2000), (1500, 1000, 1000), (6000, 800, 1000)] {
+        let a = random(&[m, k], DType::F32, 1);
+        let b = random(&[k, n], DType::F32, 2);
+        g.throughput(Throughput::Elements(2 * (m * k * n) as u64));
+        g.bench_function(BenchmarkId::new("f32", format!("{m}x{k}x{n}")), |bch| {
+            bch.iter_custom(|iters| timed(iters, Device::Cpu, || a.matmul(&b).expect("matmul")))
+        });
+    }
+    g.finish();
+}
+
+fn spd(n: usize, dtype: DType) -> Tensor {
+    // A covariance of 1.5·n samples: symmetric positive definite like the regulariser's input.
+    random(&[n + n / 2, n], dtype, n as u64).covariance().expect("covariance")
+}
+
+fn eigh(c: &mut Criterion) {
+    let mut g = c.benchmark_group(format!("eigh/{BACKEND}/cpu"));
+    g.sample_size(10).measurement_time(Duration::from_secs(8));
+    for n in [1000, 2000, 2704] {
+        for dtype in [DType::F32, DType::F64] {
+            let a = spd(n, dtype);
+            g.bench_function(BenchmarkId::new(format!("{dtype:?}").to_lowercase(), n), |bch| {
+                bch.iter_custom(|iters| {
+                    timed(iters, Device::Cpu, || a.symmetric_eigen().expect("eigh").0)
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+fn cholesky(c: &mut Criterion) {
+    let mut g = c.benchmark_group(format!("cholesky/{BACKEND}/cpu"));
+    g.sample_size(20);
+    for n in [800, 1000] {
+        let a = spd(n, DType::F32);
+        g.bench_function(BenchmarkId::new("f32", n), |bch| {
+            bch.iter_custom(|iters| timed(iters, Device::Cpu, || a.cholesky().expect("cholesky")))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, gemm, eigh, cholesky);
+criterion_main!(benches);

@@ -1,1 +1,18 @@
-//! facade
+//! # specreg
+//!
+//! A reproduction of Nassar et al., "On 1/n neural representation and robustness"
+//! (NeurIPS 2020), as a set of small crates. This facade re-exports them so the workspace's
+//! integration tests and benches (and users who want everything) can depend on one crate:
+//!
+//! - [`tensor`]: `f32`/`f64` tensors with a run-time device, the numerical kernels.
+//! - [`data`]: the IDX reader, MNIST / Fashion-MNIST and seeded mini-batching.
+//!
+//! ```
+//! use specreg::tensor::{Device, Tensor};
+//! let x = Tensor::from_array(ndarray::array![[1.0f32, 2.0], [3.0, 4.0]]);
+//! assert_eq!(x.device(), Device::Cpu);
+//! ```
+#![warn(missing_docs)]
+
+pub use specreg_data as data;
+pub use specreg_tensor as tensor;
