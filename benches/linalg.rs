@@ -10,7 +10,11 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use specreg::tensor::{DType, Device, Rng, Tensor};
 
-const BACKEND: &str = if cfg!(feature = "openblas") { "openblas" } else { "faer" };
+const BACKEND: &str = if cfg!(feature = "openblas") {
+    "openblas"
+} else {
+    "faer"
+};
 
 fn random(shape: &[usize], dtype: DType, seed: u64) -> Tensor {
     let mut rng = Rng::new(seed);
@@ -44,7 +48,9 @@ fn gemm(c: &mut Criterion) {
 
 fn spd(n: usize, dtype: DType) -> Tensor {
     // A covariance of 1.5·n samples: symmetric positive definite like the regulariser's input.
-    random(&[n + n / 2, n], dtype, n as u64).covariance().expect("covariance")
+    random(&[n + n / 2, n], dtype, n as u64)
+        .covariance()
+        .expect("covariance")
 }
 
 fn eigh(c: &mut Criterion) {
@@ -53,11 +59,14 @@ fn eigh(c: &mut Criterion) {
     for n in [1000, 2000, 2704] {
         for dtype in [DType::F32, DType::F64] {
             let a = spd(n, dtype);
-            g.bench_function(BenchmarkId::new(format!("{dtype:?}").to_lowercase(), n), |bch| {
-                bch.iter_custom(|iters| {
-                    timed(iters, Device::Cpu, || a.symmetric_eigen().expect("eigh").0)
-                })
-            });
+            g.bench_function(
+                BenchmarkId::new(format!("{dtype:?}").to_lowercase(), n),
+                |bch| {
+                    bch.iter_custom(|iters| {
+                        timed(iters, Device::Cpu, || a.symmetric_eigen().expect("eigh").0)
+                    })
+                },
+            );
         }
     }
     g.finish();

@@ -29,21 +29,50 @@ fn cargo(args: &[&str]) -> Result<()> {
 
 fn lint() -> Result<()> {
     cargo(&["fmt", "--all", "--check"])?;
-    cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
-    cargo(&["clippy", "--workspace", "--all-targets", "--features", "cuda", "--", "-D", "warnings"])
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--features",
+        "cuda",
+        "--",
+        "-D",
+        "warnings",
+    ])
 }
 
 fn openblas_available() -> bool {
-    ["/usr/lib/x86_64-linux-gnu/libopenblas.so", "/usr/lib/aarch64-linux-gnu/libopenblas.so", "/usr/lib/libopenblas.so"]
-        .iter()
-        .any(|p| std::path::Path::new(p).exists())
+    [
+        "/usr/lib/x86_64-linux-gnu/libopenblas.so",
+        "/usr/lib/aarch64-linux-gnu/libopenblas.so",
+        "/usr/lib/libopenblas.so",
+    ]
+    .iter()
+    .any(|p| std::path::Path::new(p).exists())
 }
 
 fn extra() -> Result<()> {
     if openblas_available() {
-        cargo(&["test", "--release", "-p", "specreg-tensor", "--features", "openblas"])?;
+        cargo(&[
+            "test",
+            "--release",
+            "-p",
+            "specreg-tensor",
+            "--features",
+            "openblas",
+        ])?;
     } else {
-        bail!("libopenblas is not installed (apt-get install libopenblas-dev); .ci/run installs it");
+        bail!(
+            "libopenblas is not installed (apt-get install libopenblas-dev); .ci/run installs it"
+        );
     }
     cargo(&["bench", "--workspace", "--no-run"])
 }
@@ -51,7 +80,9 @@ fn extra() -> Result<()> {
 fn main() -> Result<()> {
     let task = std::env::args().nth(1);
     match task.as_deref() {
-        Some("ci") => lint().and_then(|_| cargo(TEST_COMMAND)).and_then(|_| extra()),
+        Some("ci") => lint()
+            .and_then(|_| cargo(TEST_COMMAND))
+            .and_then(|_| extra()),
         Some("extra") => extra(),
         Some("lint") => lint(),
         Some("test") => cargo(TEST_COMMAND),
