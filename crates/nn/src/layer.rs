@@ -1,0 +1,175 @@
+//! The [`Layer`] trait, its [`Mode`] and trainable [`Param`]eters.
+//!
+//! A layer maps `x ↦ y = f(x; θ)` and offers four passes:
+//!
+//! | pass               | input                | output        | accumulates           |
+//! |--------------------|----------------------|---------------|-----------------------|
+//! | `forward`          | `x`                  | `y`           | —                     |
+//! | `backward`         | `g = ∂L/∂y`          | `∂L/∂x`       | `∂L/∂θ` in `grad`     |
+//! | `forward_tangent`  | `dx`                 | `R{y}`        | —                     |
+//! | `backward_tangent` | `R{∂L/∂y}`           | `R{∂L/∂x}`    | `R{∂L/∂θ}` in `grad_tangent` |
+//!
+//! where `R{·}` is Pearlmutter's R-operator along the input direction `dx`:
+//! `R{h} = d/dε h(x + ε dx)|₀`, with the parameter direction zero.
+
+use specreg_tensor::Tensor;
+
+use crate::{NnError, Result};
+
+/// Whether a layer is training (BatchNorm normalises with batch statistics and updates its
+/// running statistics) or evaluating (BatchNorm uses its running statistics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Mode {
+    /// Training.
+    #[default]
+    Train,
+    /// Evaluation.
+    Eval,
+}
+
+/// A trainable tensor with its gradient and its tangent gradient.
+#[derive(Debug, Clone)]
+pub struct Param {
+    /// The parameter's name within its layer (`weight`, `bias`).
+    pub name: String,
+    /// The current value.
+    pub value: Tensor,
+    /// `∂L/∂θ`, summed over every `backward` since the last [`Param::zero_grad`]; `None`
+    /// means zero.
+    pub grad: Option<Tensor>,
+    /// `R{∂L/∂θ}`, summed over every `backward_tangent` since the last
+    /// [`Param::zero_grad`]; `None` means zero.
+    pub grad_tangent: Option<Tensor>,
+}
+
+impl Param {
+    /// A parameter with no gradient yet.
+    pub fn new(name: impl Into<String>, value: Tensor) -> Self {
+        Self {
+            name: name.into(),
+            value,
+            grad: None,
+            grad_tangent: None,
+        }
+    }
+
+    /// Adds `g` into [`Param::grad`].
+    pub fn accumulate_grad(&mut self, g: Tensor) -> Result<()> {
+        self.grad = Some(Self::add_into(
+            self.grad.take(),
+            g,
+            &self.value,
+            &self.name,
+        )?);
+        Ok(())
+    }
+
+    /// Adds `g` into [`Param::grad_tangent`].
+    pub fn accumulate_grad_tangent(&mut self, g: Tensor) -> Result<()> {
+        let acc = self.grad_tangent.take();
+        self.grad_tangent = Some(Self::add_into(acc, g, &self.value, &self.name)?);
+        Ok(())
+    }
+
+    fn add_into(acc: Option<Tensor>, g: Tensor, value: &Tensor, name: &str) -> Result<Tensor> {
+        if g.shape() != value.shape() {
+            return Err(NnError::ShapeMismatch {
+                layer: format!("gradient of {name}"),
+                expected: format!("{:?}", value.shape()),
+                got: g.shape().to_vec(),
+            });
+        }
+        Ok(match acc {
+            Some(a) => a.add(&g)?,
+            None => g,
+        })
+    }
+
+    /// Clears both the gradient and the tangent gradient.
+    pub fn zero_grad(&mut self) {
+        self.grad = None;
+        self.grad_tangent = None;
+    }
+}
+
+/// A differentiable layer with forward, backward and R-operator passes.
+///
+/// # Call order
+///
+/// `forward(x)` caches what the other passes need; then `backward(g)` may follow; then
+/// `forward_tangent(dx)` (which needs only `forward`); and `backward_tangent(R{g})` needs
+/// all three. Calling a pass before what it needs is an [`NnError::BackwardBeforeForward`]
+/// or [`NnError::OutOfOrder`] error. A new `forward` clears the caches of the others.
+///
+/// # Why tangents: the exact gradient of the Jacobian regulariser
+///
+/// The Jacobian regulariser (eq. 11 of Nassar et al.) penalises `½‖∂L/∂x‖²`. Its weight
+/// gradient is a mixed second derivative: with `v = ∂L/∂x` held as a direction,
+///
+/// `∇_θ ½‖∂L/∂x‖² = (∂²L/∂θ∂x) v = d/dε ∇_θ L(x + ε v; θ)|₀ = R_v{∇_θ L}`
+///
+/// by the symmetry of mixed partials. So one `forward` + `backward` (giving `v` and
+/// `∇_θ L`) followed by one `forward_tangent(v)` + `backward_tangent` (giving `R_v{∇_θ L}`
+/// in [`Param::grad_tangent`]) yields the exact gradient, with no finite differences and
+/// about twice the cost of a training step. [`Sequential::jacobian_penalty_grad`] wires
+/// this up.
+///
+/// [`Sequential::jacobian_penalty_grad`]: crate::Sequential::jacobian_penalty_grad
+pub trait Layer: Send + std::fmt::Debug {
+    /// `y = f(x; θ)`, caching what the other passes need.
+    fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor>;
+
+    /// Given `∂L/∂y`, returns `∂L/∂x` and adds `∂L/∂θ` into each [`Param::grad`].
+    fn backward(&mut self, grad_out: &Tensor) -> Result<Tensor>;
+
+    /// The directional derivative `R{y} = (∂y/∂x) dx` of the last `forward`'s output along
+    /// the input direction `dx` (parameter directions are zero).
+    fn forward_tangent(&mut self, dx: &Tensor) -> Result<Tensor>;
+
+    /// Given `R{∂L/∂y}`, returns `R{∂L/∂x}` and adds `R{∂L/∂θ}` into each
+    /// [`Param::grad_tangent`]. The tangent is taken along the `dx` of the last
+    /// `forward_tangent`, through the upstream gradient of the last `backward`.
+    fn backward_tangent(&mut self, dgrad_out: &Tensor) -> Result<Tensor>;
+
+    /// The trainable parameters.
+    fn params(&self) -> Vec<&Param> {
+        Vec::new()
+    }
+
+    /// The trainable parameters, mutably.
+    fn params_mut(&mut self) -> Vec<&mut Param> {
+        Vec::new()
+    }
+
+    /// A short name (`linear`, `tanh`, …) used in errors.
+    fn name(&self) -> &str;
+
+    /// Clears every parameter's gradient and tangent gradient.
+    fn zero_grad(&mut self) {
+        for p in self.params_mut() {
+            p.zero_grad();
+        }
+    }
+}
+
+/// The cached tensor, or the error saying which pass must run first.
+pub(crate) fn need<'a>(
+    cache: &'a Option<Tensor>,
+    layer: &str,
+    pass: &'static str,
+    needs: &'static str,
+) -> Result<&'a Tensor> {
+    cache.as_ref().ok_or_else(|| {
+        if needs == "forward" && pass == "backward" {
+            NnError::BackwardBeforeForward {
+                layer: layer.to_string(),
+            }
+        } else {
+            NnError::OutOfOrder {
+                layer: layer.to_string(),
+                pass,
+                needs,
+            }
+        }
+    })
+}

@@ -1,0 +1,40 @@
+//! Mean softmax cross-entropy over a batch of logits `z: [B, K]` with labels `y ∈ 0..K`.
+//!
+//! `L = (1/B) Σ_n −log p_n[y_n]` with `p_n = softmax(z_n)`.
+//!
+//! * gradient: `∂L/∂z_n = (p_n − e_{y_n}) / B`;
+//! * tangent along a logit direction `dz`: `R{p_n} = p_n ⊙ dz_n − p_n (p_nᵀ dz_n)` (the
+//!   softmax Jacobian `diag(p) − p pᵀ` applied to `dz_n`), and the one-hot is constant, so
+//!   `R{∂L/∂z_n} = (p_n ⊙ dz_n − p_n (p_nᵀ dz_n)) / B`.
+
+use specreg_tensor::{BinaryOp, Tensor};
+
+use crate::{NnError, Result};
+
+/// The mean cross-entropy of `logits: [B, K]` and its gradient with respect to the logits.
+pub fn softmax_cross_entropy(logits: &Tensor, labels: &[usize]) -> Result<(f64, Tensor)> {
+    Ok(logits.softmax_cross_entropy(labels)?)
+}
+
+/// The per-sample cross-entropies `−log softmax(z_n)[y_n]`, shape `[B]`.
+pub fn cross_entropy_per_sample(logits: &Tensor, labels: &[usize]) -> Result<Tensor> {
+    Ok(logits.cross_entropy_per_sample(labels)?)
+}
+
+/// `R{∂L/∂z}`: the directional derivative of the mean cross-entropy's logit gradient along
+/// `dz` (labels drop out: the one-hot term is constant).
+pub fn softmax_cross_entropy_tangent(logits: &Tensor, dz: &Tensor) -> Result<Tensor> {
+    let (b, _) = logits.dims2()?;
+    if dz.shape() != logits.shape() || b == 0 {
+        return Err(NnError::ShapeMismatch {
+            layer: "softmax_cross_entropy_tangent".into(),
+            expected: format!("{:?} with B > 0", logits.shape()),
+            got: dz.shape().to_vec(),
+        });
+    }
+    let p = logits.softmax()?;
+    let pdz = p.mul(dz)?;
+    let dots = pdz.sum_axis(1)?;
+    let along = p.broadcast_along(&dots, 0, BinaryOp::Mul)?;
+    Ok(pdz.sub(&along)?.scale(1.0 / b as f64)?)
+}

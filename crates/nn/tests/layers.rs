@@ -1,0 +1,162 @@
+//! Every layer's four passes against f64 central differences, over small random shapes.
+
+mod common;
+
+use common::{check_layer, randn, tensor, uniform};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, RngSeed};
+use specreg_nn::{
+    BatchNorm1d, Conv2d, Flatten, Layer, Linear, MaxPool2d, Mode, Relu, Sigmoid, Tanh,
+};
+use specreg_tensor::{DType, Device, Rng, Tensor};
+
+fn config() -> Config {
+    Config {
+        cases: 32,
+        rng_seed: RngSeed::Fixed(20201206),
+        failure_persistence: None,
+        ..Config::default()
+    }
+}
+
+/// Distinct values spaced by 0.1 in a random order: no pooling window is near a tie.
+fn spaced(shape: &[usize], rng: &mut Rng) -> Tensor {
+    let n: usize = shape.iter().product();
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        order.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    let v = order
+        .iter()
+        .map(|&r| 0.1 * r as f64 - 0.05 * n as f64)
+        .collect();
+    tensor(v, shape)
+}
+
+/// Values bounded away from ReLU's kink at 0.
+fn off_zero(shape: &[usize], rng: &mut Rng) -> Tensor {
+    let v = randn(shape, rng).to_vec::<f64>().unwrap();
+    let v = v.iter().map(|a| a.signum() * (0.1 + a.abs())).collect();
+    tensor(v, shape)
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn linear(b in 1usize..4, i in 1usize..5, o in 1usize..4, seed in any::<u64>()) {
+        let mut rng = Rng::new(seed);
+        let mut l = Linear::new(i, o, DType::F64, &Device::Cpu, &mut rng).unwrap();
+        check_layer(&mut l, &randn(&[b, i], &mut rng), Mode::Train, &mut rng);
+    }
+
+    #[test]
+    fn tanh(b in 1usize..4, n in 1usize..5, seed in any::<u64>()) {
+        let mut rng = Rng::new(seed);
+        check_layer(&mut Tanh::new(), &randn(&[b, n], &mut rng), Mode::Train, &mut rng);
+    }
+
+    #[test]
+    fn sigmoid(b in 1usize..4, n in 1usize..5, seed in any::<u64>()) {
+        let mut rng = Rng::new(seed);
+        check_layer(&mut Sigmoid::new(), &randn(&[b, n], &mut rng), Mode::Eval, &mut rng);
+    }
+
+    #[test]
+    fn relu(b in 1usize..4, n in 1usize..5, seed in any::<u64>()) {
+        let mut rng = Rng::new(seed);
+        check_layer(&mut Relu::new(), &off_zero(&[b, n], &mut rng), Mode::Train, &mut rng);
+    }
+
+    #[test]
+    fn flatten(b in 1usize..3, c in 1usize..3, h in 1usize..4, seed in any::<u64>()) {
+        let mut rng = Rng::new(seed);
+        let x = randn(&[b, c, h, 2], &mut rng);
+        let mut f = Flatten::new();
+        let y = f.forward(&x, Mode::Train).unwrap();
+        prop_assert_eq!(y.shape(), &[b, c * h * 2]);
+        check_layer(&mut f, &x, Mode::Train, &mut rng);
+    }
+
+    #[test]
+    fn conv2d(
+        b in 1usize..3, c in 1usize..3, o in 1usize..3,
+        kh in 1usize..4, kw in 1usize..4, eh in 0usize..3, ew in 0usize..3,
+        seed in any::<u64>(),
+    ) {
+        let mut rng = Rng::new(seed);
+        let mut l = Conv2d::new(c, o, (kh, kw), DType::F64, &Device::Cpu, &mut rng).unwrap();
+        let x = randn(&[b, c, kh + eh, kw + ew], &mut rng);
+        check_layer(&mut l, &x, Mode::Train, &mut rng);
+    }
+
+    #[test]
+    fn max_pool2d(b in 1usize..3, c in 1usize..3, h in 2usize..6, w in 2usize..6, seed in any::<u64>()) {
+        let mut rng = Rng::new(seed);
+        let x = spaced(&[b, c, h, w], &mut rng);
+        let mut p = MaxPool2d::new();
+        let y = p.forward(&x, Mode::Train).unwrap();
+        prop_assert_eq!(y.shape(), &[b, c, h / 2, w / 2]);
+        check_layer(&mut p, &x, Mode::Train, &mut rng);
+    }
+
+    #[test]
+    fn batch_norm_train(b in 2usize..6, f in 1usize..4, seed in any::<u64>()) {
+        let mut rng = Rng::new(seed);
+        let mut bn = random_batch_norm(f, &mut rng);
+        let x = randn(&[b, f], &mut rng).affine(1.5, 0.3).unwrap();
+        check_layer(&mut bn, &x, Mode::Train, &mut rng);
+    }
+
+    #[test]
+    fn batch_norm_eval(b in 1usize..5, f in 1usize..4, seed in any::<u64>()) {
+        let mut rng = Rng::new(seed);
+        let mut bn = random_batch_norm(f, &mut rng);
+        let x = randn(&[b, f], &mut rng);
+        check_layer(&mut bn, &x, Mode::Eval, &mut rng);
+    }
+}
+
+/// A BatchNorm with random affine parameters and running statistics.
+fn random_batch_norm(f: usize, rng: &mut Rng) -> BatchNorm1d {
+    let mut bn = BatchNorm1d::new(f, DType::F64, &Device::Cpu).unwrap();
+    bn.params_mut()[0].value = uniform(&[f], 0.5, 2.0, rng);
+    bn.params_mut()[1].value = randn(&[f], rng);
+    let (mean, var) = (randn(&[f], rng), uniform(&[f], 0.5, 2.0, rng));
+    bn.set_running_stats(mean, var, 3).unwrap();
+    bn
+}
+
+#[test]
+fn max_pool_ties_route_to_the_first_maximum() {
+    // One 2×4 channel: the first window is all equal, the second has its maximum 5 at
+    // offsets 1 and 2 (row-major (0,3) and (1,2)).
+    let x = tensor(vec![1.0, 1.0, 0.0, 5.0, 1.0, 1.0, 5.0, 2.0], &[1, 1, 2, 4]);
+    let mut p = MaxPool2d::new();
+    let y = p.forward(&x, Mode::Train).unwrap();
+    assert_eq!(common::vals(&y), [1.0, 5.0]);
+    let gx = p.backward(&tensor(vec![3.0, 7.0], &[1, 1, 1, 2])).unwrap();
+    assert_eq!(common::vals(&gx), [3.0, 0.0, 0.0, 7.0, 0.0, 0.0, 0.0, 0.0]);
+    let dx = tensor(vec![10., 11., 12., 13., 14., 15., 16., 17.], &[1, 1, 2, 4]);
+    assert_eq!(common::vals(&p.forward_tangent(&dx).unwrap()), [10.0, 13.0]);
+    let rgx = p
+        .backward_tangent(&tensor(vec![-1.0, 2.0], &[1, 1, 1, 2]))
+        .unwrap();
+    assert_eq!(
+        common::vals(&rgx),
+        [-1.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0, 0.0]
+    );
+}
+
+#[test]
+fn odd_pool_input_drops_the_last_row_and_column() {
+    let mut rng = Rng::new(5);
+    let x = spaced(&[1, 1, 3, 3], &mut rng);
+    let mut p = MaxPool2d::new();
+    let y = p.forward(&x, Mode::Train).unwrap();
+    let v = common::vals(&x);
+    assert_eq!(common::vals(&y), [v[0].max(v[1]).max(v[3]).max(v[4])]);
+    let gx = common::vals(&p.backward(&tensor(vec![1.0], &[1, 1, 1, 1])).unwrap());
+    assert_eq!(gx.iter().sum::<f64>(), 1.0);
+    assert!([2, 5, 6, 7, 8].iter().all(|&i| gx[i] == 0.0));
+}
