@@ -112,3 +112,59 @@ fn max_pool_known_values_ties_odd_sizes_and_nan() {
     let tiny = Tensor::zeros(&[1, 1, 1, 4], DType::F32, &Default::default()).unwrap();
     assert!(tiny.max_pool2d().is_err());
 }
+
+#[test]
+fn f64_kernels_agree_with_f32_and_with_a_naive_loop() {
+    use specreg_tensor::{Device, Rng};
+    let mut rng = Rng::new(5);
+    let x =
+        Tensor::rand_uniform(&[3, 2, 9, 8], -1.0, 1.0, DType::F64, &mut rng, &Device::Cpu).unwrap();
+    let w =
+        Tensor::rand_uniform(&[4, 2, 3, 3], -1.0, 1.0, DType::F64, &mut rng, &Device::Cpu).unwrap();
+    let y = x.conv2d(&w).unwrap().to_array::<f64>().unwrap();
+    let (xa, wa) = (x.to_array::<f64>().unwrap(), w.to_array::<f64>().unwrap());
+    for (idx, &v) in y.indexed_iter() {
+        let (b, o, i, j) = (idx[0], idx[1], idx[2], idx[3]);
+        let mut s = 0.0;
+        for c in 0..2 {
+            for p in 0..3 {
+                for q in 0..3 {
+                    s += wa[[o, c, p, q]] * xa[[b, c, i + p, j + q]];
+                }
+            }
+        }
+        assert!((v - s).abs() < 1e-13, "f64 conv at {idx:?}: {v} vs {s}");
+    }
+    let y32 = x
+        .to_dtype(DType::F32)
+        .unwrap()
+        .conv2d(&w.to_dtype(DType::F32).unwrap())
+        .unwrap();
+    let diff = y32
+        .to_dtype(DType::F64)
+        .unwrap()
+        .sub(&Tensor::from_array(y))
+        .unwrap()
+        .max_abs()
+        .unwrap();
+    assert!(diff < 1e-5, "f32 vs f64 conv differ by {diff}");
+    let (p64, a64) = x.max_pool2d().unwrap();
+    let (p32, a32) = x.to_dtype(DType::F32).unwrap().max_pool2d().unwrap();
+    assert_eq!(
+        a64.to_vec::<f64>()
+            .unwrap()
+            .iter()
+            .map(|&v| v as f32)
+            .collect::<Vec<_>>(),
+        a32.to_vec::<f32>().unwrap()
+    );
+    assert!(
+        p64.to_dtype(DType::F32)
+            .unwrap()
+            .sub(&p32)
+            .unwrap()
+            .max_abs()
+            .unwrap()
+            == 0.0
+    );
+}

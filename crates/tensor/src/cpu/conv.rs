@@ -1,59 +1,865 @@
-//! Temporary naive conv (to be replaced).
-use crate::Element;
+//! 2-D convolution kernels (cross-correlation, like PyTorch's `conv2d`) on the CPU:
+//! stride 1, no padding, no dilation, any kernel size `KH × KW`, NCHW layout.
+//!
+//! Shapes, with `OH = H - KH + 1` and `OW = W - KW + 1`:
+//!
+//! * forward, [`conv2d`]: `x: [B, C, H, W]`, `w: [O, C, KH, KW]` → `y: [B, O, OH, OW]`,
+//!   `y[b,o,i,j] = Σ_{c,p,q} w[o,c,p,q] · x[b,c,i+p,j+q]`;
+//! * input gradient, [`conv2d_backward_input`]: `g = dL/dy: [B, O, OH, OW]`, `w` →
+//!   `dL/dx: [B, C, OH+KH-1, OW+KW-1]`, `dx[b,c,r,s] = Σ_{o,p,q} w[o,c,p,q] · g[b,o,r-p,s-q]`
+//!   over the terms with `0 ≤ r-p < OH`, `0 ≤ s-q < OW` (the adjoint of the forward map in
+//!   `x`);
+//! * weight gradient, [`conv2d_backward_weight`]: `x`, `g` → `dL/dw: [O, C, KH, KW]`,
+//!   `dw[o,c,p,q] = Σ_{b,i,j} g[b,o,i,j] · x[b,c,i+p,j+q]` (the adjoint in `w`).
+//!
+//! Method: im2col + GEMM (faer, sequential) per chunk of samples; the chunks run in parallel
+//! with rayon. The patch matrix uses a *row-padded* column layout: for one sample, column
+//! `n ∈ [0, NP)`, `NP = (OH-1)·W + OW`, stands for the output position `(n / W, n % W)`, and
+//! `col[(c,p,q), n] = x[c, p·W + q + n]` (flat index into the `H × W` plane). So each patch row
+//! is one contiguous copy of the input plane, and col2im is one contiguous add per row, instead
+//! of `OH` short copies of `OW` floats. The columns with `n % W ≥ OW` (the gaps, `W-OW` per
+//! output row) are padding: their forward outputs are dropped, and in the two backward passes
+//! they are set to zero, so they contribute exact zeros (also for non-finite inputs). Then
+//! `y = W · col` (`W: [O, C·KH·KW]`), `dcol = Wᵀ · g` followed by col2im (scatter-add), and
+//! `dW = g · colᵀ`. A chunk puts the patch matrices of its samples side by side
+//! (`[C·KH·KW, S·NP]`), so each GEMM is large while the buffers stay bounded (about
+//! `COL_TARGET` floats per chunk, never the whole batch).
+//!
+//! Determinism: the chunking depends only on the shapes, never on the number of threads or on
+//! work stealing. Forward and input gradient write disjoint outputs per chunk. The weight
+//! gradient (a sum over the batch) computes one partial sum per fixed chunk of
+//! `WGRAD_CHUNK` samples in parallel and adds the partials sequentially in chunk order, so
+//! equal inputs give equal bits whatever the thread count.
+//!
+//! Inputs may be arbitrary strided views; non-standard layouts are copied to standard layout
+//! first. Shape mismatches are programmer errors (the tensor layer validates shapes first)
+//! and panic with a message.
+
+use faer::{Accum, MatMut, MatRef, Par};
 use ndarray::{Array4, ArrayView4};
-pub(crate) fn conv2d<T: Element>(x: ArrayView4<T>, w: ArrayView4<T>) -> Array4<T> {
-    let (b, c, h, wd) = x.dim();
-    let (o, _, kh, kw) = w.dim();
-    Array4::from_shape_fn((b, o, h - kh + 1, wd - kw + 1), |(n, oc, i, j)| {
-        let mut s = T::zero();
-        for ci in 0..c {
-            for p in 0..kh {
-                for q in 0..kw {
-                    s += w[[oc, ci, p, q]] * x[[n, ci, i + p, j + q]];
+use rayon::prelude::*;
+
+use crate::Element;
+
+/// Target size, in floats, of one chunk's patch matrix plus GEMM operand (512 KiB: in L2).
+const COL_TARGET: usize = 1 << 17;
+/// Upper bound on the samples per chunk for the forward and input-gradient passes.
+const MAX_CHUNK: usize = 64;
+/// Samples per partial sum of the weight gradient (fixed, so the reduction order is fixed).
+const WGRAD_CHUNK: usize = 32;
+
+/// Samples per chunk so that the chunk's `per_sample`-float buffers total about
+/// `COL_TARGET` floats; depends only on the shapes.
+fn chunk_samples(per_sample: usize, max: usize) -> usize {
+    (COL_TARGET / per_sample.max(1)).clamp(1, max)
+}
+
+/// A borrowed dense matrix over a slice: element `(i, j)` lives at `data[i * rs + j * cs]`.
+#[derive(Clone, Copy, Debug)]
+struct Mat<'a, T> {
+    data: &'a [T],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a, T> Mat<'a, T> {
+    fn new(data: &'a [T], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            rs,
+            cs,
+        }
+    }
+}
+
+/// Index one past the last element a `rows × cols` matrix with strides `rs`, `cs` touches.
+fn extent(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
+    if rows == 0 || cols == 0 {
+        0
+    } else {
+        (rows - 1) * rs + (cols - 1) * cs + 1
+    }
+}
+
+/// `dst (← or +=) a · b`, with `dst` the `a.rows × b.cols` matrix over `dst` with strides
+/// `(drs, dcs)`. Sequential faer GEMM; the extents are checked, which makes the raw views sound.
+fn gemm<T: Element>(
+    dst: &mut [T],
+    drs: usize,
+    dcs: usize,
+    accum: Accum,
+    a: Mat<'_, T>,
+    b: Mat<'_, T>,
+) {
+    assert_eq!(a.cols, b.rows, "gemm: inner dimensions differ");
+    let (m, n, k) = (a.rows, b.cols, a.cols);
+    assert!(
+        extent(m, n, drs, dcs) <= dst.len(),
+        "gemm: dst out of bounds"
+    );
+    assert!(
+        extent(m, k, a.rs, a.cs) <= a.data.len(),
+        "gemm: lhs out of bounds"
+    );
+    assert!(
+        extent(k, n, b.rs, b.cs) <= b.data.len(),
+        "gemm: rhs out of bounds"
+    );
+    let s = |v: usize| isize::try_from(v).expect("stride overflows isize");
+    // SAFETY: the pointers come from live slices (non-null even when empty), every element the
+    // views can reach lies inside its slice (checked above), `dst` is borrowed mutably, so it
+    // aliases neither operand, and the operands are only read.
+    unsafe {
+        let d = MatMut::from_raw_parts_mut(dst.as_mut_ptr(), m, n, s(drs), s(dcs));
+        let l = MatRef::from_raw_parts(a.data.as_ptr(), m, k, s(a.rs), s(a.cs));
+        let r = MatRef::from_raw_parts(b.data.as_ptr(), k, n, s(b.rs), s(b.cs));
+        faer::linalg::matmul::matmul(d, accum, l, r, T::one(), Par::Seq);
+    }
+}
+
+/// `dst.copy_from_slice(src)` for short rows (`OW` floats, 11 or 26 in the paper's layers), as
+/// fixed-size 8-float moves instead of a `memcpy` call per row.
+#[inline(always)]
+fn copy_row<T: Element>(dst: &mut [T], src: &[T]) {
+    const L: usize = 8;
+    let n = dst.len();
+    assert_eq!(n, src.len());
+    if n < L {
+        dst.copy_from_slice(src);
+        return;
+    }
+    let mut i = 0;
+    while i + L <= n {
+        dst[i..i + L].copy_from_slice(&src[i..i + L]);
+        i += L;
+    }
+    if i < n {
+        // The last, partial block: an overlapping move of the final L floats.
+        dst[n - L..].copy_from_slice(&src[n - L..]);
+    }
+}
+
+/// `dst += src` elementwise, in fixed 8-float blocks (kept in vector registers) and a tail.
+#[inline(always)]
+fn add_assign<T: Element>(dst: &mut [T], src: &[T]) {
+    const L: usize = 8;
+    assert_eq!(dst.len(), src.len());
+    let mut d = dst.chunks_exact_mut(L);
+    let mut s = src.chunks_exact(L);
+    for (db, sb) in (&mut d).zip(&mut s) {
+        let sum: [T; L] = std::array::from_fn(|k| db[k] + sb[k]);
+        db.copy_from_slice(&sum);
+    }
+    for (a, b) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *a += *b;
+    }
+}
+
+/// `dst.fill(0.0)` for the short gaps (`KW-1` floats) of the padded layout, with fixed-size
+/// stores instead of a `memset` call per gap.
+#[inline(always)]
+fn zero_short<T: Element>(dst: &mut [T]) {
+    let z = [T::zero(); 8];
+    let mut blocks = dst.chunks_exact_mut(8);
+    for b in &mut blocks {
+        b.copy_from_slice(&z);
+    }
+    // Constant-length copies per remainder length (a loop would become a `memset` call).
+    let rest = blocks.into_remainder();
+    match rest.len() {
+        0 => {}
+        1 => rest.copy_from_slice(&z[..1]),
+        2 => rest.copy_from_slice(&z[..2]),
+        3 => rest.copy_from_slice(&z[..3]),
+        4 => rest.copy_from_slice(&z[..4]),
+        5 => rest.copy_from_slice(&z[..5]),
+        6 => rest.copy_from_slice(&z[..6]),
+        _ => rest.copy_from_slice(&z[..7]),
+    }
+}
+
+/// Resizes a scratch buffer (contents unspecified afterwards; callers overwrite what they read).
+fn scratch<T: Element>(buf: &mut Vec<T>, len: usize) -> &mut [T] {
+    if buf.len() < len {
+        buf.resize(len, T::zero());
+    }
+    &mut buf[..len]
+}
+
+/// Geometry of one convolution: input `[C, H, W]` per sample, kernel `KH × KW`, `KH ≤ H`,
+/// `KW ≤ W`.
+#[derive(Clone, Copy, Debug)]
+struct Geom {
+    c: usize,
+    h: usize,
+    w: usize,
+    kh: usize,
+    kw: usize,
+}
+
+impl Geom {
+    fn oh(&self) -> usize {
+        self.h + 1 - self.kh
+    }
+    fn ow(&self) -> usize {
+        self.w + 1 - self.kw
+    }
+    /// Rows of the patch matrix, `C·KH·KW`.
+    fn k(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+    fn in_len(&self) -> usize {
+        self.c * self.h * self.w
+    }
+    fn out_plane(&self) -> usize {
+        self.oh() * self.ow()
+    }
+    /// Row-padded columns per sample, `NP = (OH-1)·W + OW` (see the module docs).
+    fn np(&self) -> usize {
+        (self.oh() - 1) * self.w + self.ow()
+    }
+
+    /// Zeroes the gaps of one padded row `cols` (`NP` floats): after each of the first `OH-1`
+    /// output rows, the `W-OW` columns that follow it.
+    #[inline(always)]
+    fn zero_gaps<T: Element>(&self, cols: &mut [T]) {
+        let ow = self.ow();
+        if ow < self.w {
+            for out_row in cols.chunks_exact_mut(self.w) {
+                zero_short(&mut out_row[ow..]);
+            }
+        }
+    }
+
+    /// Writes the patches of one sample `x: [C, H, W]` into columns `off .. off + NP` of the
+    /// row-major patch matrix `col` (row stride `ld`). The gap columns get input values, or
+    /// zeros when `zero_gaps`.
+    fn im2col<T: Element>(&self, x: &[T], col: &mut [T], ld: usize, off: usize, zero_gaps: bool) {
+        let (np, hw) = (self.np(), self.h * self.w);
+        let mut row = 0;
+        for plane in x.chunks_exact(hw) {
+            for p in 0..self.kh {
+                for q in 0..self.kw {
+                    let start = p * self.w + q;
+                    let dst = &mut col[row * ld + off..row * ld + off + np];
+                    dst.copy_from_slice(&plane[start..start + np]);
+                    if zero_gaps {
+                        self.zero_gaps(dst);
+                    }
+                    row += 1;
                 }
             }
         }
-        s
-    })
+    }
+
+    /// Adds columns `off .. off + NP` of the row-major patch gradient `dcol` (row stride `ld`)
+    /// onto one sample `dx: [C, H, W]`: the adjoint of `im2col`. The gap columns of `dcol` are
+    /// zeroed first (they are zero already for finite weights, as the gradient's gaps are), so
+    /// they add exact zeros.
+    fn col2im<T: Element>(&self, dcol: &mut [T], ld: usize, off: usize, dx: &mut [T]) {
+        let (np, hw) = (self.np(), self.h * self.w);
+        let mut row = 0;
+        for plane in dx.chunks_exact_mut(hw) {
+            for p in 0..self.kh {
+                for q in 0..self.kw {
+                    let start = p * self.w + q;
+                    let src = &mut dcol[row * ld + off..row * ld + off + np];
+                    self.zero_gaps(src);
+                    add_assign(&mut plane[start..start + np], src);
+                    row += 1;
+                }
+            }
+        }
+    }
+
+    /// Copies output-shaped planes `g: [S, O, OH·OW]` into the padded matrix
+    /// `buf: [O, S·NP]` (sample `s` in columns `s·NP ..`), with zero gaps.
+    fn gather<T: Element>(&self, g: &[T], o: usize, buf: &mut [T]) {
+        let (ow, w, np, plane) = (self.ow(), self.w, self.np(), self.out_plane());
+        let n = g.len() / (o * plane) * np;
+        for (s, gs) in g.chunks_exact(o * plane).enumerate() {
+            for (oi, src) in gs.chunks_exact(plane).enumerate() {
+                let dst = &mut buf[oi * n + s * np..oi * n + (s + 1) * np];
+                for (i, srow) in src.chunks_exact(ow).enumerate() {
+                    copy_row(&mut dst[i * w..i * w + ow], srow);
+                }
+                self.zero_gaps(dst);
+            }
+        }
+    }
+
+    /// The inverse of `gather`, dropping the gaps: `buf: [O, S·NP]` → `y: [S, O, OH·OW]`.
+    fn scatter<T: Element>(&self, buf: &[T], o: usize, y: &mut [T]) {
+        let (ow, w, np, plane) = (self.ow(), self.w, self.np(), self.out_plane());
+        let n = y.len() / (o * plane) * np;
+        for (s, ys) in y.chunks_exact_mut(o * plane).enumerate() {
+            for (oi, dst) in ys.chunks_exact_mut(plane).enumerate() {
+                let src = &buf[oi * n + s * np..oi * n + (s + 1) * np];
+                for (i, drow) in dst.chunks_exact_mut(ow).enumerate() {
+                    copy_row(drow, &src[i * w..i * w + ow]);
+                }
+            }
+        }
+    }
 }
-pub(crate) fn conv2d_backward_input<T: Element>(g: ArrayView4<T>, w: ArrayView4<T>) -> Array4<T> {
-    let (b, o, oh, ow) = g.dim();
-    let (_, c, kh, kw) = w.dim();
-    let mut dx = Array4::zeros((b, c, oh + kh - 1, ow + kw - 1));
-    for n in 0..b {
-        for oc in 0..o {
-            for i in 0..oh {
-                for j in 0..ow {
-                    for ci in 0..c {
-                        for p in 0..kh {
-                            for q in 0..kw {
-                                dx[[n, ci, i + p, j + q]] += w[[oc, ci, p, q]] * g[[n, oc, i, j]];
+
+/// Forward convolution (cross-correlation), stride 1, no padding.
+///
+/// x: [B, C, H, W], w: [O, C, KH, KW] -> y: [B, O, H-KH+1, W-KW+1];
+/// y[b,o,i,j] = Σ_{c,p,q} w[o,c,p,q]·x[b,c,i+p,j+q]
+#[track_caller]
+pub(crate) fn conv2d<T: Element>(x: ArrayView4<T>, w: ArrayView4<T>) -> Array4<T> {
+    let (b, c, h, wd) = x.dim();
+    let (o, wc, kh, kw) = w.dim();
+    assert_eq!(
+        c, wc,
+        "conv2d: input has {c} channels but the kernel expects {wc}"
+    );
+    assert!(kh >= 1 && kw >= 1, "conv2d: empty kernel {kh}×{kw}");
+    assert!(
+        kh <= h && kw <= wd,
+        "conv2d: kernel {kh}×{kw} larger than the input {h}×{wd}"
+    );
+    let g = Geom {
+        c,
+        h,
+        w: wd,
+        kh,
+        kw,
+    };
+    let (k, np) = (g.k(), g.np());
+    let mut y = Array4::<T>::zeros((b, o, g.oh(), g.ow()));
+    if y.is_empty() || k == 0 {
+        return y;
+    }
+    let x = x.as_standard_layout();
+    let xs = x.as_slice().expect("standard layout");
+    let w = w.as_standard_layout();
+    let wm = Mat::new(w.as_slice().expect("standard layout"), o, k, k, 1);
+    let ys = y.as_slice_mut().expect("fresh array");
+    let s = chunk_samples((k + o) * np, MAX_CHUNK);
+    ys.par_chunks_mut(s * o * g.out_plane())
+        .zip(xs.par_chunks(s * g.in_len()))
+        .for_each_init(
+            || (Vec::new(), Vec::new()),
+            |(colbuf, outbuf), (yc, xc)| {
+                let n = xc.len() / g.in_len() * np;
+                let col = scratch(colbuf, k * n);
+                for (si, xsamp) in xc.chunks_exact(g.in_len()).enumerate() {
+                    g.im2col(xsamp, col, n, si * np, false);
+                }
+                let out = scratch(outbuf, o * n);
+                let cm = Mat::new(col, k, n, n, 1);
+                gemm(out, n, 1, Accum::Replace, wm, cm);
+                g.scatter(out, o, yc);
+            },
+        );
+    y
+}
+
+/// Gradient of [`conv2d`] with respect to its input.
+///
+/// dL/dx given dL/dy: [B, O, OH, OW] and w: [O, C, KH, KW] -> [B, C, OH+KH-1, OW+KW-1]
+#[track_caller]
+pub(crate) fn conv2d_backward_input<T: Element>(
+    grad_out: ArrayView4<T>,
+    w: ArrayView4<T>,
+) -> Array4<T> {
+    let (b, o, oh, ow) = grad_out.dim();
+    let (wo, c, kh, kw) = w.dim();
+    assert_eq!(
+        o, wo,
+        "conv2d_backward_input: grad_out has {o} channels, the kernel {wo}"
+    );
+    assert!(
+        kh >= 1 && kw >= 1,
+        "conv2d_backward_input: empty kernel {kh}×{kw}"
+    );
+    let g = Geom {
+        c,
+        h: oh + kh - 1,
+        w: ow + kw - 1,
+        kh,
+        kw,
+    };
+    let mut dx = Array4::<T>::zeros((b, c, g.h, g.w));
+    if dx.is_empty() || grad_out.is_empty() {
+        return dx;
+    }
+    let (k, np) = (g.k(), g.np());
+    let go = grad_out.as_standard_layout();
+    let gs = go.as_slice().expect("standard layout");
+    let w = w.as_standard_layout();
+    // Wᵀ: [C·KH·KW, O], element (r, o) at o·K + r.
+    let wt = Mat::new(w.as_slice().expect("standard layout"), k, o, 1, k);
+    let dxs = dx.as_slice_mut().expect("fresh array");
+    let s = chunk_samples((k + o) * np, MAX_CHUNK);
+    dxs.par_chunks_mut(s * g.in_len())
+        .zip(gs.par_chunks(s * o * g.out_plane()))
+        .for_each_init(
+            || (Vec::new(), Vec::new()),
+            |(gbuf, colbuf), (dxc, gc)| {
+                let ns = dxc.len() / g.in_len();
+                let n = ns * np;
+                let gm = scratch(gbuf, o * n);
+                g.gather(gc, o, gm);
+                let dcol = scratch(colbuf, k * n);
+                let gmat = Mat::new(gm, o, n, n, 1);
+                gemm(dcol, n, 1, Accum::Replace, wt, gmat);
+                // Write before col2im reads: a first read of the fresh (calloc'd) output would
+                // map the shared zero page, and the following write would then take a
+                // copy-on-write fault with a TLB shootdown across threads.
+                dxc.fill(T::zero());
+                for (si, dxsamp) in dxc.chunks_exact_mut(g.in_len()).enumerate() {
+                    g.col2im(dcol, n, si * np, dxsamp);
+                }
+            },
+        );
+    dx
+}
+
+/// Gradient of [`conv2d`] with respect to its kernel.
+///
+/// dL/dw given x: [B, C, H, W] and dL/dy: [B, O, H-KH+1, W-KW+1] -> [O, C, KH, KW]
+#[track_caller]
+pub(crate) fn conv2d_backward_weight<T: Element>(
+    x: ArrayView4<T>,
+    grad_out: ArrayView4<T>,
+    kh: usize,
+    kw: usize,
+) -> Array4<T> {
+    let (b, c, h, wd) = x.dim();
+    let (gb, o, oh, ow) = grad_out.dim();
+    assert_eq!(
+        b, gb,
+        "conv2d_backward_weight: batch {b} of x differs from {gb} of grad_out"
+    );
+    assert!(
+        kh >= 1 && kw >= 1,
+        "conv2d_backward_weight: empty kernel {kh}×{kw}"
+    );
+    assert!(
+        kh <= h && kw <= wd,
+        "conv2d_backward_weight: kernel {kh}×{kw} larger than the input {h}×{wd}"
+    );
+    let g = Geom {
+        c,
+        h,
+        w: wd,
+        kh,
+        kw,
+    };
+    assert!(
+        (oh, ow) == (g.oh(), g.ow()),
+        "conv2d_backward_weight: grad_out is {oh}×{ow}, expected {}×{}",
+        g.oh(),
+        g.ow()
+    );
+    let (k, np) = (g.k(), g.np());
+    let mut dw = Array4::<T>::zeros((o, c, kh, kw));
+    if dw.is_empty() || b == 0 {
+        return dw;
+    }
+    let x = x.as_standard_layout();
+    let xs = x.as_slice().expect("standard layout");
+    let go = grad_out.as_standard_layout();
+    let gs = go.as_slice().expect("standard layout");
+    // Within a fixed chunk of WGRAD_CHUNK samples, sub-blocks of `sub` samples are accumulated
+    // sequentially; everything here depends on the shapes only.
+    let sub = chunk_samples((k + o) * np, WGRAD_CHUNK);
+    let partials: Vec<Vec<T>> = xs
+        .par_chunks(WGRAD_CHUNK * g.in_len())
+        .zip(gs.par_chunks(WGRAD_CHUNK * o * g.out_plane()))
+        .map_init(
+            || (Vec::new(), Vec::new()),
+            |(colbuf, gbuf), (xc, gc)| {
+                let mut part = vec![T::zero(); o * k];
+                let blocks = xc
+                    .chunks(sub * g.in_len())
+                    .zip(gc.chunks(sub * o * g.out_plane()));
+                for (bi, (xb, gblk)) in blocks.enumerate() {
+                    let ns = xb.len() / g.in_len();
+                    let n = ns * np;
+                    let col = scratch(colbuf, k * n);
+                    // Zero gaps (not input values), so that non-finite inputs stay exact.
+                    for (si, xsamp) in xb.chunks_exact(g.in_len()).enumerate() {
+                        g.im2col(xsamp, col, n, si * np, true);
+                    }
+                    let gm = scratch(gbuf, o * n);
+                    g.gather(gblk, o, gm);
+                    let accum = if bi == 0 { Accum::Replace } else { Accum::Add };
+                    let gmat = Mat::new(gm, o, n, n, 1);
+                    // colᵀ: [S·NP, K], element (j, r) at r·n + j.
+                    let colt = Mat::new(col, n, k, 1, n);
+                    gemm(&mut part, k, 1, accum, gmat, colt);
+                }
+                part
+            },
+        )
+        .collect();
+    let dws = dw.as_slice_mut().expect("fresh array");
+    for part in &partials {
+        add_assign(dws, part);
+    }
+    dw
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{Array, Dimension, s};
+    use proptest::prelude::*;
+
+    /// Deterministic pseudo-random array with entries in [-1, 1).
+    fn rand4(shape: (usize, usize, usize, usize), seed: u64) -> Array4<f32> {
+        let mut st = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        Array4::from_shape_simple_fn(shape, || {
+            st ^= st << 13;
+            st ^= st >> 7;
+            st ^= st << 17;
+            ((st >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+    }
+
+    /// The same values as `a` held in a non-standard layout: axes stored in reverse order
+    /// inside a larger buffer, every second entry of the last stored axis used.
+    fn strided(a: &Array4<f32>) -> Array<f32, ndarray::Ix4> {
+        let (d0, d1, d2, d3) = a.dim();
+        let mut big = Array4::<f32>::from_elem((d3, d2, d1, 2 * d0 + 1), f32::NAN);
+        let mut inner = big.slice_mut(s![.., .., .., 1..;2]);
+        inner.assign(&a.view().reversed_axes());
+        big
+    }
+
+    fn view_of_strided(big: &Array4<f32>) -> ArrayView4<'_, f32> {
+        big.slice(s![.., .., .., 1..;2]).reversed_axes()
+    }
+
+    /// Flat `f64` copy in logical (row-major) order, for the references' index arithmetic
+    /// (fast enough in debug builds, unlike 4-D indexing).
+    fn flat(a: ArrayView4<f32>) -> Vec<f64> {
+        a.iter().map(|&v| f64::from(v)).collect()
+    }
+
+    /// `y[b,o,i,j] = Σ_{c,p,q} w[o,c,p,q]·x[b,c,i+p,j+q]`, straight from the definition.
+    fn naive_conv(x: ArrayView4<f32>, w: ArrayView4<f32>) -> Array4<f64> {
+        let (b, c, h, wd) = x.dim();
+        let (o, _, kh, kw) = w.dim();
+        let (oh, ow) = (h - kh + 1, wd - kw + 1);
+        let (xf, wf) = (flat(x), flat(w));
+        let mut y = Vec::with_capacity(b * o * oh * ow);
+        for bi in 0..b {
+            for oi in 0..o {
+                for i in 0..oh {
+                    for j in 0..ow {
+                        let mut acc = 0.0f64;
+                        for ci in 0..c {
+                            for p in 0..kh {
+                                for q in 0..kw {
+                                    let wv = wf[((oi * c + ci) * kh + p) * kw + q];
+                                    acc += wv * xf[((bi * c + ci) * h + i + p) * wd + j + q];
+                                }
+                            }
+                        }
+                        y.push(acc);
+                    }
+                }
+            }
+        }
+        Array4::from_shape_vec((b, o, oh, ow), y).unwrap()
+    }
+
+    /// `dx[b,c,i+p,j+q] += w[o,c,p,q]·g[b,o,i,j]` over all `b, o, i, j, c, p, q`.
+    fn naive_backward_input(g: ArrayView4<f32>, w: ArrayView4<f32>) -> Array4<f64> {
+        let (b, o, oh, ow) = g.dim();
+        let (_, c, kh, kw) = w.dim();
+        let (h, wd) = (oh + kh - 1, ow + kw - 1);
+        let (gf, wf) = (flat(g), flat(w));
+        let mut dx = vec![0.0f64; b * c * h * wd];
+        for bi in 0..b {
+            for oi in 0..o {
+                for i in 0..oh {
+                    for j in 0..ow {
+                        let gv = gf[((bi * o + oi) * oh + i) * ow + j];
+                        for ci in 0..c {
+                            for p in 0..kh {
+                                for q in 0..kw {
+                                    let wv = wf[((oi * c + ci) * kh + p) * kw + q];
+                                    dx[((bi * c + ci) * h + i + p) * wd + j + q] += wv * gv;
+                                }
                             }
                         }
                     }
                 }
             }
         }
+        Array4::from_shape_vec((b, c, h, wd), dx).unwrap()
     }
-    dx
-}
-pub(crate) fn conv2d_backward_weight<T: Element>(
-    x: ArrayView4<T>,
-    g: ArrayView4<T>,
-    kh: usize,
-    kw: usize,
-) -> Array4<T> {
-    let (b, o, oh, ow) = g.dim();
-    let c = x.dim().1;
-    Array4::from_shape_fn((o, c, kh, kw), |(oc, ci, p, q)| {
-        let mut s = T::zero();
-        for n in 0..b {
-            for i in 0..oh {
-                for j in 0..ow {
-                    s += x[[n, ci, i + p, j + q]] * g[[n, oc, i, j]];
+
+    /// `dw[o,c,p,q] = Σ_{b,i,j} g[b,o,i,j]·x[b,c,i+p,j+q]`.
+    fn naive_backward_weight(
+        x: ArrayView4<f32>,
+        g: ArrayView4<f32>,
+        kh: usize,
+        kw: usize,
+    ) -> Array4<f64> {
+        let (b, c, h, wd) = x.dim();
+        let (_, o, oh, ow) = g.dim();
+        let (xf, gf) = (flat(x), flat(g));
+        let mut dw = Vec::with_capacity(o * c * kh * kw);
+        for oi in 0..o {
+            for ci in 0..c {
+                for p in 0..kh {
+                    for q in 0..kw {
+                        let mut acc = 0.0f64;
+                        for bi in 0..b {
+                            for i in 0..oh {
+                                for j in 0..ow {
+                                    let gv = gf[((bi * o + oi) * oh + i) * ow + j];
+                                    acc += gv * xf[((bi * c + ci) * h + i + p) * wd + j + q];
+                                }
+                            }
+                        }
+                        dw.push(acc);
+                    }
                 }
             }
         }
-        s
-    })
+        Array4::from_shape_vec((o, c, kh, kw), dw).unwrap()
+    }
+
+    /// Max-norm closeness with a tolerance relative to the reference's magnitude.
+    fn assert_close<D: Dimension>(got: &Array<f32, D>, want: &Array<f64, D>, rel: f64) {
+        assert_eq!(got.shape(), want.shape());
+        let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+        for ((idx, g), w) in got.indexed_iter().zip(want.iter()) {
+            let err = (f64::from(*g) - w).abs();
+            assert!(
+                err <= rel * scale,
+                "at {idx:?}: got {g}, want {w} (scale {scale})"
+            );
+        }
+    }
+
+    fn dot<D: Dimension>(a: &Array<f32, D>, b: &Array<f32, D>) -> f64 {
+        assert_eq!(a.shape(), b.shape());
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| f64::from(*x) * f64::from(*y))
+            .sum()
+    }
+
+    /// Checks all three kernels against the references, for `[B, C, O, H, W, KH, KW]`.
+    fn check_all([b, c, o, h, wd, kh, kw]: [usize; 7], seed: u64) {
+        let x = rand4((b, c, h, wd), seed);
+        let w = rand4((o, c, kh, kw), seed ^ 1);
+        let g = rand4((b, o, h - kh + 1, wd - kw + 1), seed ^ 2);
+        let y = conv2d(x.view(), w.view());
+        assert_close(&y, &naive_conv(x.view(), w.view()), 1e-5);
+        let dx = conv2d_backward_input(g.view(), w.view());
+        assert_close(&dx, &naive_backward_input(g.view(), w.view()), 1e-5);
+        let dw = conv2d_backward_weight(x.view(), g.view(), kh, kw);
+        assert_close(
+            &dw,
+            &naive_backward_weight(x.view(), g.view(), kh, kw),
+            1e-5,
+        );
+        // Non-standard layouts give the same bits as the standard ones.
+        let (xs, ws, gs) = (strided(&x), strided(&w), strided(&g));
+        let (xv, wv, gv) = (
+            view_of_strided(&xs),
+            view_of_strided(&ws),
+            view_of_strided(&gs),
+        );
+        assert!(x.len() <= 1 || !xv.is_standard_layout());
+        assert!(w.len() <= 1 || !wv.is_standard_layout());
+        assert_eq!(xv, x.view());
+        assert_eq!(conv2d(xv, wv), y);
+        assert_eq!(conv2d_backward_input(gv, wv), dx);
+        assert_eq!(conv2d_backward_weight(xv, gv, kh, kw), dw);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn matches_naive_reference(
+            b in 1usize..=3, c in 1usize..=3, o in 1usize..=3,
+            kh in 1usize..=3, kw in 1usize..=3, eh in 0usize..=5, ew in 0usize..=5,
+            seed in any::<u64>(),
+        ) {
+            check_all([b, c, o, kh + eh, kw + ew, kh, kw], seed);
+        }
+
+        #[test]
+        fn adjoint_identities(
+            b in 1usize..=3, c in 1usize..=3, o in 1usize..=3,
+            kh in 1usize..=3, kw in 1usize..=3, eh in 0usize..=5, ew in 0usize..=5,
+            seed in any::<u64>(),
+        ) {
+            let (h, wd) = (kh + eh, kw + ew);
+            let x = rand4((b, c, h, wd), seed);
+            let w = rand4((o, c, kh, kw), seed ^ 0x55);
+            let g = rand4((b, o, eh + 1, ew + 1), seed ^ 0xAA);
+            let lhs = dot(&conv2d(x.view(), w.view()), &g);
+            let via_x = dot(&x, &conv2d_backward_input(g.view(), w.view()));
+            let via_w = dot(&w, &conv2d_backward_weight(x.view(), g.view(), kh, kw));
+            let tol = 1e-5 * (1.0 + lhs.abs() + (b * c * o * h * wd * kh * kw) as f64 / 100.0);
+            prop_assert!((lhs - via_x).abs() <= tol, "{lhs} vs {via_x}");
+            prop_assert!((lhs - via_w).abs() <= tol, "{lhs} vs {via_w}");
+        }
+    }
+
+    /// Several chunks, partial last chunks, and the paper's layer shapes (scaled down).
+    #[test]
+    fn multi_chunk_batches_match_naive_reference() {
+        check_all([70, 2, 3, 9, 8, 3, 3], 7);
+        check_all([20, 16, 32, 13, 13, 3, 3], 8);
+        check_all([33, 1, 16, 28, 28, 3, 3], 9);
+    }
+
+    #[test]
+    fn known_values() {
+        let x = Array4::from_shape_fn((1, 1, 4, 4), |(_, _, r, c)| (4 * r + c) as f32);
+        let mut w = Array4::<f32>::zeros((2, 1, 3, 3));
+        w.slice_mut(s![0, 0, .., ..]).fill(1.0);
+        // Second kernel: y[i,j] = x[i,j+1] + 2 x[i+2,j] = 12 i + 3 j + 17.
+        w[[1, 0, 0, 1]] = 1.0;
+        w[[1, 0, 2, 0]] = 2.0;
+        let y = conv2d(x.view(), w.view());
+        assert_eq!(y.shape(), &[1, 2, 2, 2]);
+        assert_eq!(
+            y.iter().copied().collect::<Vec<_>>(),
+            [45., 54., 81., 90., 17., 20., 29., 32.]
+        );
+
+        let ones = Array4::<f32>::ones((1, 1, 2, 2));
+        let w1 = w.slice(s![0..1, .., .., ..]);
+        let dx = conv2d_backward_input(ones.view(), w1);
+        let want = [
+            1., 2., 2., 1., 2., 4., 4., 2., 2., 4., 4., 2., 1., 2., 2., 1.,
+        ];
+        assert_eq!(dx.shape(), &[1, 1, 4, 4]);
+        assert_eq!(dx.iter().copied().collect::<Vec<_>>(), want);
+        // Second kernel scatters g[i,j] to (i, j+1) with weight 1 and (i+2, j) with weight 2.
+        let dx2 = conv2d_backward_input(ones.view(), w.slice(s![1..2, .., .., ..]));
+        let want2 = [
+            0., 1., 1., 0., 0., 1., 1., 0., 2., 2., 0., 0., 2., 2., 0., 0.,
+        ];
+        assert_eq!(dx2.iter().copied().collect::<Vec<_>>(), want2);
+
+        // dw[p,q] = Σ_{i,j<2} x[i+p, j+q] = 16 p + 4 q + 10.
+        let dw = conv2d_backward_weight(x.view(), ones.view(), 3, 3);
+        assert_eq!(dw.shape(), &[1, 1, 3, 3]);
+        let want: Vec<f32> = (0..9)
+            .map(|k| (16 * (k / 3) + 4 * (k % 3) + 10) as f32)
+            .collect();
+        assert_eq!(dw.iter().copied().collect::<Vec<_>>(), want);
+    }
+
+    /// Same NaN / infinity pattern as the reference, finite entries close. Summation order
+    /// does not change which sums are NaN or ±inf (no overflow at these magnitudes).
+    fn assert_same_non_finite(got: &Array4<f32>, want: &Array4<f64>) {
+        assert_eq!(got.shape(), want.shape());
+        for ((idx, g), w) in got.indexed_iter().zip(want.iter()) {
+            let (g, w) = (f64::from(*g), *w);
+            let same = if w.is_finite() {
+                (g - w).abs() <= 1e-4 * (1.0 + w.abs())
+            } else {
+                (g.is_nan() && w.is_nan()) || g == w
+            };
+            assert!(same, "at {idx:?}: got {g}, want {w}");
+        }
+    }
+
+    /// The padding columns of the row-padded layout must not leak `0 · inf = NaN` into
+    /// entries whose true value is finite.
+    #[test]
+    fn non_finite_values_propagate_like_the_reference() {
+        let (b, c, o, h, wd) = (2, 2, 3, 6, 7);
+        let mut x = rand4((b, c, h, wd), 21);
+        x[[0, 1, 2, wd - 1]] = f32::INFINITY; // last column: inside the gaps of shift q = 0
+        x[[1, 0, 4, 0]] = f32::NEG_INFINITY; // first column: gaps of shift q = KW-1
+        x[[1, 1, 3, 5]] = f32::NAN;
+        let mut w = rand4((o, c, 3, 3), 22);
+        w[[1, 0, 0, 0]] = f32::INFINITY;
+        w[[2, 1, 2, 2]] = f32::NAN;
+        let g = rand4((b, o, h - 2, wd - 2), 23);
+        let wf = rand4((o, c, 3, 3), 24);
+        let y = conv2d(x.view(), wf.view());
+        assert_same_non_finite(&y, &naive_conv(x.view(), wf.view()));
+        let dx = conv2d_backward_input(g.view(), w.view());
+        assert_same_non_finite(&dx, &naive_backward_input(g.view(), w.view()));
+        let dw = conv2d_backward_weight(x.view(), g.view(), 3, 3);
+        assert_same_non_finite(&dw, &naive_backward_weight(x.view(), g.view(), 3, 3));
+        assert!(dw.iter().any(|v| v.is_finite()) && dx.iter().any(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn empty_extents() {
+        let x = Array4::<f32>::zeros((0, 2, 5, 5));
+        let w = rand4((3, 2, 3, 3), 1);
+        assert_eq!(conv2d(x.view(), w.view()).shape(), &[0, 3, 3, 3]);
+        let g = Array4::<f32>::zeros((0, 3, 3, 3));
+        assert_eq!(
+            conv2d_backward_input(g.view(), w.view()).shape(),
+            &[0, 2, 5, 5]
+        );
+        let dw = conv2d_backward_weight(x.view(), g.view(), 3, 3);
+        assert_eq!(dw, Array4::<f32>::zeros((3, 2, 3, 3)));
+        let x0 = Array4::<f32>::zeros((2, 0, 5, 5));
+        let w0 = Array4::<f32>::zeros((3, 0, 3, 3));
+        assert_eq!(
+            conv2d(x0.view(), w0.view()),
+            Array4::<f32>::zeros((2, 3, 3, 3))
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "channels")]
+    fn channel_mismatch_panics() {
+        let _ = conv2d(rand4((1, 2, 5, 5), 1).view(), rand4((1, 3, 3, 3), 2).view());
+    }
+
+    #[test]
+    fn weight_gradient_is_deterministic_across_thread_counts() {
+        let x = rand4((200, 4, 9, 9), 11);
+        let g = rand4((200, 5, 7, 7), 12);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| conv2d_backward_weight(x.view(), g.view(), 3, 3))
+        };
+        let bits = |a: &Array4<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        let reference = bits(&run(1));
+        assert_eq!(
+            bits(&conv2d_backward_weight(x.view(), g.view(), 3, 3)),
+            reference
+        );
+        for threads in [2, 3, 1, 2] {
+            assert_eq!(bits(&run(threads)), reference, "{threads} threads");
+        }
+        let w = rand4((5, 4, 3, 3), 13);
+        let run_all = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                (
+                    conv2d(x.view(), w.view()),
+                    conv2d_backward_input(g.view(), w.view()),
+                )
+            })
+        };
+        let (y1, dx1) = run_all(1);
+        let (y2, dx2) = run_all(2);
+        assert_eq!(bits(&y1), bits(&y2));
+        assert_eq!(bits(&dx1), bits(&dx2));
+    }
 }
