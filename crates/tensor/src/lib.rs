@@ -62,7 +62,7 @@ extern crate blas_src;
 pub use backend::{BinaryOp, UnaryOp};
 pub use cpu::CpuStorage;
 pub use device::Device;
-pub use dtype::{DType, Element};
+pub use dtype::{DType, Element, tanh_f32};
 pub use error::{Error, Result};
 pub use linalg::Triangle;
 pub use random::Rng;

@@ -44,7 +44,7 @@ pub(crate) fn unary<T: Element>(a: &Arr<T>, op: UnaryOp) -> Arr<T> {
         UnaryOp::Sqr => map(a, |x| x * x),
         UnaryOp::Abs => map(a, |x| x.abs()),
         UnaryOp::Recip => map(a, |x| one / x),
-        UnaryOp::Tanh => map(a, |x| x.tanh()),
+        UnaryOp::Tanh => map(a, |x| x.tanh_kernel()),
         UnaryOp::Relu => map(a, |x| if x > zero { x } else { zero }),
         UnaryOp::Sigmoid => map(a, |x| one / (one + (-x).exp())),
         UnaryOp::Sign => map(a, |x| {
