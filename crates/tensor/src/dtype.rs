@@ -79,19 +79,13 @@ pub fn tanh_f32(x: f32) -> f32 {
         6.372_619_3e-4,
         1.485_722_4e-5,
         5.122_297e-8,
-        -8.604_671_5e-11,
-        2.000_187_9e-13,
+        -8.604_672e-11,
+        2.000_188e-13,
         -2.760_768_5e-16,
     ];
     const B: [f32; 4] = [4.893_525e-3, 2.268_434_6e-3, 1.185_347e-4, 1.198_258_4e-6];
-    // NaN passes through both comparisons unchanged, and so does the result.
-    let x = if x > CLAMP {
-        CLAMP
-    } else if x < -CLAMP {
-        -CLAMP
-    } else {
-        x
-    };
+    // `clamp` keeps NaN, and so does the result.
+    let x = x.clamp(-CLAMP, CLAMP);
     let x2 = x * x;
     let p = ((((((A[6] * x2 + A[5]) * x2 + A[4]) * x2 + A[3]) * x2 + A[2]) * x2 + A[1]) * x2
         + A[0])
