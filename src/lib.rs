@@ -6,6 +6,7 @@
 //!
 //! - [`tensor`]: `f32`/`f64` tensors with a run-time device, the numerical kernels.
 //! - [`data`]: the IDX reader, MNIST / Fashion-MNIST and seeded mini-batching.
+//! - [`nn`]: layers, losses, Adam, the paper's networks and the training loop.
 //!
 //! ```
 //! use specreg::tensor::{Device, Tensor};
@@ -15,4 +16,5 @@
 #![warn(missing_docs)]
 
 pub use specreg_data as data;
+pub use specreg_nn as nn;
 pub use specreg_tensor as tensor;

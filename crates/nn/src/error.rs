@@ -42,6 +42,74 @@ pub enum NnError {
         /// What is wrong.
         reason: String,
     },
+    /// An optimizer's state does not fit the parameters it is stepped with (their number or
+    /// a shape changed between steps), or a saved state does not fit the optimizer.
+    #[error("optimizer state: {param}: {reason}")]
+    OptimizerState {
+        /// The parameter (its position and name) or state entry.
+        param: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A state dict or checkpoint lacks a tensor the model needs.
+    #[error("missing tensor {name}")]
+    MissingTensor {
+        /// The tensor's name (PyTorch naming, e.g. `0.weight`).
+        name: String,
+    },
+    /// A state dict or checkpoint has a tensor the model does not.
+    #[error("unexpected tensor {name}")]
+    UnexpectedTensor {
+        /// The tensor's name.
+        name: String,
+    },
+    /// A tensor of a state dict or checkpoint has the wrong shape.
+    #[error("tensor {name}: expected shape {expected:?}, found {found:?}")]
+    TensorShape {
+        /// The tensor's name.
+        name: String,
+        /// The model's shape.
+        expected: Vec<usize>,
+        /// The shape found.
+        found: Vec<usize>,
+    },
+    /// A tensor of a state dict or checkpoint has the wrong element type.
+    #[error("tensor {name}: expected dtype {expected}, found {found}")]
+    TensorDType {
+        /// The tensor's name.
+        name: String,
+        /// The model's dtype.
+        expected: String,
+        /// The dtype found.
+        found: String,
+    },
+    /// A file is not a valid checkpoint (truncated, corrupt, or not safetensors).
+    #[error("{file}: corrupt or invalid checkpoint: {reason}")]
+    CorruptFile {
+        /// The file.
+        file: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Reading or writing a file failed.
+    #[error("{file}: {source}")]
+    Io {
+        /// The file.
+        file: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The training loss became NaN or infinite.
+    #[error("training diverged: loss {loss} at epoch {epoch}, batch {batch}")]
+    Diverged {
+        /// The epoch (as passed to the trainer).
+        epoch: usize,
+        /// The batch within the epoch (0-based).
+        batch: usize,
+        /// The non-finite loss.
+        loss: f64,
+    },
 }
 
 /// Result alias for the `nn` crate.

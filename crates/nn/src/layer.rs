@@ -144,6 +144,23 @@ pub trait Layer: Send + std::fmt::Debug {
     /// A short name (`linear`, `tanh`, …) used in errors.
     fn name(&self) -> &str;
 
+    /// Non-trainable state that a checkpoint must keep (PyTorch's buffers, e.g.
+    /// BatchNorm's `running_mean`), by name; none by default.
+    fn buffers(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+
+    /// Replaces the buffer `name` (as listed by [`Layer::buffers`]) with `value`, which
+    /// must have the buffer's shape. The default (a layer without buffers) is an error
+    /// naming the buffer.
+    fn set_buffer(&mut self, name: &str, value: Tensor) -> Result<()> {
+        let _ = value;
+        Err(NnError::InvalidArgument {
+            what: format!("{}.set_buffer", self.name()),
+            reason: format!("the layer has no buffer named {name:?}"),
+        })
+    }
+
     /// Clears every parameter's gradient and tangent gradient.
     fn zero_grad(&mut self) {
         for p in self.params_mut() {

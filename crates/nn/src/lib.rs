@@ -43,13 +43,21 @@
 //! ```
 #![warn(missing_docs)]
 
+mod checkpoint;
 mod error;
 mod layer;
 pub mod layers;
 pub mod loss;
+pub mod model;
+mod optim;
 mod sequential;
+pub mod train;
 
+pub use checkpoint::{load_checkpoint, load_optimizer, save_checkpoint, save_optimizer};
 pub use error::{NnError, Result};
 pub use layer::{Layer, Mode, Param};
 pub use layers::{BatchNorm1d, Conv2d, Flatten, Linear, MaxPool2d, Relu, Sigmoid, Tanh};
+pub use model::{ForwardPass, Network};
+pub use optim::{Adam, AdamConfig};
 pub use sequential::{JacobianStep, Sequential};
+pub use train::{EpochStats, evaluate, train_epoch};

@@ -12,10 +12,12 @@
 //! `∇_θ P = 2βB (∂G/∂θ)ᵀ G = 2βB R_G{∇_θ L̄}` (symmetry of mixed partials), which one
 //! tangent pass along `dx = G` gives exactly.
 
+use std::collections::{HashMap, HashSet};
+
 use specreg_tensor::Tensor;
 
 use crate::loss::{softmax_cross_entropy, softmax_cross_entropy_tangent};
-use crate::{Layer, Mode, Param, Result};
+use crate::{Layer, Mode, NnError, Param, Result};
 
 /// Layers applied in order; itself a [`Layer`].
 #[derive(Debug, Default)]
@@ -82,6 +84,92 @@ impl Sequential {
             }
         }
         out
+    }
+
+    /// Every parameter and buffer under PyTorch's `nn.Sequential` names:
+    /// `"{layer_index}.{name}"` (`0.weight`, `0.bias`, `1.running_mean`, …), each layer's
+    /// parameters before its buffers. Layers without state still take an index, so the
+    /// names match the PyTorch model built from the same layers in the same order. Tensors
+    /// keep their layouts (Linear `[out, in]`, Conv2d `[O, C, KH, KW]`, which are
+    /// PyTorch's); a BatchNorm's `num_batches_tracked` is a scalar `f64` tensor.
+    ///
+    /// A nested `Sequential` contributes its parameters under their bare names and its
+    /// buffers under `"{index}.{inner name}"`, so nesting is not PyTorch-compatible.
+    pub fn state_dict(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for (i, l) in self.layers.iter().enumerate() {
+            for p in l.params() {
+                out.push((format!("{i}.{}", p.name), p.value.clone()));
+            }
+            for (name, b) in l.buffers() {
+                out.push((format!("{i}.{name}"), b));
+            }
+        }
+        out
+    }
+
+    /// Loads what [`Sequential::state_dict`] lists, by name, onto the devices the model's
+    /// tensors are on.
+    ///
+    /// Every tensor is checked before anything changes: a missing name is
+    /// [`NnError::MissingTensor`], a name the model does not have (or a repeated one)
+    /// [`NnError::UnexpectedTensor`], a wrong shape [`NnError::TensorShape`] and a wrong
+    /// dtype [`NnError::TensorDType`], each naming the tensor. On error the model is
+    /// unchanged.
+    pub fn load_state_dict(&mut self, tensors: Vec<(String, Tensor)>) -> Result<()> {
+        let mut given: HashMap<String, Tensor> = HashMap::with_capacity(tensors.len());
+        for (name, t) in tensors {
+            if given.contains_key(&name) {
+                return Err(NnError::UnexpectedTensor { name });
+            }
+            given.insert(name, t);
+        }
+        let expected = self.state_dict();
+        for (name, want) in &expected {
+            let got = given
+                .get(name)
+                .ok_or_else(|| NnError::MissingTensor { name: name.clone() })?;
+            if got.shape() != want.shape() {
+                return Err(NnError::TensorShape {
+                    name: name.clone(),
+                    expected: want.shape().to_vec(),
+                    found: got.shape().to_vec(),
+                });
+            }
+            if got.dtype() != want.dtype() {
+                return Err(NnError::TensorDType {
+                    name: name.clone(),
+                    expected: format!("{:?}", want.dtype()),
+                    found: format!("{:?}", got.dtype()),
+                });
+            }
+        }
+        if given.len() != expected.len() {
+            let known: HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
+            let mut extra: Vec<&String> = given
+                .keys()
+                .filter(|n| !known.contains(n.as_str()))
+                .collect();
+            extra.sort();
+            if let Some(name) = extra.first() {
+                return Err(NnError::UnexpectedTensor {
+                    name: (*name).clone(),
+                });
+            }
+        }
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            for p in l.params_mut() {
+                let t = given
+                    .remove(&format!("{i}.{}", p.name))
+                    .expect("checked above");
+                p.value = t.to_device(&p.value.device())?;
+            }
+            for (name, _) in l.buffers() {
+                let t = given.remove(&format!("{i}.{name}")).expect("checked above");
+                l.set_buffer(&name, t)?;
+            }
+        }
+        Ok(())
     }
 
     fn saved_grads(&self) -> Vec<(Option<Tensor>, Option<Tensor>)> {
@@ -218,5 +306,30 @@ impl Layer for Sequential {
 
     fn name(&self) -> &str {
         "sequential"
+    }
+
+    /// The layers' buffers as `"{layer_index}.{name}"`.
+    fn buffers(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for (i, l) in self.layers.iter().enumerate() {
+            for (name, b) in l.buffers() {
+                out.push((format!("{i}.{name}"), b));
+            }
+        }
+        out
+    }
+
+    /// Sets the buffer `"{layer_index}.{name}"` of that layer.
+    fn set_buffer(&mut self, name: &str, value: Tensor) -> Result<()> {
+        let layer = name
+            .split_once('.')
+            .and_then(|(i, rest)| Some((i.parse::<usize>().ok()?, rest)));
+        match layer {
+            Some((i, rest)) if i < self.layers.len() => self.layers[i].set_buffer(rest, value),
+            _ => Err(NnError::InvalidArgument {
+                what: "sequential.set_buffer".into(),
+                reason: format!("no buffer named {name:?}"),
+            }),
+        }
     }
 }

@@ -268,4 +268,60 @@ impl Layer for BatchNorm1d {
     fn name(&self) -> &str {
         "batch_norm1d"
     }
+
+    /// `running_mean` and `running_var` (`[F]`, the layer's dtype), and
+    /// `num_batches_tracked` as a scalar (shape `[]`) `f64` tensor on the CPU.
+    fn buffers(&self) -> Vec<(String, Tensor)> {
+        let batches = Tensor::from_vec(vec![self.num_batches_tracked as f64], &[], &Device::Cpu)
+            .expect("a one-element scalar tensor");
+        vec![
+            ("running_mean".to_string(), self.running_mean.clone()),
+            ("running_var".to_string(), self.running_var.clone()),
+            ("num_batches_tracked".to_string(), batches),
+        ]
+    }
+
+    /// Sets `running_mean` or `running_var` (shape `[F]`, converted to the layer's dtype
+    /// and device) or `num_batches_tracked` (one element holding a non-negative integer).
+    fn set_buffer(&mut self, name: &str, value: Tensor) -> Result<()> {
+        let shape_err = |expected: String| NnError::ShapeMismatch {
+            layer: format!("batch_norm1d buffer {name}"),
+            expected,
+            got: value.shape().to_vec(),
+        };
+        match name {
+            "running_mean" | "running_var" => {
+                let f = self.num_features();
+                if value.shape() != [f] {
+                    return Err(shape_err(format!("[{f}]")));
+                }
+                let like = &self.weight.value;
+                let v = value.to_dtype(like.dtype())?.to_device(&like.device())?;
+                if name == "running_mean" {
+                    self.running_mean = v;
+                } else {
+                    self.running_var = v;
+                }
+                Ok(())
+            }
+            "num_batches_tracked" => {
+                if value.elem_count() != 1 {
+                    return Err(shape_err("[]".into()));
+                }
+                let n = value.to_scalar()?;
+                if !(n >= 0.0 && n.fract() == 0.0 && n < 2f64.powi(63)) {
+                    return Err(NnError::InvalidArgument {
+                        what: "batch_norm1d.set_buffer".into(),
+                        reason: format!("num_batches_tracked = {n} is not a count"),
+                    });
+                }
+                self.num_batches_tracked = n as u64;
+                Ok(())
+            }
+            _ => Err(NnError::InvalidArgument {
+                what: "batch_norm1d.set_buffer".into(),
+                reason: format!("the layer has no buffer named {name:?}"),
+            }),
+        }
+    }
 }

@@ -1,0 +1,466 @@
+//! `Network`: shapes of the paper's networks, injected gradients and input gradients
+//! against central differences (f64), and layer insertion.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use common::{assert_close, fd_grad, randn, uniform, vals};
+use specreg_nn::loss::softmax_cross_entropy;
+use specreg_nn::{
+    BatchNorm1d, Conv2d, Flatten, Layer, Linear, MaxPool2d, Mode, Network, NnError, Result,
+    Sequential, Tanh,
+};
+use specreg_tensor::{DType, Device, Rng, Tensor};
+
+type Builder = fn(&mut Rng, DType, &Device) -> Result<Network>;
+
+fn labels(b: usize, k: usize, rng: &mut Rng) -> Vec<usize> {
+    (0..b).map(|_| rng.below(k as u64) as usize).collect()
+}
+
+#[test]
+fn paper_networks_have_the_reference_shapes() {
+    let dev = Device::Cpu;
+    let mut rng = Rng::new(1);
+    let x = Tensor::rand_uniform(&[3, 784], 0.0, 1.0, DType::F32, &mut rng, &dev).unwrap();
+    let cases: [(Builder, &[(&str, usize)]); 3] = [
+        (Network::shallow, &[("hidden", 2000)]),
+        (Network::mlp, &[("fc1", 1000), ("fc2", 1000), ("fc3", 1000)]),
+        (
+            Network::cnn,
+            &[("conv1", 2704), ("conv2", 800), ("fc1", 1000)],
+        ),
+    ];
+    for (build, reps) in cases {
+        let mut net = build(&mut rng, DType::F32, &dev).unwrap();
+        let names: Vec<&str> = reps.iter().map(|(n, _)| *n).collect();
+        assert_eq!(net.hidden_names(), names);
+        let pass = net.forward(&x, Mode::Train).unwrap();
+        assert_eq!(pass.logits.shape(), &[3, 10]);
+        assert_eq!(pass.hidden.len(), reps.len());
+        for ((name, width), (got_name, h)) in reps.iter().zip(&pass.hidden) {
+            assert_eq!(name, got_name);
+            assert_eq!(h.shape(), &[3, *width], "{name}");
+            assert_eq!(pass.get(name).unwrap().shape(), &[3, *width]);
+        }
+        // The input gradient comes back in the input's shape.
+        let (_, gz) = softmax_cross_entropy(&pass.logits, &[0, 1, 2]).unwrap();
+        assert_eq!(net.backward(&gz, &[]).unwrap().shape(), &[3, 784]);
+    }
+}
+
+#[test]
+fn paper_networks_have_the_reference_parameter_counts() {
+    let dev = Device::Cpu;
+    let mut rng = Rng::new(2);
+    let count =
+        |net: &Network| -> usize { net.params().iter().map(|p| p.value.elem_count()).sum() };
+    let shallow = Network::shallow(&mut rng, DType::F32, &dev).unwrap();
+    assert_eq!(
+        count(&shallow),
+        784 * 2000 + 2000 + 2 * 2000 + 2000 * 10 + 10
+    );
+    let mlp = Network::mlp(&mut rng, DType::F32, &dev).unwrap();
+    assert_eq!(count(&mlp), 785 * 1000 + 2 * 1001 * 1000 + 1001 * 10);
+    let cnn = Network::cnn(&mut rng, DType::F32, &dev).unwrap();
+    assert_eq!(
+        count(&cnn),
+        16 * 9 + 16 + 32 * 16 * 9 + 32 + 801 * 1000 + 1001 * 10
+    );
+}
+
+/// Small f64 networks: an MLP with BatchNorm (train mode) and a CNN whose first
+/// representation is 4-D.
+fn small_mlp(rng: &mut Rng) -> Network {
+    let dev = Device::Cpu;
+    let mut bn = BatchNorm1d::new(5, DType::F64, &dev).unwrap();
+    bn.params_mut()[0].value = uniform(&[5], 0.5, 2.0, rng);
+    bn.params_mut()[1].value = randn(&[5], rng);
+    let seq = Sequential::new()
+        .with(Linear::new(6, 5, DType::F64, &dev, rng).unwrap())
+        .with(Tanh::new())
+        .with(bn)
+        .with(Linear::new(5, 4, DType::F64, &dev, rng).unwrap())
+        .with(Tanh::new())
+        .with(Linear::new(4, 3, DType::F64, &dev, rng).unwrap());
+    Network::new(seq, vec![("h2".into(), 4), ("h1".into(), 2)], &[6]).unwrap()
+}
+
+fn small_cnn(rng: &mut Rng) -> Network {
+    let dev = Device::Cpu;
+    let seq = Sequential::new()
+        .with(Conv2d::new(1, 2, (3, 3), DType::F64, &dev, rng).unwrap())
+        .with(Tanh::new())
+        .with(MaxPool2d::new())
+        .with(Flatten::new())
+        .with(Linear::new(8, 5, DType::F64, &dev, rng).unwrap())
+        .with(Tanh::new())
+        .with(Linear::new(5, 3, DType::F64, &dev, rng).unwrap());
+    let hidden = vec![("c1".into(), 2), ("f1".into(), 5)];
+    Network::new(seq, hidden, &[1, 6, 6]).unwrap()
+}
+
+/// `f = CE(logits) + Σ_reps ⟨C_r, H_r⟩`; checks `backward` with the `C_r` injected against
+/// central differences of `f` in every parameter and in the input.
+fn check_injection(net: &mut Network, x: &Tensor, y: &[usize], rng: &mut Rng) {
+    let pass = net.forward(x, Mode::Train).unwrap();
+    let cs: Vec<(String, Tensor)> = pass
+        .hidden
+        .iter()
+        .map(|(n, h)| (n.clone(), randn(h.shape(), rng)))
+        .collect();
+    let objective = |net: &mut Network, x: &Tensor| -> f64 {
+        let pass = net.forward(x, Mode::Train).unwrap();
+        let (ce, _) = softmax_cross_entropy(&pass.logits, y).unwrap();
+        let inner: f64 = cs
+            .iter()
+            .map(|(n, c)| c.mul(pass.get(n).unwrap()).unwrap().sum_all().unwrap())
+            .sum();
+        ce + inner
+    };
+
+    net.zero_grad();
+    let pass = net.forward(x, Mode::Train).unwrap();
+    let (_, gz) = softmax_cross_entropy(&pass.logits, y).unwrap();
+    let gx = net.backward(&gz, &cs).unwrap();
+    assert_eq!(gx.shape(), x.shape());
+    let analytic: Vec<Vec<f64>> = net
+        .params()
+        .iter()
+        .map(|p| vals(p.grad.as_ref().unwrap()))
+        .collect();
+
+    let fd_x = fd_grad(x, |xp| objective(net, xp));
+    assert_close("∂f/∂x", &vals(&gx), &fd_x);
+    for (k, want) in analytic.iter().enumerate() {
+        let value = net.params()[k].value.clone();
+        let fd = fd_grad(&value, |v| {
+            net.params_mut()[k].value = v.clone();
+            objective(net, x)
+        });
+        net.params_mut()[k].value = value;
+        assert_close(&format!("∂f/∂θ[{k}]"), want, &fd);
+    }
+}
+
+#[test]
+fn injected_gradients_match_central_differences_mlp_with_batchnorm() {
+    let mut rng = Rng::new(3);
+    let mut net = small_mlp(&mut rng);
+    assert_eq!(net.hidden_names(), ["h1", "h2"], "sorted by layer");
+    let x = randn(&[4, 6], &mut rng);
+    let y = labels(4, 3, &mut rng);
+    check_injection(&mut net, &x, &y, &mut rng);
+}
+
+#[test]
+fn injected_gradients_match_central_differences_cnn() {
+    let mut rng = Rng::new(4);
+    let mut net = small_cnn(&mut rng);
+    // A flat [B, 36] input is viewed as [B, 1, 6, 6]; the 4-D rep c1 is reported [B, 8].
+    let x = uniform(&[3, 36], 0.0, 1.0, &mut rng);
+    let y = labels(3, 3, &mut rng);
+    let pass = net.forward(&x, Mode::Train).unwrap();
+    assert_eq!(pass.get("c1").unwrap().shape(), &[3, 8]);
+    check_injection(&mut net, &x, &y, &mut rng);
+}
+
+#[test]
+fn injected_gradients_match_central_differences_after_insertion() {
+    let mut rng = Rng::new(5);
+    let mut net = small_cnn(&mut rng);
+    // A linear layer after the 4-D representation sees it as [B, 8].
+    let extra = Linear::new(8, 8, DType::F64, &Device::Cpu, &mut rng).unwrap();
+    net.insert_after("c1", Box::new(extra)).unwrap();
+    let x = uniform(&[3, 1, 6, 6], 0.0, 1.0, &mut rng);
+    let y = labels(3, 3, &mut rng);
+    check_injection(&mut net, &x, &y, &mut rng);
+}
+
+#[test]
+fn injections_are_validated() {
+    let mut rng = Rng::new(6);
+    let mut net = small_mlp(&mut rng);
+    let x = randn(&[4, 6], &mut rng);
+    let gz = randn(&[4, 3], &mut rng);
+    assert!(matches!(
+        net.backward(&gz, &[]),
+        Err(NnError::BackwardBeforeForward { .. })
+    ));
+    net.forward(&x, Mode::Train).unwrap();
+    let err = net
+        .backward(&gz, &[("nope".into(), randn(&[4, 5], &mut rng))])
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("nope") && msg.contains("h1, h2"), "{msg}");
+    net.forward(&x, Mode::Train).unwrap();
+    let err = net
+        .backward(&gz, &[("h1".into(), randn(&[4, 4], &mut rng))])
+        .unwrap_err();
+    assert!(matches!(err, NnError::ShapeMismatch { .. }), "{err}");
+    let wrong_input = randn(&[4, 5], &mut rng);
+    assert!(net.forward(&wrong_input, Mode::Train).is_err());
+}
+
+#[test]
+fn constructor_rejects_bad_representations() {
+    let seq = || {
+        Sequential::new()
+            .with(Linear::new(2, 2, DType::F64, &Device::Cpu, &mut Rng::new(0)).unwrap())
+    };
+    assert!(Network::new(seq(), vec![("a".into(), 1)], &[2]).is_err());
+    assert!(Network::new(seq(), vec![("a".into(), 0), ("a".into(), 0)], &[2]).is_err());
+    assert!(Network::new(seq(), vec![], &[]).is_err());
+}
+
+/// Records the input shape it sees and doubles its input.
+#[derive(Debug)]
+struct Spy(Arc<Mutex<Vec<Vec<usize>>>>);
+
+impl Layer for Spy {
+    fn forward(&mut self, x: &Tensor, _mode: Mode) -> Result<Tensor> {
+        self.0.lock().unwrap().push(x.shape().to_vec());
+        Ok(x.scale(2.0)?)
+    }
+    fn backward(&mut self, g: &Tensor) -> Result<Tensor> {
+        Ok(g.scale(2.0)?)
+    }
+    fn forward_tangent(&mut self, dx: &Tensor) -> Result<Tensor> {
+        Ok(dx.scale(2.0)?)
+    }
+    fn backward_tangent(&mut self, dg: &Tensor) -> Result<Tensor> {
+        Ok(dg.scale(2.0)?)
+    }
+    fn name(&self) -> &str {
+        "spy"
+    }
+}
+
+#[test]
+fn insertion_goes_right_after_the_named_representation() {
+    let dev = Device::Cpu;
+    let mut rng = Rng::new(8);
+    let x = Tensor::rand_uniform(&[2, 784], 0.0, 1.0, DType::F32, &mut rng, &dev).unwrap();
+
+    // MLP: after fc2 (the tanh at index 3) comes the spy at index 4.
+    let mut mlp = Network::mlp(&mut rng, DType::F32, &dev).unwrap();
+    let before = mlp.forward(&x, Mode::Eval).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    mlp.insert_after("fc2", Box::new(Spy(seen.clone())))
+        .unwrap();
+    let names: Vec<&str> = mlp.sequential().layers().iter().map(|l| l.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "linear", "tanh", "linear", "tanh", "spy", "linear", "tanh", "linear"
+        ]
+    );
+    assert_eq!(mlp.hidden_layer_index("fc2").unwrap(), 3);
+    assert_eq!(mlp.hidden_layer_index("fc3").unwrap(), 6);
+    let after = mlp.forward(&x, Mode::Eval).unwrap();
+    assert_eq!(seen.lock().unwrap().as_slice(), [vec![2, 1000]]);
+    // fc1, fc2 (the spy's input) are unchanged; fc3 and the logits see the doubled fc2.
+    for name in ["fc1", "fc2"] {
+        assert_eq!(
+            vals(&before.get(name).unwrap().to_dtype(DType::F64).unwrap()),
+            vals(&after.get(name).unwrap().to_dtype(DType::F64).unwrap()),
+        );
+    }
+    assert_ne!(
+        vals(&before.get("fc3").unwrap().to_dtype(DType::F64).unwrap()),
+        vals(&after.get("fc3").unwrap().to_dtype(DType::F64).unwrap()),
+    );
+    assert_eq!(mlp.params().len(), 8);
+
+    // CNN: conv2 is the flattened second block, so the inserted layer sees [B, 800]; after
+    // the 4-D conv1 it sees [B, 2704].
+    let mut cnn = Network::cnn(&mut rng, DType::F32, &dev).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    cnn.insert_after("conv2", Box::new(Spy(seen.clone())))
+        .unwrap();
+    cnn.insert_after("conv1", Box::new(Spy(seen.clone())))
+        .unwrap();
+    let pass = cnn.forward(&x, Mode::Eval).unwrap();
+    assert_eq!(pass.logits.shape(), &[2, 10]);
+    assert_eq!(
+        seen.lock().unwrap().as_slice(),
+        [vec![2, 2704], vec![2, 800]]
+    );
+    let names: Vec<&str> = cnn.sequential().layers().iter().map(|l| l.name()).collect();
+    assert_eq!(names[3], "spy");
+    assert_eq!(names[8], "spy");
+    let (_, gz) = softmax_cross_entropy(&pass.logits, &[1, 2]).unwrap();
+    assert_eq!(cnn.backward(&gz, &[]).unwrap().shape(), &[2, 784]);
+
+    // Unknown names list the valid ones.
+    let err = cnn
+        .insert_after("conv3", Box::new(Spy(seen.clone())))
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("conv3") && msg.contains("conv1, conv2, fc1"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn input_gradient_matches_central_differences_and_keeps_parameter_gradients() {
+    let mut rng = Rng::new(9);
+    for mode in [Mode::Train, Mode::Eval] {
+        let mut net = small_cnn(&mut rng);
+        let x = uniform(&[3, 1, 6, 6], 0.0, 1.0, &mut rng);
+        let y = labels(3, 3, &mut rng);
+        // Some gradients already accumulated must survive untouched.
+        net.zero_grad();
+        let pass = net.forward(&x, mode).unwrap();
+        let (_, gz) = softmax_cross_entropy(&pass.logits, &y).unwrap();
+        net.backward(&gz.scale(3.0).unwrap(), &[]).unwrap();
+        let before: Vec<Vec<f64>> = net
+            .params()
+            .iter()
+            .map(|p| vals(p.grad.as_ref().unwrap()))
+            .collect();
+
+        let (loss, gx) = net.input_gradient(&x, &y, mode).unwrap();
+        let want_loss = {
+            let pass = net.forward(&x, mode).unwrap();
+            softmax_cross_entropy(&pass.logits, &y).unwrap().0
+        };
+        assert!((loss - want_loss).abs() < 1e-12);
+        let fd = fd_grad(&x, |xp| {
+            let pass = net.forward(xp, mode).unwrap();
+            softmax_cross_entropy(&pass.logits, &y).unwrap().0
+        });
+        assert_close("∂L/∂x", &vals(&gx), &fd);
+        let after: Vec<Vec<f64>> = net
+            .params()
+            .iter()
+            .map(|p| vals(p.grad.as_ref().unwrap()))
+            .collect();
+        assert_eq!(before, after);
+    }
+}
+
+#[test]
+fn train_epoch_is_forward_hook_backward_adam_per_batch() {
+    use specreg_nn::{Adam, AdamConfig, evaluate, train_epoch};
+    let mut rng = Rng::new(10);
+    let images = ndarray::Array2::from_shape_fn((7, 6), |_| rng.uniform(0.0, 1.0) as f32);
+    let labels: Vec<u8> = (0..7).map(|i| (i % 3) as u8).collect();
+    let batches = vec![vec![6, 1, 3, 0], vec![5, 2, 4]];
+    let c = randn(&[4, 5], &mut rng);
+    let c_last = randn(&[3, 5], &mut rng);
+
+    // The hook adds ⟨C, h1⟩ and injects C at h1.
+    let hook_of = |pass: &specreg_nn::ForwardPass| -> (f64, Vec<(String, Tensor)>) {
+        let h = pass.get("h1").unwrap();
+        let c = if h.shape()[0] == 4 {
+            c.clone()
+        } else {
+            c_last.clone()
+        };
+        let extra = c.mul(h).unwrap().sum_all().unwrap();
+        (extra, vec![("h1".to_string(), c)])
+    };
+
+    let mut net = small_mlp(&mut Rng::new(11));
+    let mut adam = Adam::new(AdamConfig::new(1e-2)).unwrap();
+    let stats = train_epoch(
+        &mut net,
+        &mut adam,
+        images.view(),
+        &labels,
+        &batches,
+        0,
+        &mut |pass, y| {
+            assert_eq!(y.len(), pass.logits.shape()[0]);
+            Ok(hook_of(pass))
+        },
+    )
+    .unwrap();
+    assert_eq!((stats.samples, stats.batches), (7, 2));
+
+    // The same by hand.
+    let mut manual = small_mlp(&mut Rng::new(11));
+    let mut adam2 = Adam::new(AdamConfig::new(1e-2)).unwrap();
+    let (mut total, mut ce_total) = (0.0, 0.0);
+    for idx in &batches {
+        let rows = images.select(ndarray::Axis(0), idx).mapv(f64::from);
+        let x = Tensor::from_array(rows);
+        let y: Vec<usize> = idx.iter().map(|&i| labels[i] as usize).collect();
+        manual.zero_grad();
+        let pass = manual.forward(&x, Mode::Train).unwrap();
+        let (ce, gz) = softmax_cross_entropy(&pass.logits, &y).unwrap();
+        let (extra, inj) = hook_of(&pass);
+        manual.backward(&gz, &inj).unwrap();
+        adam2.step(&mut manual.params_mut()).unwrap();
+        total += (ce + extra) * idx.len() as f64;
+        ce_total += ce * idx.len() as f64;
+    }
+    assert!((stats.loss - total / 7.0).abs() < 1e-12);
+    assert!((stats.cross_entropy - ce_total / 7.0).abs() < 1e-12);
+    for (a, b) in net.params().iter().zip(manual.params()) {
+        assert_eq!(vals(&a.value), vals(&b.value));
+    }
+
+    // Evaluation: Eval-mode argmax accuracy, independent of the batch size.
+    let x = Tensor::from_array(images.mapv(f64::from));
+    let pred = net
+        .forward(&x, Mode::Eval)
+        .unwrap()
+        .logits
+        .argmax_rows()
+        .unwrap();
+    let want = pred
+        .iter()
+        .zip(&labels)
+        .filter(|(p, t)| **p == **t as usize)
+        .count() as f64
+        / 7.0;
+    for bs in [1, 3, 7, 100] {
+        assert_eq!(
+            evaluate(&mut net, images.view(), &labels, bs).unwrap(),
+            want
+        );
+    }
+    assert!(evaluate(&mut net, images.view(), &labels, 0).is_err());
+    assert!(evaluate(&mut net, images.view(), &labels[..3], 2).is_err());
+}
+
+#[test]
+fn train_epoch_reports_divergence() {
+    use specreg_nn::{Adam, AdamConfig, train_epoch};
+    let mut net = small_mlp(&mut Rng::new(12));
+    let mut adam = Adam::new(AdamConfig::new(1e-2)).unwrap();
+    let images = ndarray::Array2::<f32>::zeros((4, 6));
+    let labels = [0u8, 1, 2, 0];
+    let mut calls = 0;
+    let err = train_epoch(
+        &mut net,
+        &mut adam,
+        images.view(),
+        &labels,
+        &[vec![0, 1], vec![2, 3]],
+        7,
+        &mut |_, _| {
+            calls += 1;
+            Ok((if calls == 2 { f64::NAN } else { 0.0 }, Vec::new()))
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, NnError::Diverged { epoch: 7, batch: 1, loss } if loss.is_nan()),
+        "{err}"
+    );
+    let bad = train_epoch(
+        &mut net,
+        &mut adam,
+        images.view(),
+        &labels,
+        &[vec![0, 9]],
+        0,
+        &mut |_, _| Ok((0.0, Vec::new())),
+    );
+    assert!(matches!(bad, Err(NnError::InvalidArgument { .. })));
+}
