@@ -42,8 +42,7 @@ fn check(mut net: Sequential, x: Tensor, k: usize, rng: &mut Rng) {
         })
         .collect();
 
-    let n_params = net.params().len();
-    for i in 0..n_params {
+    for (i, exact) in exact.iter().enumerate() {
         let value = net.params()[i].value.clone();
         let fd = fd_grad(&value, |t| {
             net.params_mut()[i].value = t.clone();
