@@ -135,6 +135,14 @@ impl Layer for Inserted {
     fn zero_grad(&mut self) {
         self.inner.zero_grad();
     }
+
+    fn buffers(&self) -> Vec<(String, Tensor)> {
+        self.inner.buffers()
+    }
+
+    fn set_buffer(&mut self, name: &str, value: Tensor) -> Result<()> {
+        self.inner.set_buffer(name, value)
+    }
 }
 
 /// `[B, …]` as `[B, N]`.

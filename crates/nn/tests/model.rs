@@ -464,3 +464,30 @@ fn train_epoch_reports_divergence() {
     );
     assert!(matches!(bad, Err(NnError::InvalidArgument { .. })));
 }
+
+#[test]
+fn insertion_keeps_batchnorm_buffers_in_the_state_dict() {
+    let mut rng = Rng::new(3);
+    let mut net = specreg_nn::Network::shallow(&mut rng, DType::F32, &Device::Cpu).unwrap();
+    let names = |n: &specreg_nn::Network| -> Vec<String> {
+        n.sequential()
+            .state_dict()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect()
+    };
+    let before = names(&net);
+    assert!(before.contains(&"2.running_mean".to_string()), "{before:?}");
+    net.insert_after("hidden", Box::new(specreg_nn::Tanh::new()))
+        .unwrap();
+    let after = names(&net);
+    // BatchNorm stays at index 2 (the new layer goes after it), and its buffers survive the
+    // wrapping that insertion does; the final Linear moves from index 3 to 4.
+    assert!(after.contains(&"2.running_var".to_string()), "{after:?}");
+    assert!(
+        after.contains(&"2.num_batches_tracked".to_string()),
+        "{after:?}"
+    );
+    assert!(after.contains(&"4.weight".to_string()), "{after:?}");
+    assert_eq!(before.len(), after.len());
+}
