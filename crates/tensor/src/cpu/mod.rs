@@ -59,6 +59,13 @@ fn shared<T: Element, D: ndarray::Dimension>(a: ndarray::Array<T, D>) -> ArcArra
     a.into_dyn().into_shared()
 }
 
+fn invalid_argmax(op: &'static str) -> impl Fn(pool::InvalidArgmax) -> Error {
+    move |pool::InvalidArgmax(v)| Error::InvalidArgument {
+        op,
+        reason: format!("argmax entry {v} is not a window offset 0, 1, 2 or 3"),
+    }
+}
+
 fn cast<T: Element, U: Element>(a: &ArcArray<T, IxDyn>) -> ArcArray<U, IxDyn> {
     a.mapv(|x| U::of_f64(x.as_f64())).into_shared()
 }
@@ -215,12 +222,14 @@ impl BackendStorage for CpuStorage {
 
     fn max_pool2d_backward(&self, argmax: &Self, in_h: usize, in_w: usize) -> Result<Self> {
         pair!("max_pool2d_backward", self, argmax, (g, a) =>
-            shared(pool::max_pool2d_backward(four(g), four(a), in_h, in_w)))
+            shared(pool::max_pool2d_backward(four(g), four(a), in_h, in_w)
+                .map_err(invalid_argmax("max_pool2d_backward"))?))
     }
 
     fn max_pool2d_gather(&self, argmax: &Self) -> Result<Self> {
         pair!("max_pool2d_gather", self, argmax, (t, a) =>
-            shared(pool::max_pool2d_gather(four(t), four(a))))
+            shared(pool::max_pool2d_gather(four(t), four(a))
+                .map_err(invalid_argmax("max_pool2d_gather"))?))
     }
 
     fn symmetric_eigen(&self) -> Result<(Self, Self)> {

@@ -23,16 +23,21 @@ use rayon::prelude::*;
 
 use crate::Element;
 
+/// An argmax entry that is not a window offset 0, 1, 2 or 3 (argmax tensors come from the
+/// caller, so this is bad input, not a broken invariant).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct InvalidArgmax(pub(crate) f64);
+
 /// Window offset stored in an argmax entry, checked to be one of 0, 1, 2, 3.
 #[inline]
-#[track_caller]
-fn offset<T: Element>(a: T) -> usize {
-    let k = a.as_f64() as usize;
-    assert!(
-        k < 4 && k as f64 == a.as_f64(),
-        "max pool: invalid argmax entry {a}"
-    );
-    k
+fn offset<T: Element>(a: T) -> Result<usize, InvalidArgmax> {
+    let v = a.as_f64();
+    let k = v as usize;
+    if k < 4 && k as f64 == v {
+        Ok(k)
+    } else {
+        Err(InvalidArgmax(v))
+    }
 }
 
 /// Maximum of one window in row-major order and its offset, with PyTorch's update rule
@@ -118,7 +123,7 @@ pub(crate) fn max_pool2d_backward<T: Element>(
     argmax: ArrayView4<T>,
     in_h: usize,
     in_w: usize,
-) -> Array4<T> {
+) -> Result<Array4<T>, InvalidArgmax> {
     let (b, c, oh, ow) = argmax.dim();
     assert_eq!(
         grad_out.dim(),
@@ -128,7 +133,7 @@ pub(crate) fn max_pool2d_backward<T: Element>(
     check_input("max_pool2d_backward", argmax.dim(), (b, c, in_h, in_w));
     let mut dx = Array4::<T>::zeros((b, c, in_h, in_w));
     if argmax.is_empty() {
-        return dx;
+        return Ok(dx);
     }
     let g = grad_out.as_standard_layout();
     let gs = g.as_slice().expect("standard layout");
@@ -137,27 +142,31 @@ pub(crate) fn max_pool2d_backward<T: Element>(
     let dxs = dx.as_slice_mut().expect("fresh array");
     dxs.par_chunks_mut(in_h * in_w)
         .zip(gs.par_chunks(oh * ow).zip(as_.par_chunks(oh * ow)))
-        .for_each(|(dp, (gp, ap))| {
+        .try_for_each(|(dp, (gp, ap))| {
             for i in 0..oh {
                 for j in 0..ow {
-                    let k = offset(ap[i * ow + j]);
+                    let k = offset(ap[i * ow + j])?;
                     dp[(2 * i + k / 2) * in_w + 2 * j + k % 2] = gp[i * ow + j];
                 }
             }
-        });
-    dx
+            Ok(())
+        })?;
+    Ok(dx)
 }
 
 /// Tangent of [`max_pool2d`] along `t: [B, C, H, W]`: gathers `t` at the stored argmax,
 /// `y[b,c,i,j] = t[b,c,2i+dy,2j+dx]` -> [B, C, H/2, W/2].
 #[track_caller]
-pub(crate) fn max_pool2d_gather<T: Element>(t: ArrayView4<T>, argmax: ArrayView4<T>) -> Array4<T> {
+pub(crate) fn max_pool2d_gather<T: Element>(
+    t: ArrayView4<T>,
+    argmax: ArrayView4<T>,
+) -> Result<Array4<T>, InvalidArgmax> {
     let (b, c, h, w) = t.dim();
     let (_, _, oh, ow) = argmax.dim();
     check_input("max_pool2d_gather", argmax.dim(), t.dim());
     let mut y = Array4::<T>::zeros((b, c, oh, ow));
     if y.is_empty() {
-        return y;
+        return Ok(y);
     }
     let t = t.as_standard_layout();
     let ts = t.as_slice().expect("standard layout");
@@ -166,15 +175,16 @@ pub(crate) fn max_pool2d_gather<T: Element>(t: ArrayView4<T>, argmax: ArrayView4
     let ys = y.as_slice_mut().expect("fresh array");
     ys.par_chunks_mut(oh * ow)
         .zip(ts.par_chunks(h * w).zip(as_.par_chunks(oh * ow)))
-        .for_each(|(yp, (tp, ap))| {
+        .try_for_each(|(yp, (tp, ap))| {
             for i in 0..oh {
                 for j in 0..ow {
-                    let k = offset(ap[i * ow + j]);
+                    let k = offset(ap[i * ow + j])?;
                     yp[i * ow + j] = tp[(2 * i + k / 2) * w + 2 * j + k % 2];
                 }
             }
-        });
-    y
+            Ok(())
+        })?;
+    Ok(y)
 }
 
 #[cfg(test)]
@@ -256,8 +266,8 @@ mod tests {
             // Backward scatter and gather against direct indexing, strided inputs included.
             let g = rand4(y.dim(), seed ^ 1);
             let t = rand4((b, c, h, w), seed ^ 2);
-            let dx = max_pool2d_backward(g.view(), a.view(), h, w);
-            let tg = max_pool2d_gather(t.view(), a.view());
+            let dx = max_pool2d_backward(g.view(), a.view(), h, w).unwrap();
+            let tg = max_pool2d_gather(t.view(), a.view()).unwrap();
             let mut dxn = Array4::<f32>::zeros((b, c, h, w));
             let mut tgn = Array4::<f32>::zeros(y.dim());
             for ((bi, ci, i, j), &k) in a.indexed_iter() {
@@ -269,12 +279,12 @@ mod tests {
             prop_assert_eq!(&tg, &tgn);
             let (gs, ass, ts) = (strided(&g), strided(&a), strided(&t));
             let (gv, av, tv) = (view_of_strided(&gs), view_of_strided(&ass), view_of_strided(&ts));
-            prop_assert_eq!(&max_pool2d_backward(gv, av, h, w), &dx);
-            prop_assert_eq!(&max_pool2d_gather(tv, av), &tg);
+            prop_assert_eq!(&max_pool2d_backward(gv, av, h, w).unwrap(), &dx);
+            prop_assert_eq!(&max_pool2d_gather(tv, av).unwrap(), &tg);
             // The gradient is the gather's adjoint, and the pool is linear along its argmax.
             let lhs = dot(&tg, &g);
             prop_assert!((lhs - dot(&t, &dx)).abs() <= 1e-9 * (1.0 + lhs.abs()));
-            prop_assert_eq!(&max_pool2d_gather(x.view(), a.view()), &y);
+            prop_assert_eq!(&max_pool2d_gather(x.view(), a.view()).unwrap(), &y);
         }
     }
 
@@ -299,7 +309,7 @@ mod tests {
         assert_eq!(a.iter().copied().collect::<Vec<_>>(), [2., 0., 0., 1.]);
 
         let g = Array::from_shape_vec((1, 1, 2, 2), vec![10., 20., 30., 40.]).unwrap();
-        let dx = max_pool2d_backward(g.view(), a.view(), 5, 5);
+        let dx = max_pool2d_backward(g.view(), a.view(), 5, 5).unwrap();
         #[rustfmt::skip]
         let want = [
              0., 0., 20., 0., 0.,
@@ -310,7 +320,7 @@ mod tests {
         ];
         assert_eq!(dx.iter().copied().collect::<Vec<_>>(), want);
         let t = Array4::from_shape_fn((1, 1, 5, 5), |(_, _, r, c)| (10 * r + c) as f32);
-        let tg = max_pool2d_gather(t.view(), a.view());
+        let tg = max_pool2d_gather(t.view(), a.view()).unwrap();
         assert_eq!(tg.iter().copied().collect::<Vec<_>>(), [10., 2., 20., 23.]);
 
         // Sizes of the paper's layers.
@@ -357,10 +367,12 @@ mod tests {
             (y.shape(), a.shape()),
             (&[2, 3, 0, 3][..], &[2, 3, 0, 3][..])
         );
-        let dx = max_pool2d_backward(y.view(), a.view(), 1, 7);
+        let dx = max_pool2d_backward(y.view(), a.view(), 1, 7).unwrap();
         assert_eq!(dx, Array4::<f32>::zeros((2, 3, 1, 7)));
         assert_eq!(
-            max_pool2d_gather(Array4::zeros((2, 3, 1, 7)).view(), a.view()).shape(),
+            max_pool2d_gather(Array4::zeros((2, 3, 1, 7)).view(), a.view())
+                .unwrap()
+                .shape(),
             y.shape()
         );
         let (y, _) = max_pool2d(Array4::<f32>::zeros((0, 3, 4, 4)).view());
@@ -368,23 +380,26 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "invalid argmax")]
-    fn invalid_argmax_panics() {
+    fn invalid_argmax_is_an_error() {
         let a = Array4::from_elem((1, 1, 1, 1), 4.0f32);
-        let _ = max_pool2d_gather(Array4::zeros((1, 1, 2, 2)).view(), a.view());
+        let r = max_pool2d_gather(Array4::zeros((1, 1, 2, 2)).view(), a.view());
+        assert_eq!(r, Err(InvalidArgmax(4.0)));
+        let half = Array4::from_elem((1, 1, 1, 1), 0.5f32);
+        let r = max_pool2d_backward(Array4::zeros((1, 1, 1, 1)).view(), half.view(), 2, 2);
+        assert_eq!(r, Err(InvalidArgmax(0.5)));
     }
 
     #[test]
     #[should_panic(expected = "does not pool")]
     fn gather_batch_mismatch_panics() {
         let a = Array4::<f32>::zeros((2, 1, 2, 2));
-        let _ = max_pool2d_gather(Array4::zeros((1, 1, 4, 4)).view(), a.view());
+        let _ = max_pool2d_gather(Array4::zeros((1, 1, 4, 4)).view(), a.view()).unwrap();
     }
 
     #[test]
     #[should_panic(expected = "does not pool")]
     fn size_mismatch_panics() {
         let a = Array4::<f32>::zeros((1, 1, 2, 2));
-        let _ = max_pool2d_backward(a.view(), a.view(), 6, 4);
+        let _ = max_pool2d_backward(a.view(), a.view(), 6, 4).unwrap();
     }
 }
