@@ -457,21 +457,14 @@ impl Network {
         labels: &[usize],
         mode: Mode,
     ) -> Result<(f64, Tensor)> {
-        let saved: Vec<(Option<Tensor>, Option<Tensor>)> = self
-            .params()
-            .iter()
-            .map(|p| (p.grad.clone(), p.grad_tangent.clone()))
-            .collect();
+        let saved = self.seq.saved_grads();
         let result = (|| {
             let pass = self.forward(x, mode)?;
             let (loss, gz) = softmax_cross_entropy(&pass.logits, labels)?;
             let gx = self.backward(&gz, &[])?;
             Ok((loss, gx))
         })();
-        for (p, (g, gt)) in self.params_mut().into_iter().zip(saved) {
-            p.grad = g;
-            p.grad_tangent = gt;
-        }
+        self.seq.restore_grads(saved);
         result
     }
 }

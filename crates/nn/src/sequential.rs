@@ -172,14 +172,16 @@ impl Sequential {
         Ok(())
     }
 
-    fn saved_grads(&self) -> Vec<(Option<Tensor>, Option<Tensor>)> {
+    /// Every parameter's `grad` and `grad_tangent`, in order, for [`Sequential::restore_grads`].
+    pub(crate) fn saved_grads(&self) -> Vec<(Option<Tensor>, Option<Tensor>)> {
         let params = self.layers.iter().flat_map(|l| l.params());
         params
             .map(|p| (p.grad.clone(), p.grad_tangent.clone()))
             .collect()
     }
 
-    fn restore_grads(&mut self, saved: Vec<(Option<Tensor>, Option<Tensor>)>) {
+    /// Puts back what [`Sequential::saved_grads`] returned.
+    pub(crate) fn restore_grads(&mut self, saved: Vec<(Option<Tensor>, Option<Tensor>)>) {
         for (p, (g, gt)) in self.params_mut().into_iter().zip(saved) {
             p.grad = g;
             p.grad_tangent = gt;
@@ -196,11 +198,14 @@ impl Sequential {
         mode: Mode,
     ) -> Result<(f64, Tensor)> {
         let saved = self.saved_grads();
-        let z = self.forward(x, mode)?;
-        let (loss, gz) = softmax_cross_entropy(&z, labels)?;
-        let gx = self.backward(&gz)?;
+        let result = (|| {
+            let z = self.forward(x, mode)?;
+            let (loss, gz) = softmax_cross_entropy(&z, labels)?;
+            Ok((loss, self.backward(&gz)?))
+        })();
+        // Restored on failure too, so an error leaves no half-accumulated gradients.
         self.restore_grads(saved);
-        Ok((loss, gx))
+        result
     }
 
     /// The penalty `P = (β/B) Σ_n ‖∂L_n/∂x_n‖² = βB ‖∂L̄/∂x‖²` alone, with parameter
