@@ -511,32 +511,15 @@ pub(crate) fn conv2d_backward_weight<T: Element>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu::test_util::{self, strided, view_of_strided};
     use ndarray::{Array, Dimension, s};
     use proptest::prelude::*;
 
     /// Deterministic pseudo-random array with entries in [-1, 1).
     fn rand4(shape: (usize, usize, usize, usize), seed: u64) -> Array4<f32> {
-        let mut st = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        Array4::from_shape_simple_fn(shape, || {
-            st ^= st << 13;
-            st ^= st >> 7;
-            st ^= st << 17;
+        test_util::rand4(shape, seed, |st| {
             ((st >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         })
-    }
-
-    /// The same values as `a` held in a non-standard layout: axes stored in reverse order
-    /// inside a larger buffer, every second entry of the last stored axis used.
-    fn strided(a: &Array4<f32>) -> Array<f32, ndarray::Ix4> {
-        let (d0, d1, d2, d3) = a.dim();
-        let mut big = Array4::<f32>::from_elem((d3, d2, d1, 2 * d0 + 1), f32::NAN);
-        let mut inner = big.slice_mut(s![.., .., .., 1..;2]);
-        inner.assign(&a.view().reversed_axes());
-        big
-    }
-
-    fn view_of_strided(big: &Array4<f32>) -> ArrayView4<'_, f32> {
-        big.slice(s![.., .., .., 1..;2]).reversed_axes()
     }
 
     /// Flat `f64` copy in logical (row-major) order, for the references' index arithmetic

@@ -3,6 +3,8 @@
 pub(crate) mod conv;
 mod elementwise;
 pub(crate) mod pool;
+#[cfg(test)]
+mod test_util;
 
 use ndarray::{ArcArray, Ix2, Ix4, IxDyn};
 

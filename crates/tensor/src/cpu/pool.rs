@@ -190,32 +190,14 @@ pub(crate) fn max_pool2d_gather<T: Element>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::{Array, s};
+    use crate::cpu::test_util::{self, strided, view_of_strided};
+    use ndarray::Array;
     use proptest::prelude::*;
 
     /// Deterministic pseudo-random array with entries in [-1, 1), quantised to multiples of 1/8
     /// so that ties are common.
     fn rand4(shape: (usize, usize, usize, usize), seed: u64) -> Array4<f32> {
-        let mut st = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        Array4::from_shape_simple_fn(shape, || {
-            st ^= st << 13;
-            st ^= st >> 7;
-            st ^= st << 17;
-            ((st >> 60) as f32 - 8.0) / 8.0
-        })
-    }
-
-    /// The same values as `a` in a non-standard layout (see `view_of_strided`).
-    fn strided(a: &Array4<f32>) -> Array4<f32> {
-        let (d0, d1, d2, d3) = a.dim();
-        let mut big = Array4::<f32>::from_elem((d3, d2, d1, 2 * d0 + 1), f32::NAN);
-        big.slice_mut(s![.., .., .., 1..;2])
-            .assign(&a.view().reversed_axes());
-        big
-    }
-
-    fn view_of_strided(big: &Array4<f32>) -> ArrayView4<'_, f32> {
-        big.slice(s![.., .., .., 1..;2]).reversed_axes()
+        test_util::rand4(shape, seed, |st| ((st >> 60) as f32 - 8.0) / 8.0)
     }
 
     /// Reference pool written independently: PyTorch's scan from -inf.
