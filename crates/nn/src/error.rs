@@ -100,6 +100,24 @@ pub enum NnError {
         #[source]
         source: std::io::Error,
     },
+    /// A covariance that must be positive definite (whitening's batch covariance + εI)
+    /// is not: its Cholesky factorisation failed at `pivot`.
+    #[error("{layer}: covariance is not positive definite (Cholesky failed at pivot {pivot})")]
+    NotPositiveDefinite {
+        /// The layer (or representation) whose covariance failed.
+        layer: String,
+        /// The 0-based pivot where the factorisation broke down.
+        pivot: usize,
+    },
+    /// A layer does not implement a pass (e.g. the second-order tangent passes of a layer
+    /// that is never combined with the Jacobian regulariser).
+    #[error("{layer}: {pass} is not supported")]
+    Unsupported {
+        /// The layer's name.
+        layer: String,
+        /// The pass.
+        pass: &'static str,
+    },
     /// The training loss became NaN or infinite.
     #[error("training diverged: loss {loss} at epoch {epoch}, batch {batch}")]
     Diverged {

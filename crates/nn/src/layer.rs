@@ -122,6 +122,19 @@ pub trait Layer: Send + std::fmt::Debug {
     /// Given `∂L/∂y`, returns `∂L/∂x` and adds `∂L/∂θ` into each [`Param::grad`].
     fn backward(&mut self, grad_out: &Tensor) -> Result<Tensor>;
 
+    /// Given `∂L/∂y`, returns `∂L/∂x` only: parameter gradients are left exactly as they
+    /// were. Attacks and input-gradient maps need nothing else, and layers with weights
+    /// skip their weight-gradient products (a third of a dense backward pass). The default
+    /// runs [`Layer::backward`] and puts the parameter gradients back.
+    fn backward_input(&mut self, grad_out: &Tensor) -> Result<Tensor> {
+        let saved: Vec<Option<Tensor>> = self.params().iter().map(|p| p.grad.clone()).collect();
+        let result = self.backward(grad_out);
+        for (p, g) in self.params_mut().into_iter().zip(saved) {
+            p.grad = g;
+        }
+        result
+    }
+
     /// The directional derivative `R{y} = (∂y/∂x) dx` of the last `forward`'s output along
     /// the input direction `dx` (parameter directions are zero).
     fn forward_tangent(&mut self, dx: &Tensor) -> Result<Tensor>;

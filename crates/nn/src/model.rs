@@ -110,6 +110,11 @@ impl Layer for Inserted {
         self.unflat(g)
     }
 
+    fn backward_input(&mut self, grad_out: &Tensor) -> Result<Tensor> {
+        let g = self.inner.backward_input(&self.flat(grad_out)?)?;
+        self.unflat(g)
+    }
+
     fn forward_tangent(&mut self, dx: &Tensor) -> Result<Tensor> {
         let d = self.inner.forward_tangent(&self.flat(dx)?)?;
         self.unflat(d)
@@ -407,6 +412,27 @@ impl Network {
         grad_logits: &Tensor,
         injections: &[(String, Tensor)],
     ) -> Result<Tensor> {
+        self.backward_pass(grad_logits, injections, false)
+    }
+
+    /// [`Network::backward`] without parameter gradients: only `∂/∂x` of the logit gradient
+    /// plus the injections, with every [`Param::grad`] left as it was (each layer's
+    /// [`Layer::backward_input`]). This is what attacks and sensitivity maps need, at about
+    /// two thirds of the cost of a full backward pass.
+    pub fn backward_input(
+        &mut self,
+        grad_logits: &Tensor,
+        injections: &[(String, Tensor)],
+    ) -> Result<Tensor> {
+        self.backward_pass(grad_logits, injections, true)
+    }
+
+    fn backward_pass(
+        &mut self,
+        grad_logits: &Tensor,
+        injections: &[(String, Tensor)],
+        input_only: bool,
+    ) -> Result<Tensor> {
         let input_shape =
             self.last_input_shape
                 .clone()
@@ -440,7 +466,11 @@ impl Network {
                     g = g.add(inj)?;
                 }
             }
-            g = layer.backward(&g)?;
+            g = if input_only {
+                layer.backward_input(&g)?
+            } else {
+                layer.backward(&g)?
+            };
         }
         if g.shape() != input_shape.as_slice() {
             g = g.reshape(&input_shape)?;
@@ -457,14 +487,9 @@ impl Network {
         labels: &[usize],
         mode: Mode,
     ) -> Result<(f64, Tensor)> {
-        let saved = self.seq.saved_grads();
-        let result = (|| {
-            let pass = self.forward(x, mode)?;
-            let (loss, gz) = softmax_cross_entropy(&pass.logits, labels)?;
-            let gx = self.backward(&gz, &[])?;
-            Ok((loss, gx))
-        })();
-        self.seq.restore_grads(saved);
-        result
+        let pass = self.forward(x, mode)?;
+        let (loss, gz) = softmax_cross_entropy(&pass.logits, labels)?;
+        let gx = self.backward_input(&gz, &[])?;
+        Ok((loss, gx))
     }
 }

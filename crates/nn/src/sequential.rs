@@ -172,22 +172,6 @@ impl Sequential {
         Ok(())
     }
 
-    /// Every parameter's `grad` and `grad_tangent`, in order, for [`Sequential::restore_grads`].
-    pub(crate) fn saved_grads(&self) -> Vec<(Option<Tensor>, Option<Tensor>)> {
-        let params = self.layers.iter().flat_map(|l| l.params());
-        params
-            .map(|p| (p.grad.clone(), p.grad_tangent.clone()))
-            .collect()
-    }
-
-    /// Puts back what [`Sequential::saved_grads`] returned.
-    pub(crate) fn restore_grads(&mut self, saved: Vec<(Option<Tensor>, Option<Tensor>)>) {
-        for (p, (g, gt)) in self.params_mut().into_iter().zip(saved) {
-            p.grad = g;
-            p.grad_tangent = gt;
-        }
-    }
-
     /// Mean cross-entropy `L̄` and its input gradient `∂L̄/∂x`, for adversarial attacks and
     /// input-gradient norms. Parameter gradients are left as they were (in `Train` mode
     /// BatchNorm still updates its running statistics).
@@ -197,15 +181,9 @@ impl Sequential {
         labels: &[usize],
         mode: Mode,
     ) -> Result<(f64, Tensor)> {
-        let saved = self.saved_grads();
-        let result = (|| {
-            let z = self.forward(x, mode)?;
-            let (loss, gz) = softmax_cross_entropy(&z, labels)?;
-            Ok((loss, self.backward(&gz)?))
-        })();
-        // Restored on failure too, so an error leaves no half-accumulated gradients.
-        self.restore_grads(saved);
-        result
+        let z = self.forward(x, mode)?;
+        let (loss, gz) = softmax_cross_entropy(&z, labels)?;
+        Ok((loss, self.backward_input(&gz)?))
     }
 
     /// The penalty `P = (β/B) Σ_n ‖∂L_n/∂x_n‖² = βB ‖∂L̄/∂x‖²` alone, with parameter
@@ -278,6 +256,14 @@ impl Layer for Sequential {
         let mut g = grad_out.clone();
         for l in self.layers.iter_mut().rev() {
             g = l.backward(&g)?;
+        }
+        Ok(g)
+    }
+
+    fn backward_input(&mut self, grad_out: &Tensor) -> Result<Tensor> {
+        let mut g = grad_out.clone();
+        for l in self.layers.iter_mut().rev() {
+            g = l.backward_input(&g)?;
         }
         Ok(g)
     }

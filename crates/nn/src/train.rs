@@ -93,6 +93,22 @@ fn to_input(rows: ndarray::Array2<f32>, dtype: DType, device: &Device) -> Result
     Ok(x)
 }
 
+/// What a training step's loss function reports for one batch: [`train_epoch_with`] calls
+/// it after zeroing the gradients, and it must leave `∇_θ(cross_entropy + extra)` in every
+/// [`Param::grad`](crate::Param).
+#[derive(Debug, Clone)]
+pub struct StepLoss {
+    /// Mean cross-entropy of the batch.
+    pub cross_entropy: f64,
+    /// The regularisation added to it.
+    pub extra: f64,
+    /// The batch's logits (train mode), for the training accuracy.
+    pub logits: Tensor,
+}
+
+/// A training step's loss and gradients for a batch `(x, labels)`: see [`StepLoss`].
+pub type Step<'a> = dyn FnMut(&mut Network, &Tensor, &[usize]) -> Result<StepLoss> + 'a;
+
 /// One epoch of Adam over `batches` (index lists into `images: [N, 784]` / `labels`).
 ///
 /// Per batch: zero the gradients, forward in `Train` mode, mean cross-entropy, call `hook`
@@ -112,6 +128,39 @@ pub fn train_epoch(
     batches: &[Vec<usize>],
     epoch: usize,
     hook: &mut Hook<'_>,
+) -> Result<EpochStats> {
+    let mut step = |net: &mut Network, x: &Tensor, y: &[usize]| -> Result<StepLoss> {
+        let pass = net.forward(x, Mode::Train)?;
+        let (ce, gz) = softmax_cross_entropy(&pass.logits, y)?;
+        let (extra, injections) = hook(&pass, y)?;
+        if (ce + extra).is_finite() {
+            net.backward(&gz, &injections)?;
+        }
+        Ok(StepLoss {
+            cross_entropy: ce,
+            extra,
+            logits: pass.logits,
+        })
+    };
+    train_epoch_with(net, adam, images, labels, batches, epoch, &mut step)
+}
+
+/// One epoch of Adam over `batches` with a caller-defined loss: per batch, zero the
+/// gradients, let `step` compute the loss and accumulate its gradients (see [`StepLoss`]),
+/// check the loss is finite, take one Adam step. [`train_epoch`] is this with the
+/// forward–hook–backward step; regularisers that need more than injected gradients (the
+/// Jacobian penalty's second-order pass) supply their own `step`.
+///
+/// # Errors
+/// As [`train_epoch`].
+pub fn train_epoch_with(
+    net: &mut Network,
+    adam: &mut Adam,
+    images: ArrayView2<'_, f32>,
+    labels: &[u8],
+    batches: &[Vec<usize>],
+    epoch: usize,
+    step: &mut Step<'_>,
 ) -> Result<EpochStats> {
     check_data(&images, labels, "train_epoch")?;
     let start = Instant::now();
@@ -134,10 +183,8 @@ pub fn train_epoch(
         let x = to_input(images.select(Axis(0), idx), dtype, &device)?;
         let y: Vec<usize> = idx.iter().map(|&i| usize::from(labels[i])).collect();
         net.zero_grad();
-        let pass = net.forward(&x, Mode::Train)?;
-        let (ce, gz) = softmax_cross_entropy(&pass.logits, &y)?;
-        let (extra, injections) = hook(&pass, &y)?;
-        let loss = ce + extra;
+        let out = step(net, &x, &y)?;
+        let loss = out.cross_entropy + out.extra;
         if !loss.is_finite() {
             return Err(NnError::Diverged {
                 epoch,
@@ -145,19 +192,18 @@ pub fn train_epoch(
                 loss,
             });
         }
-        correct += pass
+        correct += out
             .logits
             .argmax_rows()?
             .iter()
             .zip(&y)
             .filter(|(p, t)| p == t)
             .count();
-        net.backward(&gz, &injections)?;
         adam.step(&mut net.params_mut())?;
         let n = idx.len();
         total += loss * n as f64;
-        ce_total += ce * n as f64;
-        extra_total += extra * n as f64;
+        ce_total += out.cross_entropy * n as f64;
+        extra_total += out.extra * n as f64;
         samples += n;
         steps += 1;
     }

@@ -131,6 +131,19 @@ fn check_injection(net: &mut Network, x: &Tensor, y: &[usize], rng: &mut Rng) {
         .map(|p| vals(p.grad.as_ref().unwrap()))
         .collect();
 
+    // The input-only pass gives the same ∂f/∂x and leaves every parameter gradient alone.
+    net.forward(x, Mode::Train).unwrap();
+    let gx_only = net.backward_input(&gz, &cs).unwrap();
+    assert_eq!(vals(&gx_only), vals(&gx));
+    for (p, want) in net.params().iter().zip(&analytic) {
+        assert_eq!(
+            &vals(p.grad.as_ref().unwrap()),
+            want,
+            "backward_input touched {}",
+            p.name
+        );
+    }
+
     let fd_x = fd_grad(x, |xp| objective(net, xp));
     assert_close("∂f/∂x", &vals(&gx), &fd_x);
     for (k, want) in analytic.iter().enumerate() {

@@ -129,6 +129,13 @@ impl Layer for Conv2d {
         Ok(gx)
     }
 
+    fn backward_input(&mut self, grad_out: &Tensor) -> Result<Tensor> {
+        need(&self.x, "conv2d", "backward", "forward")?;
+        let gx = grad_out.conv2d_backward_input(&self.weight.value)?;
+        self.g = Some(grad_out.clone());
+        Ok(gx)
+    }
+
     fn forward_tangent(&mut self, dx: &Tensor) -> Result<Tensor> {
         let x = need(&self.x, "conv2d", "forward_tangent", "forward")?;
         if dx.shape() != x.shape() {

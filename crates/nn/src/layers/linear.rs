@@ -118,6 +118,13 @@ impl Layer for Linear {
         Ok(gx)
     }
 
+    fn backward_input(&mut self, grad_out: &Tensor) -> Result<Tensor> {
+        self.check(grad_out, self.out_features())?;
+        need(&self.x, "linear", "backward", "forward")?;
+        self.g = Some(grad_out.clone());
+        Ok(grad_out.matmul(&self.weight.value)?)
+    }
+
     fn forward_tangent(&mut self, dx: &Tensor) -> Result<Tensor> {
         let x = need(&self.x, "linear", "forward_tangent", "forward")?;
         if dx.shape() != x.shape() {
