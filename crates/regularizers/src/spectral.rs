@@ -1,0 +1,469 @@
+//! The spectral regulariser of eq. 2 (Nassar et al. 2020), in projected and exact mode.
+//!
+//! For a hidden representation `H: [B, N]` with batch covariance eigenvalues
+//! `λ_1 ≥ … ≥ λ_N`, the target spectrum is `γ_n = κ n^(−α)` with `κ = λ_τ τ^α` (so
+//! `γ_τ = λ_τ`; `κ` is held constant when differentiating) and the penalty is
+//!
+//! `R = (1/N) Σ_{n ≥ τ} [ (λ_n/γ_n − 1)² + max(0, λ_n/γ_n − 1) ]`,
+//!
+//! which punishes eigenvalues above the power law more than those below it. The training
+//! loss adds `β · R` per regularised layer.
+//!
+//! **Projected mode** (eq. 5, the default): the eigenvectors `V` of the layer's covariance
+//! over the whole training set are recomputed at the start of each epoch
+//! ([`SpectralRegularizer::refresh`]) and held fixed; per batch, `λ̂_n = ‖H_c v_n‖²/(B − 1)`
+//! and the gradient flows through `H` only: `∂R/∂H = (2/(B − 1)) H_c V diag(∂R/∂λ̂) Vᵀ`.
+//! It costs two `B × N × N` GEMMs.
+//!
+//! **Exact mode** eigendecomposes the batch covariance every step, `O(N³)`; the gradient uses
+//! `dλ_n = v_nᵀ dΣ v_n`, which gives the same formula with the batch's own eigenvectors. It
+//! never divides by eigenvalue gaps, so repeated eigenvalues are harmless.
+//!
+//! The projected eigenvalues keep the order of `V`'s columns (the full-data spectrum's
+//! order); they are not re-sorted per batch.
+
+use ndarray::{Array1, ArrayView2};
+use specreg_nn::{ForwardPass, Network, NnError, Result};
+use specreg_tensor::{BinaryOp, DType, Tensor};
+
+use crate::covariance::representation_covariances;
+
+/// The regularisation of one hidden representation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpectralLayer {
+    /// The representation's name in the [`Network`] (`hidden`, `fc1`, `conv2`, …).
+    pub name: String,
+    /// Target decay exponent `α` of `γ_n = κ n^(−α)` (the paper: 1).
+    pub alpha: f64,
+    /// First penalised rank `τ` (1-based; the paper: 10). Must be below the width.
+    pub tau: usize,
+    /// Weight `β` of this layer's penalty in the loss (the paper: 1, 2 or 5).
+    pub beta: f64,
+}
+
+impl SpectralLayer {
+    /// A layer with the paper's `α = 1`, `τ = 10` and the given `β`.
+    pub fn new(name: impl Into<String>, beta: f64) -> Self {
+        Self {
+            name: name.into(),
+            alpha: 1.0,
+            tau: 10,
+            beta,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bad = |reason: String| {
+            Err(NnError::InvalidArgument {
+                what: format!("spectral regulariser of {}", self.name),
+                reason,
+            })
+        };
+        if !(self.alpha.is_finite() && self.alpha > 0.0) {
+            return bad(format!("alpha must be finite and > 0, got {}", self.alpha));
+        }
+        if self.tau == 0 {
+            return bad("tau is a 1-based rank and must be ≥ 1, got 0".into());
+        }
+        if !(self.beta.is_finite() && self.beta >= 0.0) {
+            return bad(format!("beta must be finite and ≥ 0, got {}", self.beta));
+        }
+        Ok(())
+    }
+}
+
+/// Checks a per-layer `α` schedule `α_1 ≥ α_2 ≥ … ≥ α_D = 1` (the paper's proposed
+/// extension: faster decay in early layers, `1/n` at the last). Every `α` must be finite
+/// and positive.
+pub fn check_alpha_schedule(alphas: &[f64]) -> Result<()> {
+    let bad = |reason: String| {
+        Err(NnError::InvalidArgument {
+            what: "alpha schedule".into(),
+            reason,
+        })
+    };
+    let Some(&last) = alphas.last() else {
+        return bad("is empty".into());
+    };
+    if let Some((i, a)) = alphas
+        .iter()
+        .enumerate()
+        .find(|(_, a)| !(a.is_finite() && **a > 0.0))
+    {
+        return bad(format!("alpha[{i}] = {a} must be finite and > 0"));
+    }
+    if let Some(i) = (1..alphas.len()).find(|&i| alphas[i] > alphas[i - 1]) {
+        return bad(format!(
+            "must be non-increasing, but alpha[{i}] = {} > alpha[{}] = {}",
+            alphas[i],
+            i - 1,
+            alphas[i - 1]
+        ));
+    }
+    if last != 1.0 {
+        return bad(format!("must end at 1 (the 1/n law), ends at {last}"));
+    }
+    Ok(())
+}
+
+/// The penalty `R` of eq. 2 for eigenvalues `lambda` in rank order (`lambda[0]` is `λ_1`),
+/// and `∂R/∂λ_n` with `κ` held constant (zero for `n ≤ τ`: the term at `n = τ` is zero by
+/// the choice of `κ`).
+///
+/// # Errors
+/// `τ` not below `N`, or `λ_τ` not positive (a representation of rank below `τ`).
+pub fn spectral_penalty(lambda: &[f64], alpha: f64, tau: usize) -> Result<(f64, Vec<f64>)> {
+    let n_total = lambda.len();
+    if tau == 0 || tau >= n_total {
+        return Err(NnError::InvalidArgument {
+            what: "spectral penalty".into(),
+            reason: format!("tau ({tau}) must be ≥ 1 and < the width ({n_total})"),
+        });
+    }
+    let lam_tau = lambda[tau - 1];
+    if !(lam_tau.is_finite() && lam_tau > 0.0) {
+        return Err(NnError::InvalidArgument {
+            what: "spectral penalty".into(),
+            reason: format!(
+                "λ_τ = λ_{tau} = {lam_tau} is not positive: the representation has rank < τ"
+            ),
+        });
+    }
+    let kappa = lam_tau * (tau as f64).powf(alpha);
+    let inv_n = 1.0 / n_total as f64;
+    let mut value = 0.0;
+    let mut grad = vec![0.0; n_total];
+    // The anchor rank n = τ contributes r_τ = 0 by construction; it is skipped so that
+    // rounding in r_τ cannot switch the hinge's one-sided derivative on and off.
+    for (i, (&l, g)) in lambda.iter().zip(&mut grad).enumerate().skip(tau) {
+        let inv_gamma = ((i + 1) as f64).powf(alpha) / kappa;
+        let r = l * inv_gamma - 1.0;
+        let hinge = if r > 0.0 { 1.0 } else { 0.0 };
+        value += r * r + hinge * r;
+        *g = inv_n * (2.0 * r + hinge) * inv_gamma;
+    }
+    Ok((value * inv_n, grad))
+}
+
+/// The value, eigenvalues and gradient of the penalty for one batch.
+#[derive(Debug, Clone)]
+pub struct SpectralValue {
+    /// `R` (without `β`).
+    pub value: f64,
+    /// The eigenvalues used (projected or exact), in rank order.
+    pub eigenvalues: Vec<f64>,
+    /// `∂R/∂H`, `[B, N]`, in `H`'s dtype.
+    pub grad: Tensor,
+}
+
+fn batch_rows(h: &Tensor, what: &str) -> Result<(usize, usize)> {
+    let (b, n) = h.dims2()?;
+    if b < 2 {
+        return Err(NnError::InvalidArgument {
+            what: what.into(),
+            reason: format!("a covariance needs a batch of at least 2 samples, got {b}"),
+        });
+    }
+    Ok((b, n))
+}
+
+/// `R`, `λ` and `∂R/∂H` given eigenvectors `v: [N, N]` (columns in rank order).
+fn value_grad_with(
+    hc: &Tensor,
+    v: &Tensor,
+    lambda: Option<Vec<f64>>,
+    alpha: f64,
+    tau: usize,
+) -> Result<SpectralValue> {
+    let (b, _) = hc.dims2()?;
+    let p = hc.matmul(v)?;
+    let scale = 1.0 / (b as f64 - 1.0);
+    let lambda = match lambda {
+        Some(l) => l,
+        None => p
+            .sqr()?
+            .col_sums()?
+            .to_dtype(DType::F64)?
+            .to_vec::<f64>()?
+            .into_iter()
+            .map(|s| s * scale)
+            .collect(),
+    };
+    let (value, dlambda) = spectral_penalty(&lambda, alpha, tau)?;
+    let w: Vec<f64> = dlambda.iter().map(|d| 2.0 * scale * d).collect();
+    let w = Tensor::from_array(Array1::from(w)).to_dtype(hc.dtype())?;
+    let w = if hc.device().is_cpu() {
+        w
+    } else {
+        w.to_device(&hc.device())?
+    };
+    let grad = p.broadcast_along(&w, 1, BinaryOp::Mul)?.matmul_nt(v)?;
+    Ok(SpectralValue {
+        value,
+        eigenvalues: lambda,
+        grad,
+    })
+}
+
+/// Projected mode (eq. 5): `λ̂_n = ‖H_c v_n‖²/(B − 1)` with the fixed eigenvectors `v: [N,
+/// N]` (columns in rank order, in `h`'s dtype), and `∂R/∂H` through `H` only.
+pub fn projected_penalty(h: &Tensor, v: &Tensor, alpha: f64, tau: usize) -> Result<SpectralValue> {
+    let (_, n) = batch_rows(h, "projected spectral penalty")?;
+    if v.shape() != [n, n] {
+        return Err(NnError::ShapeMismatch {
+            layer: "projected spectral penalty (eigenvectors)".into(),
+            expected: format!("[{n}, {n}]"),
+            got: v.shape().to_vec(),
+        });
+    }
+    value_grad_with(&h.center_rows()?, v, None, alpha, tau)
+}
+
+/// Exact mode: eigendecomposes the batch covariance of `h` (`O(N³)`) and differentiates
+/// through `dλ_n = v_nᵀ dΣ v_n`.
+pub fn exact_penalty(h: &Tensor, alpha: f64, tau: usize) -> Result<SpectralValue> {
+    batch_rows(h, "exact spectral penalty")?;
+    let hc = h.center_rows()?;
+    let (b, _) = hc.dims2()?;
+    let sigma = hc.gram()?.scale(1.0 / (b as f64 - 1.0))?;
+    let (lambda, v) = sigma.symmetric_eigen()?;
+    let lambda = lambda.to_dtype(DType::F64)?.to_vec::<f64>()?;
+    value_grad_with(&hc, &v, Some(lambda), alpha, tau)
+}
+
+/// How the eigenvalues are obtained per batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EigenMode {
+    /// Eigenvectors fixed per epoch from the whole training set (eq. 5).
+    #[default]
+    Projected,
+    /// Eigendecomposition of every batch's covariance.
+    Exact,
+}
+
+/// The spectral regulariser of a network: one [`SpectralLayer`] per regularised
+/// representation, plugged into [`specreg_nn::train_epoch`] through [`Self::hook`].
+///
+/// ```no_run
+/// # use specreg_regularizers::{EigenMode, SpectralLayer, SpectralRegularizer};
+/// # use specreg_nn::{Adam, AdamConfig, Network, train_epoch};
+/// # use specreg_tensor::{DType, Device, Rng};
+/// # fn main() -> specreg_nn::Result<()> {
+/// # let mut rng = Rng::new(0);
+/// # let mut net = Network::shallow(&mut rng, DType::F32, &Device::Cpu)?;
+/// # let mut adam = Adam::new(AdamConfig::new(1e-3))?;
+/// # let images = ndarray::Array2::<f32>::zeros((10, 784)); let labels = [0u8; 10];
+/// # let batches = vec![(0..10).collect::<Vec<_>>()];
+/// let mut spec = SpectralRegularizer::new(vec![SpectralLayer::new("hidden", 2.0)], EigenMode::Projected)?;
+/// for epoch in 0..2 {
+///     spec.refresh(&mut net, images.view(), 2000)?; // eigenvectors over the training set
+///     let stats = train_epoch(&mut net, &mut adam, images.view(), &labels, &batches, epoch,
+///                             &mut |pass, _| spec.hook(pass))?;
+///     let terms = spec.take_epoch_terms(); // mean R per layer
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct SpectralRegularizer {
+    layers: Vec<SpectralLayer>,
+    mode: EigenMode,
+    eigenvectors: Vec<Option<Tensor>>,
+    diagnose: bool,
+    measure_next: bool,
+    term_sums: Vec<f64>,
+    term_samples: usize,
+    eigen_errors: Vec<Option<f64>>,
+}
+
+impl SpectralRegularizer {
+    /// A regulariser for `layers` in `mode`, with the projected-vs-exact diagnostic on.
+    ///
+    /// # Errors
+    /// No layers, a repeated name, or a layer with `α ≤ 0`, `τ = 0` or `β < 0`.
+    pub fn new(layers: Vec<SpectralLayer>, mode: EigenMode) -> Result<Self> {
+        if layers.is_empty() {
+            return Err(NnError::InvalidArgument {
+                what: "spectral regulariser".into(),
+                reason: "needs at least one layer".into(),
+            });
+        }
+        for (i, l) in layers.iter().enumerate() {
+            l.validate()?;
+            if layers[..i].iter().any(|o| o.name == l.name) {
+                return Err(NnError::InvalidArgument {
+                    what: "spectral regulariser".into(),
+                    reason: format!("layer {:?} is listed twice", l.name),
+                });
+            }
+        }
+        let k = layers.len();
+        Ok(Self {
+            layers,
+            mode,
+            eigenvectors: vec![None; k],
+            diagnose: true,
+            measure_next: mode == EigenMode::Projected,
+            term_sums: vec![0.0; k],
+            term_samples: 0,
+            eigen_errors: vec![None; k],
+        })
+    }
+
+    /// Turns the per-epoch projected-vs-exact eigenvalue diagnostic on or off (it costs one
+    /// batch eigendecomposition per layer per epoch).
+    pub fn with_diagnostic(mut self, on: bool) -> Self {
+        self.diagnose = on;
+        self
+    }
+
+    /// The regularised layers.
+    pub fn layers(&self) -> &[SpectralLayer] {
+        &self.layers
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> EigenMode {
+        self.mode
+    }
+
+    /// The fixed eigenvectors of layer `i` (projected mode, after a refresh).
+    pub fn eigenvectors(&self, i: usize) -> Option<&Tensor> {
+        self.eigenvectors.get(i).and_then(Option::as_ref)
+    }
+
+    /// Projected mode: recomputes every layer's eigenvectors from its covariance over
+    /// `images` (the whole training set, `Eval` mode, `f64` accumulation and
+    /// eigendecomposition, chunks of `batch_size`), and arms the diagnostic for the next
+    /// batch. Exact mode: does nothing. Call it at the start of every epoch.
+    pub fn refresh(
+        &mut self,
+        net: &mut Network,
+        images: ArrayView2<'_, f32>,
+        batch_size: usize,
+    ) -> Result<()> {
+        if self.mode == EigenMode::Exact {
+            return Ok(());
+        }
+        let names: Vec<&str> = self.layers.iter().map(|l| l.name.as_str()).collect();
+        let covs = representation_covariances(net, &names, images, batch_size)?;
+        let (dtype, device) = net.dtype_device();
+        for (slot, (cov, layer)) in self
+            .eigenvectors
+            .iter_mut()
+            .zip(covs.iter().zip(&self.layers))
+        {
+            if layer.tau >= cov.nrows() {
+                return Err(NnError::InvalidArgument {
+                    what: format!("spectral regulariser of {}", layer.name),
+                    reason: format!("tau ({}) must be < the width ({})", layer.tau, cov.nrows()),
+                });
+            }
+            let (_, v) = specreg_tensor::linalg::symmetric_eigen(cov.view())?;
+            let mut v = Tensor::from_array(v).to_dtype(dtype)?;
+            if !device.is_cpu() {
+                v = v.to_device(&device)?;
+            }
+            *slot = Some(v);
+        }
+        self.measure_next = true;
+        Ok(())
+    }
+
+    /// The hook for [`specreg_nn::train_epoch`]: `Σ_l β_l R_l` of this batch's
+    /// representations and the injected gradients `β_l ∂R_l/∂H_l`.
+    pub fn hook(&mut self, pass: &ForwardPass) -> Result<(f64, Vec<(String, Tensor)>)> {
+        let mut total = 0.0;
+        let mut injections = Vec::with_capacity(self.layers.len());
+        let mut batch = 0;
+        let measure = self.measure_next && self.diagnose && self.mode == EigenMode::Projected;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let h = pass
+                .get(&layer.name)
+                .ok_or_else(|| NnError::InvalidArgument {
+                    what: format!("spectral regulariser of {}", layer.name),
+                    reason: format!(
+                        "the network has no representation {:?}; it has {:?}",
+                        layer.name,
+                        pass.hidden
+                            .iter()
+                            .map(|(n, _)| n.as_str())
+                            .collect::<Vec<_>>()
+                    ),
+                })?;
+            let (b, n) = h.dims2()?;
+            if layer.tau >= n {
+                return Err(NnError::InvalidArgument {
+                    what: format!("spectral regulariser of {}", layer.name),
+                    reason: format!("tau ({}) must be < the width ({n})", layer.tau),
+                });
+            }
+            batch = b;
+            let sv = match self.mode {
+                EigenMode::Exact => exact_penalty(h, layer.alpha, layer.tau)?,
+                EigenMode::Projected => {
+                    let v =
+                        self.eigenvectors[i]
+                            .as_ref()
+                            .ok_or_else(|| NnError::InvalidArgument {
+                                what: format!("spectral regulariser of {}", layer.name),
+                                reason: "projected mode needs refresh() before the first batch"
+                                    .into(),
+                            })?;
+                    projected_penalty(h, v, layer.alpha, layer.tau)?
+                }
+            };
+            if measure {
+                let exact = exact_penalty(h, layer.alpha, layer.tau)?;
+                self.eigen_errors[i] = Some(relative_error(
+                    &sv.eigenvalues[layer.tau - 1..],
+                    &exact.eigenvalues[layer.tau - 1..],
+                ));
+            }
+            self.term_sums[i] += sv.value * b as f64;
+            total += layer.beta * sv.value;
+            injections.push((layer.name.clone(), sv.grad.scale(layer.beta)?));
+        }
+        self.term_samples += batch;
+        if measure {
+            self.measure_next = false;
+        }
+        Ok((total, injections))
+    }
+
+    /// Each layer's `R_l` (without `β`) averaged over the samples since the last call, and
+    /// resets the averages.
+    pub fn take_epoch_terms(&mut self) -> Vec<(String, f64)> {
+        let m = self.term_samples.max(1) as f64;
+        let out = self
+            .layers
+            .iter()
+            .zip(&self.term_sums)
+            .map(|(l, s)| (l.name.clone(), s / m))
+            .collect();
+        self.term_sums.iter_mut().for_each(|s| *s = 0.0);
+        self.term_samples = 0;
+        out
+    }
+
+    /// The diagnostic measured since the last call, per layer: the relative error
+    /// `‖λ̂ − λ‖₂ / ‖λ‖₂` over ranks `n ≥ τ` between the projected eigenvalues and the exact
+    /// eigenvalues of the same batch (the first batch after each refresh). Large values mean
+    /// the fixed-eigenvector shortcut's assumption (slow drift within an epoch) is failing.
+    pub fn take_eigen_errors(&mut self) -> Vec<(String, f64)> {
+        self.layers
+            .iter()
+            .zip(&mut self.eigen_errors)
+            .filter_map(|(l, e)| e.take().map(|e| (l.name.clone(), e)))
+            .collect()
+    }
+}
+
+fn relative_error(approx: &[f64], exact: &[f64]) -> f64 {
+    let num: f64 = approx
+        .iter()
+        .zip(exact)
+        .map(|(a, e)| (a - e) * (a - e))
+        .sum();
+    let den: f64 = exact.iter().map(|e| e * e).sum();
+    (num / den.max(f64::MIN_POSITIVE)).sqrt()
+}
