@@ -1,0 +1,61 @@
+//! The error type of the `attacks` crate.
+
+/// Everything that can go wrong while attacking a model or computing a sensitivity map.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AttackError {
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Tensor(#[from] specreg_tensor::Error),
+    /// The network failed (shape mismatch, unknown representation, …).
+    #[error(transparent)]
+    Nn(#[from] specreg_nn::NnError),
+    /// A user-supplied [`Classifier`](crate::Classifier) failed.
+    #[error("classifier: {0}")]
+    Model(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// An argument or configuration value is out of range.
+    #[error("{what}: {reason}")]
+    InvalidArgument {
+        /// The function or configuration field.
+        what: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The data handed to an evaluation is inconsistent (lengths, widths, pixel range).
+    #[error("{what}: {reason}")]
+    InvalidData {
+        /// The function that received the data.
+        what: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A loss, gradient or eigenvalue came out NaN or infinite.
+    #[error("{what}: non-finite value {value} (sample {sample})")]
+    NonFinite {
+        /// The quantity that is not finite.
+        what: String,
+        /// The offending value.
+        value: f64,
+        /// The sample (row of the batch) it belongs to.
+        sample: usize,
+    },
+}
+
+/// Result alias for the `attacks` crate.
+pub type Result<T> = std::result::Result<T, AttackError>;
+
+/// An [`AttackError::InvalidArgument`].
+pub(crate) fn invalid(what: &str, reason: impl Into<String>) -> AttackError {
+    AttackError::InvalidArgument {
+        what: what.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// An [`AttackError::InvalidData`].
+pub(crate) fn invalid_data(what: &str, reason: impl Into<String>) -> AttackError {
+    AttackError::InvalidData {
+        what: what.to_string(),
+        reason: reason.into(),
+    }
+}
