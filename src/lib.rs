@@ -7,6 +7,10 @@
 //! - [`tensor`]: `f32`/`f64` tensors with a run-time device, the numerical kernels.
 //! - [`data`]: the IDX reader, MNIST / Fashion-MNIST and seeded mini-batching.
 //! - [`nn`]: layers, losses, Adam, the paper's networks and the training loop.
+//! - [`regularizers`]: the spectral regulariser, whitening, Jacobian penalties and spectrum
+//!   metrics.
+//! - [`attacks`]: FGSM, PGD, white noise, robustness curves with sanity flags, and
+//!   eigenvalue sensitivity maps.
 //!
 //! ```
 //! use specreg::tensor::{Device, Tensor};
@@ -15,6 +19,8 @@
 //! ```
 #![warn(missing_docs)]
 
+pub use specreg_attacks as attacks;
 pub use specreg_data as data;
 pub use specreg_nn as nn;
+pub use specreg_regularizers as regularizers;
 pub use specreg_tensor as tensor;

@@ -4,12 +4,16 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str = "usage: cargo xtask <ci | lint | test | extra>
+const USAGE: &str = "usage: cargo xtask <ci | lint | test | extra | reproduce>
 
-  ci     lint, test and extra in that order: exactly the steps of .ci/run
-  lint   cargo fmt --check, clippy -D warnings on all targets with and without --features cuda
-  test   the README's test command: cargo test --workspace --release
-  extra  the tensor tests again with --features openblas, and cargo bench --no-run";
+  ci         lint, test and extra in that order: exactly the steps of .ci/run
+  lint       cargo fmt --check, clippy -D warnings on all targets with and without --features cuda
+  test       the README's test command: cargo test --workspace --release
+  extra      the tensor tests again with --features openblas, and cargo bench --no-run
+  reproduce  [--profile smoke|quick|paper] [--only exp1,exp2,exp3] [--device D] [--data DIR]
+             [--out DIR] [--threads N] [--quiet]
+             train, evaluate and report experiments 1-3 (default profile: paper, out: results);
+             re-running resumes after a kill";
 
 /// The README's test command (release mode: the real-MNIST checks train networks).
 pub const TEST_COMMAND: &[&str] = &["test", "--workspace", "--release"];
@@ -77,6 +81,64 @@ fn extra() -> Result<()> {
     cargo(&["bench", "--workspace", "--no-run"])
 }
 
+/// `cargo xtask reproduce [options]`: builds `specreg` in release mode and runs
+/// `specreg run` with the chosen profile; every option is passed through.
+fn reproduce(args: &[String]) -> Result<()> {
+    let mut profile = "paper".to_string();
+    let mut pass: Vec<String> = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let (key, inline) = match a.split_once('=') {
+            Some((k, v)) => (k.to_string(), Some(v.to_string())),
+            None => (a.clone(), None),
+        };
+        match key.as_str() {
+            "--quiet" | "-q" => pass.push("--quiet".into()),
+            "--profile" | "--only" | "--device" | "--data" | "--out" | "--threads" => {
+                let value = match inline {
+                    Some(v) => v,
+                    None => it
+                        .next()
+                        .cloned()
+                        .with_context(|| format!("{key} needs a value"))?,
+                };
+                if key == "--profile" {
+                    if !["smoke", "quick", "paper"].contains(&value.as_str())
+                        && !value.ends_with(".toml")
+                    {
+                        bail!(
+                            "--profile must be smoke, quick, paper or a .toml file, got {value:?}"
+                        );
+                    }
+                    profile = value;
+                } else {
+                    pass.push(key);
+                    pass.push(value);
+                }
+            }
+            other => bail!("reproduce: unknown option {other:?}\n\n{USAGE}"),
+        }
+    }
+    let mut cmd: Vec<String> = [
+        "run",
+        "--release",
+        "--package",
+        "specreg-experiments",
+        "--bin",
+        "specreg",
+        "--",
+        "run",
+        "--profile",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    cmd.push(profile);
+    cmd.extend(pass);
+    let refs: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    cargo(&refs)
+}
+
 fn main() -> Result<()> {
     let task = std::env::args().nth(1);
     match task.as_deref() {
@@ -86,6 +148,10 @@ fn main() -> Result<()> {
         Some("extra") => extra(),
         Some("lint") => lint(),
         Some("test") => cargo(TEST_COMMAND),
+        Some("reproduce") => {
+            let rest: Vec<String> = std::env::args().skip(2).collect();
+            reproduce(&rest)
+        }
         _ => {
             eprintln!("{USAGE}");
             std::process::exit(2)

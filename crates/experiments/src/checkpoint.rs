@@ -1,0 +1,156 @@
+//! Per-epoch checkpoints and resuming.
+//!
+//! After every epoch the runner writes, in this order:
+//! 1. `checkpoint/epoch-NNNN/model.safetensors` (weights and BatchNorm buffers),
+//! 2. `checkpoint/epoch-NNNN/optimizer.safetensors` (Adam moments and step counts),
+//! 3. `checkpoint/state.json` — the commit point: the epoch reached, the run's random
+//!    generator state, the metrics so far and the run's status.
+//!
+//! Every file is written atomically (temp + rename), and `state.json` is written last, so
+//! a kill at any moment leaves `state.json` pointing at a complete epoch folder. Older
+//! epoch folders are removed once the new state is in place.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::{EpochRecord, ErrorRecord};
+use crate::outputs::write_atomic;
+
+/// Where a run stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "status")]
+pub enum Status {
+    /// Epochs remain.
+    Training,
+    /// Every epoch is done.
+    Finished,
+    /// The loss became NaN/Inf (or another error stopped training); the checkpoint is the
+    /// last good epoch.
+    Failed {
+        /// The error line that was recorded.
+        error: ErrorRecord,
+    },
+}
+
+/// The resumable state of a run (`checkpoint/state.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunState {
+    /// The training fingerprint of the config this run was started with.
+    pub fingerprint: String,
+    /// Completed epochs.
+    pub epochs_done: usize,
+    /// The run's random generator state after `epochs_done` epochs.
+    pub rng: [u64; 4],
+    /// Metrics of the completed epochs.
+    pub records: Vec<EpochRecord>,
+    /// Where the run stands.
+    #[serde(flatten)]
+    pub status: Status,
+}
+
+/// The checkpoint folder of one run.
+#[derive(Debug, Clone)]
+pub struct Checkpoints {
+    dir: PathBuf,
+}
+
+impl Checkpoints {
+    /// Checkpoints under `dir` (`<run>/checkpoint`).
+    pub fn new(dir: PathBuf) -> Checkpoints {
+        Checkpoints { dir }
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+
+    /// The folder of epoch `epoch` (1-based).
+    pub fn epoch_dir(&self, epoch: usize) -> PathBuf {
+        self.dir.join(format!("epoch-{epoch:04}"))
+    }
+
+    /// The model file of epoch `epoch`.
+    pub fn model(&self, epoch: usize) -> PathBuf {
+        self.epoch_dir(epoch).join("model.safetensors")
+    }
+
+    /// The optimiser file of epoch `epoch`.
+    pub fn optimizer(&self, epoch: usize) -> PathBuf {
+        self.epoch_dir(epoch).join("optimizer.safetensors")
+    }
+
+    /// The last committed state, if any.
+    ///
+    /// # Errors
+    /// An unreadable or corrupt `state.json`, or a state whose epoch files are missing.
+    pub fn load(&self) -> Result<Option<RunState>> {
+        let path = self.state_path();
+        if !path.exists() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let state: RunState = serde_json::from_str(&text)
+            .with_context(|| format!("{}: corrupt run state", path.display()))?;
+        if state.epochs_done > 0 {
+            for f in [
+                self.model(state.epochs_done),
+                self.optimizer(state.epochs_done),
+            ] {
+                if !f.is_file() {
+                    bail!(
+                        "{} says epoch {} is done, but {} is missing",
+                        path.display(),
+                        state.epochs_done,
+                        f.display()
+                    );
+                }
+            }
+        }
+        Ok(Some(state))
+    }
+
+    /// Commits `state` (whose epoch files must already be written) and removes the
+    /// folders of other epochs.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn commit(&self, state: &RunState) -> Result<()> {
+        let text = serde_json::to_string_pretty(state)?;
+        write_atomic(&self.state_path(), text.as_bytes())?;
+        let keep = self.epoch_dir(state.epochs_done);
+        remove_other_epochs(&self.dir, &keep);
+        Ok(())
+    }
+
+    /// Removes the whole checkpoint folder (used when a run is restarted from scratch).
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn clear(&self) -> Result<()> {
+        if self.dir.exists() {
+            std::fs::remove_dir_all(&self.dir)
+                .with_context(|| format!("removing {}", self.dir.display()))?;
+        }
+        Ok(())
+    }
+}
+
+fn remove_other_epochs(dir: &Path, keep: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let is_epoch = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("epoch-"));
+        if is_epoch && p != keep && p.is_dir() {
+            // A folder that cannot be removed only costs disk space.
+            let _ = std::fs::remove_dir_all(&p);
+        }
+    }
+}

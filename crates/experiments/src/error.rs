@@ -1,0 +1,33 @@
+//! Typed errors of the configuration and profile layer (the runner uses `anyhow` on top).
+
+/// A config or profile file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The text is not valid TOML.
+    #[error("{origin}: invalid TOML: {message}")]
+    Syntax {
+        /// The file (or other origin) of the text.
+        origin: String,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A key is unknown, has the wrong type, or its value is out of range.
+    #[error("{origin}: {key}: {message}")]
+    Invalid {
+        /// The file (or other origin) of the text.
+        origin: String,
+        /// The dotted path of the key (`spectral.beta`).
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}

@@ -1,0 +1,178 @@
+//! `specreg`: train, evaluate and report the experiments of Nassar et al. (NeurIPS 2020).
+
+mod cli;
+
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result, bail};
+use clap::Parser;
+use specreg_data::{DatasetKind, Mnist};
+use specreg_experiments::config::Experiment;
+use specreg_experiments::outputs::git_commit;
+use specreg_experiments::profile::Profile;
+use specreg_experiments::progress::Progress;
+use specreg_experiments::report::write_report;
+use specreg_experiments::runner::Context;
+use specreg_experiments::sweep::{
+    Selection, SweepReport, evaluate_all, spectrum_all, statuses, train_all,
+};
+use specreg_tensor::Device;
+
+use crate::cli::{Cli, Command, Global, Select};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn selection(select: &Select, global: &Global) -> Result<Selection> {
+    let profile = if select.profile == "paper"
+        && !select.configs.join("profiles").join("paper.toml").is_file()
+    {
+        Profile::paper()
+    } else {
+        Profile::load(&select.profile, &select.configs)?
+    };
+    let only = select
+        .only
+        .iter()
+        .map(|s| {
+            Experiment::parse(s)
+                .with_context(|| format!("--only: unknown experiment {s:?} (exp1, exp2, exp3)"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Selection {
+        files: select.config.clone(),
+        configs_dir: select.configs.clone(),
+        profile,
+        only,
+        seed: global.seed,
+        device: global.device.clone(),
+    })
+}
+
+fn set_threads(threads: Option<usize>) -> Result<usize> {
+    let n = match threads {
+        Some(0) => bail!("--threads must be at least 1"),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global()
+        .context("setting up the thread pool")?;
+    Ok(n)
+}
+
+fn summarize(progress: &Progress, what: &str, r: &SweepReport) {
+    progress.log(&format!(
+        "{what}: {} done ({} resumed), {} already done, {} diverged, {} not ready, {} errors",
+        r.done,
+        r.resumed,
+        r.skipped,
+        r.diverged,
+        r.not_ready,
+        r.errors.len()
+    ));
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let global = &cli.global;
+    let progress = Progress::new(global.quiet);
+    if let Command::Report { profile } = &cli.command {
+        let path = write_report(&global.out, profile.as_deref())?;
+        progress.log(&format!("wrote {}", path.display()));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let select = match &cli.command {
+        Command::Train(s)
+        | Command::Eval(s)
+        | Command::Spectrum(s)
+        | Command::Run(s)
+        | Command::List(s) => s,
+        Command::Report { .. } => unreachable!("handled above"),
+    };
+    let sel = selection(select, global)?;
+    let configs = sel.configs()?;
+    if configs.is_empty() {
+        bail!("no config selected (check --config, --configs, --profile and --only)");
+    }
+    if let Command::List(_) = &cli.command {
+        println!(
+            "{:<40} {:>5} {:>9} {:<13} evaluated",
+            "run", "seed", "epochs", "state"
+        );
+        for s in statuses(&global.out, &configs) {
+            println!(
+                "{:<40} {:>5} {:>4}/{:<4} {:<13} {}",
+                s.id,
+                s.seed,
+                s.epochs_done,
+                s.epochs,
+                s.state,
+                if s.evaluated { "yes" } else { "no" }
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let threads = set_threads(global.threads)?;
+    let device_name = global
+        .device
+        .clone()
+        .unwrap_or_else(|| configs[0].device.clone());
+    if let Some(c) = configs.iter().find(|c| c.device != device_name) {
+        bail!(
+            "{} asks for device {:?} but another config asks for {device_name:?}; pass --device",
+            c.id(),
+            c.device
+        );
+    }
+    let device = Device::parse(&device_name).with_context(|| format!("device {device_name:?}"))?;
+    let data = match &global.data {
+        Some(dir) => Mnist::load(dir),
+        None => specreg_data::load(DatasetKind::Mnist, None),
+    }
+    .context("loading MNIST (pass --data DIR or set SPECREG_DATA)")?;
+    let ctx = Context {
+        data: &data,
+        out: global.out.clone(),
+        device,
+        device_name,
+        threads,
+        commit: git_commit(),
+        progress: &progress,
+    };
+    let mut errors = 0;
+    let do_train = matches!(cli.command, Command::Train(_) | Command::Run(_));
+    let do_eval = matches!(cli.command, Command::Eval(_) | Command::Run(_));
+    if do_train {
+        let r = train_all(&ctx, &configs);
+        summarize(&progress, "train", &r);
+        errors += r.errors.len();
+    }
+    if do_eval {
+        let r = evaluate_all(&ctx, &configs);
+        summarize(&progress, "eval", &r);
+        errors += r.errors.len();
+    }
+    if let Command::Spectrum(_) = cli.command {
+        let r = spectrum_all(&ctx, &configs);
+        summarize(&progress, "spectrum", &r);
+        errors += r.errors.len();
+    }
+    if let Command::Run(s) = &cli.command {
+        let path = write_report(&global.out, Some(&s.profile))?;
+        progress.log(&format!("wrote {}", path.display()));
+    }
+    if errors > 0 {
+        eprintln!("{errors} run(s) failed; see the messages above");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,230 @@
+//! The loops behind the CLI: choose configs, then train, evaluate or measure every
+//! (config, seed) run, each failure reported and the sweep carried on.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::checkpoint::{Checkpoints, Status};
+use crate::config::{Config, Experiment};
+use crate::evaluation::{EvalOutcome, evaluate_run, load_summary, spectra, write_spectrum_csv};
+use crate::outputs::RunPaths;
+use crate::profile::{Profile, config_files};
+use crate::runner::{Context, TrainOutcome, load_trained, train};
+
+/// Which configs a command works on.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    /// Explicit config files (empty: every config under `configs_dir` the profile includes).
+    pub files: Vec<PathBuf>,
+    /// The configs folder.
+    pub configs_dir: PathBuf,
+    /// The profile (overrides and, without explicit files, the included configs).
+    pub profile: Profile,
+    /// Restrict to these experiments (empty: all).
+    pub only: Vec<Experiment>,
+    /// Run only this seed instead of the configs' seeds.
+    pub seed: Option<u64>,
+    /// Override every config's device.
+    pub device: Option<String>,
+}
+
+impl Selection {
+    /// The selected configs, resolved (profile overrides applied), sorted by experiment and
+    /// file name.
+    ///
+    /// # Errors
+    /// Any config that fails to load or validate (the whole selection is rejected: a typo in
+    /// one config should not silently drop it from a sweep).
+    pub fn configs(&self) -> Result<Vec<Config>> {
+        let explicit = !self.files.is_empty();
+        let files = if explicit {
+            self.files.clone()
+        } else {
+            config_files(&self.configs_dir)?
+        };
+        let mut out = Vec::new();
+        for f in &files {
+            let mut c = self.profile.load_config(f)?;
+            if !explicit && !self.profile.includes(&c.id()) {
+                continue;
+            }
+            if !self.only.is_empty() && !self.only.contains(&c.experiment) {
+                continue;
+            }
+            if let Some(s) = self.seed {
+                c.seeds = vec![s];
+            }
+            if let Some(d) = &self.device {
+                c.device = d.clone();
+            }
+            out.push(c);
+        }
+        if let Some(dup) = out
+            .iter()
+            .enumerate()
+            .find(|(i, c)| out[..*i].iter().any(|o| o.id() == c.id()))
+        {
+            anyhow::bail!("two configs share the results folder {}", dup.1.id());
+        }
+        Ok(out)
+    }
+}
+
+/// Counts of what a sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SweepReport {
+    /// Runs done in this call.
+    pub done: usize,
+    /// Runs that were already complete.
+    pub skipped: usize,
+    /// Runs that resumed from a checkpoint.
+    pub resumed: usize,
+    /// Runs that diverged (now or before).
+    pub diverged: usize,
+    /// Runs not ready for this step (e.g. evaluating an unfinished run).
+    pub not_ready: usize,
+    /// Runs that failed with an error, with the message.
+    pub errors: Vec<String>,
+}
+
+/// Trains every selected run.
+pub fn train_all(ctx: &Context<'_>, configs: &[Config]) -> SweepReport {
+    let mut report = SweepReport::default();
+    let runs: Vec<(&Config, u64)> = configs
+        .iter()
+        .flat_map(|c| c.seeds.iter().map(move |s| (c, *s)))
+        .collect();
+    let bar = ctx.progress.bar(runs.len() as u64, "train runs");
+    for (config, seed) in runs {
+        bar.set_message(format!("{} seed {seed}", config.id()));
+        match train(ctx, config, seed) {
+            Ok(TrainOutcome::AlreadyDone) => report.skipped += 1,
+            Ok(TrainOutcome::Finished { resumed_from }) => {
+                report.done += 1;
+                if resumed_from > 0 {
+                    report.resumed += 1;
+                }
+            }
+            Ok(TrainOutcome::Failed(msg)) => {
+                report.diverged += 1;
+                ctx.progress
+                    .warn(&format!("{} seed {seed} stopped: {msg}", config.id()));
+            }
+            Err(e) => {
+                let msg = format!("{} seed {seed}: {e:#}", config.id());
+                ctx.progress.warn(&msg);
+                report.errors.push(msg);
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    report
+}
+
+/// Evaluates every selected run that finished training.
+pub fn evaluate_all(ctx: &Context<'_>, configs: &[Config]) -> SweepReport {
+    let mut report = SweepReport::default();
+    let runs: Vec<(&Config, u64)> = configs
+        .iter()
+        .flat_map(|c| c.seeds.iter().map(move |s| (c, *s)))
+        .collect();
+    let bar = ctx.progress.bar(runs.len() as u64, "eval runs");
+    for (config, seed) in runs {
+        bar.set_message(format!("{} seed {seed}", config.id()));
+        match evaluate_run(ctx, config, seed) {
+            Ok(EvalOutcome::Evaluated) => report.done += 1,
+            Ok(EvalOutcome::AlreadyDone) => report.skipped += 1,
+            Ok(EvalOutcome::NotTrained) => report.not_ready += 1,
+            Err(e) => {
+                let msg = format!("{} seed {seed}: {e:#}", config.id());
+                ctx.progress.warn(&msg);
+                report.errors.push(msg);
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    report
+}
+
+/// Writes `spectrum.csv` of every selected run that finished training.
+pub fn spectrum_all(ctx: &Context<'_>, configs: &[Config]) -> SweepReport {
+    let mut report = SweepReport::default();
+    for config in configs {
+        for &seed in &config.seeds {
+            let paths = RunPaths::new(&ctx.out, config, seed);
+            if !paths.model().is_file() {
+                report.not_ready += 1;
+                continue;
+            }
+            let result = load_trained(config, &paths, &ctx.device).and_then(|mut net| {
+                let s = spectra(ctx, config, &mut net)?;
+                write_spectrum_csv(&paths, &ctx.provenance(seed), &s)
+            });
+            match result {
+                Ok(()) => report.done += 1,
+                Err(e) => {
+                    let msg = format!("{} seed {seed}: {e:#}", config.id());
+                    ctx.progress.warn(&msg);
+                    report.errors.push(msg);
+                }
+            }
+        }
+    }
+    report
+}
+
+/// The status of one run, for `specreg list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunStatus {
+    /// `<experiment>/<variant>`.
+    pub id: String,
+    /// The seed.
+    pub seed: u64,
+    /// Completed epochs.
+    pub epochs_done: usize,
+    /// Epochs in the config.
+    pub epochs: usize,
+    /// `new`, `training`, `finished`, `diverged`, `other config` or `unreadable`.
+    pub state: String,
+    /// Whether `summary.json` exists.
+    pub evaluated: bool,
+}
+
+/// The status of every selected run under `out`.
+pub fn statuses(out: &Path, configs: &[Config]) -> Vec<RunStatus> {
+    let mut v = Vec::new();
+    for c in configs {
+        for &seed in &c.seeds {
+            let paths = RunPaths::new(out, c, seed);
+            let (epochs_done, state) = match Checkpoints::new(paths.checkpoint_dir()).load() {
+                Ok(None) => (0, "new".to_string()),
+                Ok(Some(s)) if s.fingerprint != c.training_fingerprint(seed) => {
+                    (s.epochs_done, "other config".into())
+                }
+                Ok(Some(s)) => (
+                    s.epochs_done,
+                    match s.status {
+                        Status::Training => "training",
+                        Status::Finished => "finished",
+                        Status::Failed { .. } => "diverged",
+                    }
+                    .into(),
+                ),
+                Err(_) => (0, "unreadable".into()),
+            };
+            v.push(RunStatus {
+                id: c.id(),
+                seed,
+                epochs_done,
+                epochs: c.train.epochs,
+                state,
+                evaluated: load_summary(&paths).is_some(),
+            });
+        }
+    }
+    v
+}
