@@ -4,9 +4,10 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str = "usage: cargo xtask <ci | lint | test | extra | reproduce>
+const USAGE: &str = "usage: cargo xtask <ci | lint | test | smoke | extra | reproduce>
 
-  ci         lint, test and extra in that order: exactly the steps of .ci/run
+  ci         lint, test, smoke and extra in that order: exactly the steps of .ci/run
+  smoke      reproduce --profile smoke --out target/ci-smoke --quiet (every code path, ~1 min)
   lint       cargo fmt --check, clippy -D warnings on all targets with and without --features cuda
   test       the README's test command: cargo test --workspace --release
   extra      the tensor tests again with --features openblas, and cargo bench --no-run
@@ -139,13 +140,31 @@ fn reproduce(args: &[String]) -> Result<()> {
     cargo(&refs)
 }
 
+/// The main job's smoke profile, run the way a user runs it, into `target/ci-smoke`
+/// (about a minute; it needs MNIST through `SPECREG_DATA` or the cache).
+fn smoke() -> Result<()> {
+    let out = std::path::Path::new("target").join("ci-smoke");
+    if out.exists() {
+        std::fs::remove_dir_all(&out).with_context(|| format!("removing {}", out.display()))?;
+    }
+    reproduce(&[
+        "--profile".into(),
+        "smoke".into(),
+        "--out".into(),
+        out.display().to_string(),
+        "--quiet".into(),
+    ])
+}
+
 fn main() -> Result<()> {
     let task = std::env::args().nth(1);
     match task.as_deref() {
         Some("ci") => lint()
             .and_then(|_| cargo(TEST_COMMAND))
+            .and_then(|_| smoke())
             .and_then(|_| extra()),
         Some("extra") => extra(),
+        Some("smoke") => smoke(),
         Some("lint") => lint(),
         Some("test") => cargo(TEST_COMMAND),
         Some("reproduce") => {

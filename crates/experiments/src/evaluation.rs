@@ -200,6 +200,11 @@ pub fn evaluate_run(ctx: &Context<'_>, config: &Config, seed: u64) -> Result<Eva
         let curve =
             specreg_attacks::robustness_curve(&mut net, test_x, test_y, &attack, &grid, &options)
                 .with_context(|| format!("{} seed {seed}: {name}", config.id()))?;
+        ctx.progress.note(&format!(
+            "{} seed {seed}: {name} done, clean accuracy {:.4}",
+            config.id(),
+            curve.clean_accuracy
+        ));
         curves.push((name.to_string(), params, curve));
         bar.inc(cost);
     }

@@ -82,6 +82,23 @@ fn summarize(progress: &Progress, what: &str, r: &SweepReport) {
     ));
 }
 
+/// MNIST from `--data`, else from `SPECREG_DATA` or the per-user cache; when it is in none
+/// of them, it is downloaded into the cache (digest-checked) first.
+fn load_mnist(dir: Option<&std::path::Path>, progress: &Progress) -> Result<Mnist> {
+    if let Some(dir) = dir {
+        return Mnist::load(dir)
+            .with_context(|| format!("loading MNIST from --data {}", dir.display()));
+    }
+    if let Err(specreg_data::DataError::NotFound { .. }) =
+        specreg_data::locate(DatasetKind::Mnist, None)
+    {
+        progress.log("MNIST is not in SPECREG_DATA or the cache; downloading it into the cache");
+    }
+    specreg_data::load_or_download(DatasetKind::Mnist, None).context(
+        "loading MNIST (pass --data DIR or set SPECREG_DATA to the folder of the four files)",
+    )
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     let global = &cli.global;
     let progress = Progress::new(global.quiet);
@@ -134,11 +151,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         );
     }
     let device = Device::parse(&device_name).with_context(|| format!("device {device_name:?}"))?;
-    let data = match &global.data {
-        Some(dir) => Mnist::load(dir),
-        None => specreg_data::load(DatasetKind::Mnist, None),
-    }
-    .context("loading MNIST (pass --data DIR or set SPECREG_DATA)")?;
+    let data = load_mnist(global.data.as_deref(), &progress)?;
     let ctx = Context {
         data: &data,
         out: global.out.clone(),

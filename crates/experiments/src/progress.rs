@@ -57,6 +57,14 @@ impl Progress {
         }
     }
 
+    /// Prints a line only where no bar shows it: when stderr is not a terminal (a log
+    /// file, CI) and not quiet. Used for per-epoch and per-run lines a bar would carry.
+    pub fn note(&self, line: &str) {
+        if !self.quiet && self.multi.is_hidden() {
+            eprintln!("{line}");
+        }
+    }
+
     /// Prints a warning, even when quiet.
     pub fn warn(&self, line: &str) {
         if self.multi.is_hidden() {

@@ -369,6 +369,13 @@ pub fn train(ctx: &Context<'_>, config: &Config, seed: u64) -> Result<TrainOutco
         }
         ckpt.commit(&state)?;
         write_metrics(&paths.metrics(), &state.records, None)?;
+        ctx.progress.note(&format!(
+            "{} seed {seed}: epoch {done}/{epochs}, loss {:.4}, test accuracy {:.4}, {:.1} s",
+            config.id(),
+            stats.loss,
+            test_accuracy,
+            start.elapsed().as_secs_f64()
+        ));
         bar.set_message(format!("test acc {:.3}", test_accuracy));
         bar.inc(1);
     }
