@@ -4,13 +4,21 @@
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("{path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         /// The file.
         path: String,
         /// The I/O error.
         #[source]
         source: std::io::Error,
+    },
+    /// A profile name that is neither built in nor a file.
+    #[error("unknown profile {name:?}: not smoke, quick or paper, and {path} does not exist")]
+    UnknownProfile {
+        /// The name given.
+        name: String,
+        /// Where a profile of that name was looked for.
+        path: String,
     },
     /// The text is not valid TOML.
     #[error("{origin}: invalid TOML: {message}")]

@@ -91,6 +91,12 @@ impl Profile {
                 .join(format!("{name_or_path}.toml"))
         };
         let origin = path.display().to_string();
+        if !path.exists() && !name_or_path.ends_with(".toml") {
+            return Err(ConfigError::UnknownProfile {
+                name: name_or_path.to_string(),
+                path: origin,
+            });
+        }
         let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io {
             path: origin.clone(),
             source,

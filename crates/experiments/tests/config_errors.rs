@@ -174,3 +174,24 @@ fn shipped_configs_and_profiles_parse() {
         assert_eq!(included, p.include.len());
     }
 }
+
+#[test]
+fn unknown_profiles_and_missing_files_are_named() {
+    let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    match Profile::load("quik", &configs) {
+        Err(e @ ConfigError::UnknownProfile { .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("\"quik\"") && msg.contains("quik.toml"),
+                "{msg}"
+            );
+        }
+        other => panic!("expected UnknownProfile, got {other:?}"),
+    }
+    match Config::load(Path::new("/nonexistent/specreg/x.toml")) {
+        Err(e @ ConfigError::Io { .. }) => {
+            assert_eq!(e.to_string(), "cannot read /nonexistent/specreg/x.toml");
+        }
+        other => panic!("expected Io, got {other:?}"),
+    }
+}
