@@ -360,14 +360,15 @@ fn default_ranks() -> Vec<usize> {
     vec![1, 2, 3, 4, 5, 10, 20, 50]
 }
 
-/// The paper's ε grid: 0 to 0.3 in steps of 0.025.
+/// The paper's ε grid: 0 to 0.3 in steps of 0.025 (each point the double nearest
+/// `k/40`, so it prints as written: 0.075, not 0.07500000000000001).
 pub fn paper_eps_grid() -> Vec<f64> {
-    (0..=12).map(|k| k as f64 * 0.025).collect()
+    (0..=12).map(|k| k as f64 / 40.0).collect()
 }
 
 /// The paper's σ grid: 0 to 1 in steps of 0.1.
 pub fn paper_sigma_grid() -> Vec<f64> {
-    (0..=10).map(|k| k as f64 * 0.1).collect()
+    (0..=10).map(|k| k as f64 / 10.0).collect()
 }
 
 impl Default for EvalConfig {
@@ -783,6 +784,21 @@ pub fn merge_tables(base: &mut toml::Table, over: &toml::Table) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paper_grids_print_as_written() {
+        let eps: Vec<String> = paper_eps_grid().iter().map(|e| e.to_string()).collect();
+        assert_eq!(eps.len(), 13);
+        assert_eq!(eps[3], "0.075");
+        assert_eq!(eps[12], "0.3");
+        let sigma: Vec<String> = paper_sigma_grid().iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            sigma,
+            [
+                "0", "0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9", "1"
+            ]
+        );
+    }
 
     const MINIMAL: &str = r#"
 experiment = "exp2"

@@ -397,7 +397,12 @@ pub fn write_report(out: &Path, profile: Option<&str>) -> Result<PathBuf> {
                 .filter_map(|v| {
                     let (x, mean, std) = v.curve(attack)?;
                     Some(CurveSeries {
-                        label: format!("{} ({} seeds)", v.variant, v.runs.len()),
+                        label: format!(
+                            "{} ({} seed{})",
+                            v.variant,
+                            v.runs.len(),
+                            if v.runs.len() == 1 { "" } else { "s" }
+                        ),
                         x,
                         mean,
                         std,

@@ -89,92 +89,81 @@ pub struct SweepReport {
     pub errors: Vec<String>,
 }
 
-/// Trains every selected run.
-pub fn train_all(ctx: &Context<'_>, configs: &[Config]) -> SweepReport {
+/// Runs `step` on every (config, seed) run under one progress bar labelled `label`; a run
+/// whose `step` fails is logged and counted in [`SweepReport::errors`], and the sweep goes
+/// on with the others.
+fn for_each_run(
+    ctx: &Context<'_>,
+    configs: &[Config],
+    label: &str,
+    mut step: impl FnMut(&Config, u64, &mut SweepReport) -> Result<()>,
+) -> SweepReport {
     let mut report = SweepReport::default();
     let runs: Vec<(&Config, u64)> = configs
         .iter()
         .flat_map(|c| c.seeds.iter().map(move |s| (c, *s)))
         .collect();
-    let bar = ctx.progress.bar(runs.len() as u64, "train runs");
+    let bar = ctx.progress.bar(runs.len() as u64, label);
     for (config, seed) in runs {
         bar.set_message(format!("{} seed {seed}", config.id()));
-        match train(ctx, config, seed) {
-            Ok(TrainOutcome::AlreadyDone) => report.skipped += 1,
-            Ok(TrainOutcome::Finished { resumed_from }) => {
+        if let Err(e) = step(config, seed, &mut report) {
+            let msg = format!("{} seed {seed}: {e:#}", config.id());
+            ctx.progress.warn(&msg);
+            report.errors.push(msg);
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    report
+}
+
+/// Trains every selected run.
+pub fn train_all(ctx: &Context<'_>, configs: &[Config]) -> SweepReport {
+    for_each_run(ctx, configs, "train runs", |config, seed, report| {
+        match train(ctx, config, seed)? {
+            TrainOutcome::AlreadyDone => report.skipped += 1,
+            TrainOutcome::Finished { resumed_from } => {
                 report.done += 1;
                 if resumed_from > 0 {
                     report.resumed += 1;
                 }
             }
-            Ok(TrainOutcome::Failed(msg)) => {
+            TrainOutcome::Failed(msg) => {
                 report.diverged += 1;
                 ctx.progress
                     .warn(&format!("{} seed {seed} stopped: {msg}", config.id()));
             }
-            Err(e) => {
-                let msg = format!("{} seed {seed}: {e:#}", config.id());
-                ctx.progress.warn(&msg);
-                report.errors.push(msg);
-            }
         }
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-    report
+        Ok(())
+    })
 }
 
 /// Evaluates every selected run that finished training.
 pub fn evaluate_all(ctx: &Context<'_>, configs: &[Config]) -> SweepReport {
-    let mut report = SweepReport::default();
-    let runs: Vec<(&Config, u64)> = configs
-        .iter()
-        .flat_map(|c| c.seeds.iter().map(move |s| (c, *s)))
-        .collect();
-    let bar = ctx.progress.bar(runs.len() as u64, "eval runs");
-    for (config, seed) in runs {
-        bar.set_message(format!("{} seed {seed}", config.id()));
-        match evaluate_run(ctx, config, seed) {
-            Ok(EvalOutcome::Evaluated) => report.done += 1,
-            Ok(EvalOutcome::AlreadyDone) => report.skipped += 1,
-            Ok(EvalOutcome::NotTrained) => report.not_ready += 1,
-            Err(e) => {
-                let msg = format!("{} seed {seed}: {e:#}", config.id());
-                ctx.progress.warn(&msg);
-                report.errors.push(msg);
-            }
+    for_each_run(ctx, configs, "eval runs", |config, seed, report| {
+        match evaluate_run(ctx, config, seed)? {
+            EvalOutcome::Evaluated => report.done += 1,
+            EvalOutcome::AlreadyDone => report.skipped += 1,
+            EvalOutcome::NotTrained => report.not_ready += 1,
         }
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-    report
+        Ok(())
+    })
 }
 
 /// Writes `spectrum.csv` of every selected run that finished training.
 pub fn spectrum_all(ctx: &Context<'_>, configs: &[Config]) -> SweepReport {
-    let mut report = SweepReport::default();
-    for config in configs {
-        for &seed in &config.seeds {
-            let paths = RunPaths::new(&ctx.out, config, seed);
-            if !paths.model().is_file() {
-                report.not_ready += 1;
-                continue;
-            }
-            let result = load_trained(config, &paths, &ctx.device).and_then(|mut net| {
-                let s = spectra(ctx, config, &mut net)?;
-                write_spectrum_csv(&paths, &ctx.provenance(seed), &s)
-            });
-            match result {
-                Ok(()) => report.done += 1,
-                Err(e) => {
-                    let msg = format!("{} seed {seed}: {e:#}", config.id());
-                    ctx.progress.warn(&msg);
-                    report.errors.push(msg);
-                }
-            }
+    for_each_run(ctx, configs, "spectra", |config, seed, report| {
+        let paths = RunPaths::new(&ctx.out, config, seed);
+        if !paths.model().is_file() {
+            report.not_ready += 1;
+            return Ok(());
         }
-    }
-    report
+        let mut net = load_trained(config, &paths, &ctx.device)?;
+        let s = spectra(ctx, config, &mut net)?;
+        write_spectrum_csv(&paths, &ctx.provenance(seed), &s)?;
+        report.done += 1;
+        Ok(())
+    })
 }
 
 /// The status of one run, for `specreg list`.
