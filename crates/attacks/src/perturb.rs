@@ -280,14 +280,7 @@ pub(crate) fn batch_tensor(
     device: &Device,
 ) -> Result<Tensor> {
     let rows = images.slice(ndarray::s![start..end, ..]).to_owned();
-    let mut x = Tensor::from_array(rows);
-    if dtype != DType::F32 {
-        x = x.to_dtype(dtype)?;
-    }
-    if !device.is_cpu() {
-        x = x.to_device(device)?;
-    }
-    Ok(x)
+    Ok(specreg_nn::to_input(rows, dtype, device)?)
 }
 
 /// The smallest violation worth flagging for `dtype`: a few units of rounding at 1.

@@ -60,4 +60,4 @@ pub use layers::{BatchNorm1d, Conv2d, Flatten, Linear, MaxPool2d, Relu, Sigmoid,
 pub use model::{ForwardPass, Network};
 pub use optim::{Adam, AdamConfig};
 pub use sequential::{JacobianStep, Sequential};
-pub use train::{EpochStats, StepLoss, evaluate, train_epoch, train_epoch_with};
+pub use train::{EpochStats, StepLoss, evaluate, to_input, train_epoch, train_epoch_with};

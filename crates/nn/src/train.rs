@@ -81,8 +81,12 @@ fn check_data(images: &ArrayView2<'_, f32>, labels: &[u8], what: &str) -> Result
     Ok(())
 }
 
-/// `rows` as a tensor in the network's dtype, on its device.
-fn to_input(rows: ndarray::Array2<f32>, dtype: DType, device: &Device) -> Result<Tensor> {
+/// `rows` (images as `f32`, one per row) as an input tensor of `dtype` on `device`: the
+/// conversion every loop over a data set does before a forward pass.
+///
+/// # Errors
+/// The tensor crate's dtype conversion and transfer errors.
+pub fn to_input(rows: ndarray::Array2<f32>, dtype: DType, device: &Device) -> Result<Tensor> {
     let mut x = Tensor::from_array(rows);
     if dtype != DType::F32 {
         x = x.to_dtype(dtype)?;
