@@ -17,7 +17,9 @@ use specreg_tensor::Tensor;
 use crate::{NnError, Result};
 
 /// Whether a layer is training (BatchNorm normalises with batch statistics and updates its
-/// running statistics) or evaluating (BatchNorm uses its running statistics).
+/// running statistics), evaluating (BatchNorm uses its running statistics), or evaluating
+/// with batch statistics (BatchNorm normalises with the current batch's statistics, as in
+/// training, but updates nothing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Mode {
     /// Training.
@@ -25,6 +27,19 @@ pub enum Mode {
     Train,
     /// Evaluation.
     Eval,
+    /// Evaluation in which normalisation layers (BatchNorm, whitening) use the current
+    /// batch's statistics and gradients flow through them, as in training, while no running
+    /// statistic is updated. This is how a PyTorch network left in `train()` mode is
+    /// evaluated; the outputs of one sample depend on the rest of its batch.
+    BatchStatistics,
+}
+
+impl Mode {
+    /// Whether normalisation layers use the current batch's statistics (`Train` and
+    /// `BatchStatistics`).
+    pub fn uses_batch_statistics(self) -> bool {
+        matches!(self, Mode::Train | Mode::BatchStatistics)
+    }
 }
 
 /// A trainable tensor with its gradient and its tangent gradient.

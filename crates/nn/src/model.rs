@@ -214,6 +214,18 @@ impl Network {
         Self::new(seq, vec![("hidden".into(), 2)], &[784])
     }
 
+    /// Experiment 1 without BatchNorm, as in the reference implementation's vanilla net and
+    /// the paper's appendix: `784 → 2000, tanh, 2000 → 10`; representation `hidden` is the
+    /// post-tanh output. Initialised from `rng` in the same order as [`Network::shallow`]
+    /// (BatchNorm draws nothing), so the same seed gives the same linear layers.
+    pub fn shallow_without_batchnorm(rng: &mut Rng, dtype: DType, device: &Device) -> Result<Self> {
+        let seq = Sequential::new()
+            .with(Linear::new(784, 2000, dtype, device, rng)?)
+            .with(Tanh::new())
+            .with(Linear::new(2000, 10, dtype, device, rng)?);
+        Self::new(seq, vec![("hidden".into(), 1)], &[784])
+    }
+
     /// Experiments 2 and 3: `784 → 1000 → 1000 → 1000 → 10` with tanh; representations
     /// `fc1`, `fc2`, `fc3` are the post-tanh outputs.
     pub fn mlp(rng: &mut Rng, dtype: DType, device: &Device) -> Result<Self> {

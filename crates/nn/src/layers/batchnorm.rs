@@ -11,6 +11,8 @@
 //!   - backward tangent: `R{∂L/∂x} = P(γ R{g}) − (R{σ}/σ) ∂L/∂x
 //!     − (R{x̂} ⊙ mean(x̂ ⊙ γg) + x̂ ⊙ mean(R{x̂} ⊙ γg)) / σ`,
 //!     `R{∂L/∂γ} = Σ_rows (R{g} x̂ + g R{x̂})`, `R{∂L/∂β} = Σ_rows R{g}`.
+//! * BatchStatistics: as Train (batch statistics, the same four passes), but the running
+//!   statistics and `num_batches_tracked` are left untouched.
 //! * Eval: `μ`, `v` are the running statistics, so the layer is affine in `x`:
 //!   `∂L/∂x = g γ/σ`, `R{x̂} = dx/σ`, `R{∂L/∂x} = R{g} γ/σ`, and the parameter tangents
 //!   are as in training.
@@ -135,17 +137,20 @@ impl BatchNorm1d {
         bc(&centred.sub(&along)?, &c.inv_std, BinaryOp::Mul)
     }
 
-    /// The batch statistics of `x` and the running-statistics update.
-    fn batch_stats(&mut self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+    /// The batch statistics of `x`, and the running-statistics update when `update`.
+    fn batch_stats(&mut self, x: &Tensor, update: bool) -> Result<(Tensor, Tensor)> {
         let (b, _) = x.dims2()?;
         if b < 2 {
             return Err(NnError::InvalidArgument {
                 what: "batch_norm1d".into(),
-                reason: "training needs more than one sample per batch".into(),
+                reason: format!("batch statistics need more than one sample per batch, got {b}"),
             });
         }
         let mean = x.col_means()?;
         let var = bc(x, &mean, BinaryOp::Sub)?.sqr()?.col_means()?;
+        if !update {
+            return Ok((mean, var));
+        }
         let m = Self::MOMENTUM;
         let unbiased = var.scale(b as f64 / (b - 1) as f64)?;
         self.running_mean = self.running_mean.scale(1.0 - m)?.add(&mean.scale(m)?)?;
@@ -166,7 +171,8 @@ impl Layer for BatchNorm1d {
             });
         }
         let (mean, var) = match mode {
-            Mode::Train => self.batch_stats(x)?,
+            Mode::Train => self.batch_stats(x, true)?,
+            Mode::BatchStatistics => self.batch_stats(x, false)?,
             Mode::Eval => (self.running_mean.clone(), self.running_var.clone()),
         };
         let inv_std = var.add_scalar(Self::EPS)?.sqrt()?.recip()?;
@@ -191,9 +197,10 @@ impl Layer for BatchNorm1d {
     fn backward(&mut self, grad_out: &Tensor) -> Result<Tensor> {
         let c = self.cache("backward")?;
         let ggamma = bc(grad_out, &self.weight.value, BinaryOp::Mul)?;
-        let gx = match c.mode {
-            Mode::Train => Self::project(c, &ggamma)?,
-            Mode::Eval => bc(&ggamma, &c.inv_std, BinaryOp::Mul)?,
+        let gx = if c.mode.uses_batch_statistics() {
+            Self::project(c, &ggamma)?
+        } else {
+            bc(&ggamma, &c.inv_std, BinaryOp::Mul)?
         };
         let gw = grad_out.mul(&c.xhat)?.col_sums()?;
         let gb = grad_out.col_sums()?;
@@ -214,9 +221,10 @@ impl Layer for BatchNorm1d {
                 got: dx.shape().to_vec(),
             });
         }
-        let (rxhat, rsigma) = match c.mode {
-            Mode::Train => (Self::project(c, dx)?, Some(c.xhat.mul(dx)?.col_means()?)),
-            Mode::Eval => (bc(dx, &c.inv_std, BinaryOp::Mul)?, None),
+        let (rxhat, rsigma) = if c.mode.uses_batch_statistics() {
+            (Self::project(c, dx)?, Some(c.xhat.mul(dx)?.col_means()?))
+        } else {
+            (bc(dx, &c.inv_std, BinaryOp::Mul)?, None)
         };
         let ry = bc(&rxhat, &self.weight.value, BinaryOp::Mul)?;
         let c = self.cache.as_mut().expect("checked above");
@@ -237,8 +245,8 @@ impl Layer for BatchNorm1d {
         )?;
         let gamma = &self.weight.value;
         let rggamma = bc(dgrad_out, gamma, BinaryOp::Mul)?;
-        let rgx = match (c.mode, &c.rsigma) {
-            (Mode::Train, Some(rsigma)) => {
+        let rgx = match (c.mode.uses_batch_statistics(), &c.rsigma) {
+            (true, Some(rsigma)) => {
                 let ggamma = bc(g, gamma, BinaryOp::Mul)?;
                 let first = Self::project(c, &rggamma)?;
                 let rel = rsigma.mul(&c.inv_std)?;
