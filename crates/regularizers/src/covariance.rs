@@ -134,8 +134,44 @@ pub(crate) fn input_tensor(
     Ok(x)
 }
 
+/// The row ranges of the chunks of [`representation_covariances`]: consecutive blocks of
+/// `batch_size` rows in order, the last one also taking the `rows mod batch_size` left over
+/// (so every chunk has between `batch_size` and `2·batch_size − 1` rows), or one chunk of
+/// every row when `rows < batch_size`. Deterministic, and never a short final chunk.
+///
+/// # Panics
+/// `batch_size = 0` (callers check it).
+pub fn chunk_ranges(rows: usize, batch_size: usize) -> Vec<std::ops::Range<usize>> {
+    assert!(batch_size > 0, "chunk_ranges: batch_size must be positive");
+    let full = (rows / batch_size).max(1);
+    (0..full)
+        .map(|k| {
+            let end = if k + 1 == full {
+                rows
+            } else {
+                (k + 1) * batch_size
+            };
+            k * batch_size..end
+        })
+        .filter(|r| !r.is_empty())
+        .collect()
+}
+
 /// The covariance (`f64`, unbiased) of each named representation of `net` over `images:
-/// [M, 784]`, from one `Eval`-mode pass in chunks of `batch_size` rows.
+/// [M, 784]`, from one `Eval`-mode pass in the chunks of [`chunk_ranges`]`(M, batch_size)`.
+///
+/// The chunking only matters for layers whose `Eval` output depends on the batch: a
+/// [`Whitening`] layer with [`WhiteningStatistics::Batch`] whitens each chunk with that
+/// chunk's own mean and covariance, exactly as a training batch of that size is whitened,
+/// so the result is the covariance of the batch-whitened representations pooled over the
+/// chunks. Such a layer of width `N` needs `batch_size ≥ N + 1`
+/// ([`Whitening::check_batch_size`]); with `M ≥ batch_size` every chunk then has at least
+/// that many rows. For every other layer (BatchNorm and running-statistics whitening use
+/// their running statistics in `Eval` mode) the chunks change only rounding.
+///
+/// [`Whitening`]: crate::Whitening
+/// [`WhiteningStatistics::Batch`]: crate::WhiteningStatistics::Batch
+/// [`Whitening::check_batch_size`]: crate::Whitening::check_batch_size
 ///
 /// # Errors
 /// Unknown names (listing the valid ones), a zero batch size, fewer than two images, or
@@ -157,10 +193,8 @@ pub fn representation_covariances(
     }
     let (dtype, device) = net.dtype_device();
     let mut accs: Vec<Option<CovarianceAccumulator>> = vec![None; names.len()];
-    let mut start = 0;
-    while start < images.nrows() {
-        let end = (start + batch_size).min(images.nrows());
-        let x = input_tensor(images.slice(s![start..end, ..]), dtype, &device)?;
+    for range in chunk_ranges(images.nrows(), batch_size) {
+        let x = input_tensor(images.slice(s![range, ..]), dtype, &device)?;
         let pass = net.forward(&x, Mode::Eval)?;
         for (acc, name) in accs.iter_mut().zip(names) {
             let h = pass.get(name).ok_or_else(|| NnError::InvalidArgument {
@@ -170,7 +204,6 @@ pub fn representation_covariances(
             let acc = acc.get_or_insert_with(|| CovarianceAccumulator::new(*name, h.shape()[1]));
             acc.push(h)?;
         }
-        start = end;
     }
     accs.into_iter()
         .zip(names)

@@ -9,7 +9,8 @@
 //!   the projected eigenvalues are from the exact ones and per-layer `α` schedules
 //!   ([`check_alpha_schedule`]);
 //! - [`Whitening`]: eq. 10's layer `L⁻¹(x − μ)`, differentiable through the Cholesky
-//!   factorisation, to insert with [`specreg_nn::Network::insert_after`];
+//!   factorisation, whitening with each batch's statistics (the reference) or with running
+//!   ones ([`WhiteningStatistics`]), to insert with [`specreg_nn::Network::insert_after`];
 //! - [`JacobianRegularizer`]: eq. 11's input-gradient penalty and the logit-Jacobian
 //!   variant of the reference code, both with exact second-order weight gradients;
 //! - [`Spectrum`]: eigenspectra over a data set, power-law exponent, effective dimension
@@ -21,15 +22,16 @@
 
 pub mod covariance;
 pub mod jacobian;
+pub mod penalty;
 pub mod spectral;
 pub mod spectrum;
 pub mod whitening;
 
-pub use covariance::{CovarianceAccumulator, representation_covariances};
+pub use covariance::{CovarianceAccumulator, chunk_ranges, representation_covariances};
 pub use jacobian::{JacobianKind, JacobianRegularizer, JacobianValue};
 pub use spectral::{
     EigenMode, SpectralLayer, SpectralRegularizer, SpectralValue, check_alpha_schedule,
-    exact_penalty, projected_penalty, spectral_penalty,
+    exact_penalty, projected_penalty, projected_penalty_sorted, spectral_penalty,
 };
 pub use spectrum::{PowerLaw, Spectrum, layer_spectrum};
-pub use whitening::Whitening;
+pub use whitening::{Whitening, WhiteningStatistics};

@@ -6,27 +6,32 @@
 //!
 //! `R = (1/N) Σ_{n ≥ τ} [ (λ_n/γ_n − 1)² + max(0, λ_n/γ_n − 1) ]`,
 //!
-//! which punishes eigenvalues above the power law more than those below it. The training
-//! loss adds `β · R` per regularised layer.
+//! which punishes eigenvalues above the power law more than those below it (the `n = τ`
+//! term is zero, so ranks `τ + 1 ..= N` are the penalised ones; the 1-based rank convention
+//! and how it maps to the paper's `τ = 10` and the reference code's anchor at rank 11 are in
+//! [`SpectralLayer::tau`]). The training loss adds `β · R` per regularised layer. The
+//! per-batch penalties themselves are in [`crate::penalty`], re-exported here.
 //!
 //! **Projected mode** (eq. 5, the default): the eigenvectors `V` of the layer's covariance
 //! over the whole training set are recomputed at the start of each epoch
 //! ([`SpectralRegularizer::refresh`]) and held fixed; per batch, `λ̂_n = ‖H_c v_n‖²/(B − 1)`
 //! and the gradient flows through `H` only: `∂R/∂H = (2/(B − 1)) H_c V diag(∂R/∂λ̂) Vᵀ`.
-//! It costs two `B × N × N` GEMMs.
+//! It costs two `B × N × N` GEMMs. By default the projected eigenvalues are sorted
+//! descending before the penalty, as in the reference implementation
+//! ([`SpectralRegularizer::with_sort_projected`]; `false` keeps `V`'s column order, the
+//! full-data spectrum's order).
 //!
-//! **Exact mode** eigendecomposes the batch covariance every step, `O(N³)`; the gradient uses
-//! `dλ_n = v_nᵀ dΣ v_n`, which gives the same formula with the batch's own eigenvectors. It
-//! never divides by eigenvalue gaps, so repeated eigenvalues are harmless.
-//!
-//! The projected eigenvalues keep the order of `V`'s columns (the full-data spectrum's
-//! order); they are not re-sorted per batch.
+//! **Exact mode** eigendecomposes the batch covariance every step, `O(N³)`.
 
-use ndarray::{Array1, ArrayView2};
+use ndarray::ArrayView2;
 use specreg_nn::{ForwardPass, Network, NnError, Result};
-use specreg_tensor::{BinaryOp, DType, Tensor};
+use specreg_tensor::Tensor;
 
 use crate::covariance::representation_covariances;
+use crate::penalty::batch_eigen;
+pub use crate::penalty::{
+    SpectralValue, exact_penalty, projected_penalty, projected_penalty_sorted, spectral_penalty,
+};
 
 /// The regularisation of one hidden representation.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,14 +40,18 @@ pub struct SpectralLayer {
     pub name: String,
     /// Target decay exponent `α` of `γ_n = κ n^(−α)` (the paper: 1).
     pub alpha: f64,
-    /// First penalised rank `τ` (1-based; the paper: 10). Must be below the width.
+    /// Anchor rank `τ`, 1-based: `κ = λ_τ τ^α` (`λ_τ` is `lambda[τ − 1]`), and ranks
+    /// `τ + 1 ..= N` are penalised. The paper's text: `τ = 10` (anchor at rank 10, ranks
+    /// 11..N penalised; the default of [`SpectralLayer::new`]). The public reference code
+    /// (`start=10`, 0-based) anchors at rank 11 and penalises ranks 12..N: `τ = 11` here.
+    /// Must be below the width.
     pub tau: usize,
     /// Weight `β` of this layer's penalty in the loss (the paper: 1, 2 or 5).
     pub beta: f64,
 }
 
 impl SpectralLayer {
-    /// A layer with the paper's `α = 1`, `τ = 10` and the given `β`.
+    /// A layer with the paper's `α = 1`, `τ = 10` (anchor rank 10) and the given `β`.
     pub fn new(name: impl Into<String>, beta: f64) -> Self {
         Self {
             name: name.into(),
@@ -106,138 +115,6 @@ pub fn check_alpha_schedule(alphas: &[f64]) -> Result<()> {
     Ok(())
 }
 
-/// The penalty `R` of eq. 2 for eigenvalues `lambda` in rank order (`lambda[0]` is `λ_1`),
-/// and `∂R/∂λ_n` with `κ` held constant (zero for `n ≤ τ`: the term at `n = τ` is zero by
-/// the choice of `κ`).
-///
-/// # Errors
-/// `τ` not below `N`, or `λ_τ` not positive (a representation of rank below `τ`).
-pub fn spectral_penalty(lambda: &[f64], alpha: f64, tau: usize) -> Result<(f64, Vec<f64>)> {
-    let n_total = lambda.len();
-    if tau == 0 || tau >= n_total {
-        return Err(NnError::InvalidArgument {
-            what: "spectral penalty".into(),
-            reason: format!("tau ({tau}) must be ≥ 1 and < the width ({n_total})"),
-        });
-    }
-    let lam_tau = lambda[tau - 1];
-    if !(lam_tau.is_finite() && lam_tau > 0.0) {
-        return Err(NnError::InvalidArgument {
-            what: "spectral penalty".into(),
-            reason: format!(
-                "λ_τ = λ_{tau} = {lam_tau} is not positive: the representation has rank < τ"
-            ),
-        });
-    }
-    let kappa = lam_tau * (tau as f64).powf(alpha);
-    let inv_n = 1.0 / n_total as f64;
-    let mut value = 0.0;
-    let mut grad = vec![0.0; n_total];
-    // The anchor rank n = τ contributes r_τ = 0 by construction; it is skipped so that
-    // rounding in r_τ cannot switch the hinge's one-sided derivative on and off.
-    for (i, (&l, g)) in lambda.iter().zip(&mut grad).enumerate().skip(tau) {
-        let inv_gamma = ((i + 1) as f64).powf(alpha) / kappa;
-        let r = l * inv_gamma - 1.0;
-        let hinge = if r > 0.0 { 1.0 } else { 0.0 };
-        value += r * r + hinge * r;
-        *g = inv_n * (2.0 * r + hinge) * inv_gamma;
-    }
-    Ok((value * inv_n, grad))
-}
-
-/// The value, eigenvalues and gradient of the penalty for one batch.
-#[derive(Debug, Clone)]
-pub struct SpectralValue {
-    /// `R` (without `β`).
-    pub value: f64,
-    /// The eigenvalues used (projected or exact), in rank order.
-    pub eigenvalues: Vec<f64>,
-    /// `∂R/∂H`, `[B, N]`, in `H`'s dtype.
-    pub grad: Tensor,
-}
-
-fn batch_rows(h: &Tensor, what: &str) -> Result<(usize, usize)> {
-    let (b, n) = h.dims2()?;
-    if b < 2 {
-        return Err(NnError::InvalidArgument {
-            what: what.into(),
-            reason: format!("a covariance needs a batch of at least 2 samples, got {b}"),
-        });
-    }
-    Ok((b, n))
-}
-
-/// `R`, `λ` and `∂R/∂H` given eigenvectors `v: [N, N]` (columns in rank order).
-fn value_grad_with(
-    hc: &Tensor,
-    v: &Tensor,
-    lambda: Option<Vec<f64>>,
-    alpha: f64,
-    tau: usize,
-) -> Result<SpectralValue> {
-    let (b, _) = hc.dims2()?;
-    let p = hc.matmul(v)?;
-    let scale = 1.0 / (b as f64 - 1.0);
-    let lambda = match lambda {
-        Some(l) => l,
-        None => p
-            .sqr()?
-            .col_sums()?
-            .to_dtype(DType::F64)?
-            .to_vec::<f64>()?
-            .into_iter()
-            .map(|s| s * scale)
-            .collect(),
-    };
-    let (value, dlambda) = spectral_penalty(&lambda, alpha, tau)?;
-    let w: Vec<f64> = dlambda.iter().map(|d| 2.0 * scale * d).collect();
-    let w = Tensor::from_array(Array1::from(w)).to_dtype(hc.dtype())?;
-    let w = if hc.device().is_cpu() {
-        w
-    } else {
-        w.to_device(&hc.device())?
-    };
-    let grad = p.broadcast_along(&w, 1, BinaryOp::Mul)?.matmul_nt(v)?;
-    Ok(SpectralValue {
-        value,
-        eigenvalues: lambda,
-        grad,
-    })
-}
-
-/// Projected mode (eq. 5): `λ̂_n = ‖H_c v_n‖²/(B − 1)` with the fixed eigenvectors `v: [N,
-/// N]` (columns in rank order, in `h`'s dtype), and `∂R/∂H` through `H` only.
-pub fn projected_penalty(h: &Tensor, v: &Tensor, alpha: f64, tau: usize) -> Result<SpectralValue> {
-    let (_, n) = batch_rows(h, "projected spectral penalty")?;
-    if v.shape() != [n, n] {
-        return Err(NnError::ShapeMismatch {
-            layer: "projected spectral penalty (eigenvectors)".into(),
-            expected: format!("[{n}, {n}]"),
-            got: v.shape().to_vec(),
-        });
-    }
-    value_grad_with(&h.center_rows()?, v, None, alpha, tau)
-}
-
-/// Exact mode: eigendecomposes the batch covariance of `h` (`O(N³)`) and differentiates
-/// through `dλ_n = v_nᵀ dΣ v_n`.
-pub fn exact_penalty(h: &Tensor, alpha: f64, tau: usize) -> Result<SpectralValue> {
-    let (hc, lambda, v) = batch_eigen(h)?;
-    value_grad_with(&hc, &v, Some(lambda), alpha, tau)
-}
-
-/// The centred batch, the eigenvalues (descending, `f64`) and the eigenvectors of its
-/// unbiased covariance: what the exact penalty and the projected-vs-exact diagnostic share.
-fn batch_eigen(h: &Tensor) -> Result<(Tensor, Vec<f64>, Tensor)> {
-    batch_rows(h, "exact spectral penalty")?;
-    let hc = h.center_rows()?;
-    let (b, _) = hc.dims2()?;
-    let sigma = hc.gram()?.scale(1.0 / (b as f64 - 1.0))?;
-    let (lambda, v) = sigma.symmetric_eigen()?;
-    let lambda = lambda.to_dtype(DType::F64)?.to_vec::<f64>()?;
-    Ok((hc, lambda, v))
-}
-
 /// How the eigenvalues are obtained per batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EigenMode {
@@ -275,6 +152,7 @@ pub struct SpectralRegularizer {
     layers: Vec<SpectralLayer>,
     mode: EigenMode,
     eigenvectors: Vec<Option<Tensor>>,
+    sort_projected: bool,
     diagnose: bool,
     measure_next: bool,
     term_sums: Vec<f64>,
@@ -283,7 +161,8 @@ pub struct SpectralRegularizer {
 }
 
 impl SpectralRegularizer {
-    /// A regulariser for `layers` in `mode`, with the projected-vs-exact diagnostic on.
+    /// A regulariser for `layers` in `mode`, with the projected-vs-exact diagnostic on and
+    /// the projected eigenvalues sorted per batch (the reference's behaviour).
     ///
     /// # Errors
     /// No layers, a repeated name, or a layer with `α ≤ 0`, `τ = 0` or `β < 0`.
@@ -308,6 +187,7 @@ impl SpectralRegularizer {
             layers,
             mode,
             eigenvectors: vec![None; k],
+            sort_projected: true,
             diagnose: true,
             measure_next: mode == EigenMode::Projected,
             term_sums: vec![0.0; k],
@@ -321,6 +201,20 @@ impl SpectralRegularizer {
     pub fn with_diagnostic(mut self, on: bool) -> Self {
         self.diagnose = on;
         self
+    }
+
+    /// Whether projected mode sorts each batch's projected eigenvalues descending before the
+    /// penalty ([`projected_penalty_sorted`], the default and the reference's behaviour) or
+    /// keeps them in the order of the fixed eigenvectors ([`projected_penalty`]). Exact mode's
+    /// eigenvalues are always descending.
+    pub fn with_sort_projected(mut self, sort: bool) -> Self {
+        self.sort_projected = sort;
+        self
+    }
+
+    /// Whether projected eigenvalues are sorted per batch.
+    pub fn sort_projected(&self) -> bool {
+        self.sort_projected
     }
 
     /// The regularised layers.
@@ -340,8 +234,17 @@ impl SpectralRegularizer {
 
     /// Projected mode: recomputes every layer's eigenvectors from its covariance over
     /// `images` (the whole training set, `Eval` mode, `f64` accumulation and
-    /// eigendecomposition, chunks of `batch_size`), and arms the diagnostic for the next
-    /// batch. Exact mode: does nothing. Call it at the start of every epoch.
+    /// eigendecomposition, in the deterministic chunks of
+    /// [`chunk_ranges`](crate::chunk_ranges)`(M, batch_size)`), and arms the diagnostic for
+    /// the next batch. Exact mode: does nothing. Call it at the start of every epoch.
+    ///
+    /// The covariance is that of the representations the `Eval` forward pass produces:
+    /// BatchNorm and running-statistics whitening use their running statistics, while a
+    /// [`Whitening`](crate::Whitening) layer with batch statistics (the default, as the
+    /// reference) whitens each chunk with the chunk's own statistics, as a training batch is.
+    /// For those, use a `batch_size ≥` the layer's [`min_batch`](crate::Whitening::min_batch)
+    /// (`N + 1`), ideally the training batch size; the reference forwards the whole set at
+    /// once (`batch_size ≥ M`).
     pub fn refresh(
         &mut self,
         net: &mut Network,
@@ -416,7 +319,11 @@ impl SpectralRegularizer {
                                 reason: "projected mode needs refresh() before the first batch"
                                     .into(),
                             })?;
-                    projected_penalty(h, v, layer.alpha, layer.tau)?
+                    if self.sort_projected {
+                        projected_penalty_sorted(h, v, layer.alpha, layer.tau)?
+                    } else {
+                        projected_penalty(h, v, layer.alpha, layer.tau)?
+                    }
                 }
             };
             if measure {
@@ -454,9 +361,11 @@ impl SpectralRegularizer {
     }
 
     /// The diagnostic measured since the last call, per layer: the relative error
-    /// `‖λ̂ − λ‖₂ / ‖λ‖₂` over ranks `n ≥ τ` between the projected eigenvalues and the exact
-    /// eigenvalues of the same batch (the first batch after each refresh). Large values mean
-    /// the fixed-eigenvector shortcut's assumption (slow drift within an epoch) is failing.
+    /// `‖λ̂ − λ‖₂ / ‖λ‖₂` over ranks `n ≥ τ` between the projected eigenvalues the penalty
+    /// used (sorted descending when [`Self::sort_projected`], else in `V`'s column order)
+    /// and the exact (descending) eigenvalues of the same batch (the first batch after each
+    /// refresh). Large values mean the fixed-eigenvector shortcut's assumption (slow drift
+    /// within an epoch) is failing.
     pub fn take_eigen_errors(&mut self) -> Vec<(String, f64)> {
         self.layers
             .iter()

@@ -1,22 +1,54 @@
 //! The whitening layer of eq. 10: `x̃ = L⁻¹(x − μ)`, which "breaks" a representation by
 //! flattening its spectrum.
 //!
-//! In `Train` mode `μ` and `Σ` are the batch mean and unbiased covariance, `L` is the
+//! With batch statistics, `μ` and `Σ` are the batch mean and unbiased covariance, `L` is the
 //! Cholesky factor of `Σ + εI`, and gradients flow through the mean, the covariance, the
-//! factorisation and the triangular solve. As the paper says, training is handled like
-//! batch normalisation: the layer also keeps running estimates of `μ` and `Σ` (momentum
-//! 0.1, PyTorch's convention), and `Eval` mode whitens with those, so an evaluated or
-//! attacked network maps each image independently of the rest of its batch.
+//! factorisation and the triangular solve. Which statistics each [`Mode`] uses is set by
+//! [`WhiteningStatistics`]:
+//!
+//! | mode              | `Batch` (default, the reference)   | `Running`                        |
+//! |-------------------|------------------------------------|----------------------------------|
+//! | `Train`           | batch statistics                   | batch statistics; running update |
+//! | `Eval`            | batch statistics                   | running statistics               |
+//! | `BatchStatistics` | batch statistics                   | batch statistics                 |
+//!
+//! The public reference implementation's layer has no running statistics: it whitens every
+//! batch, in training and evaluation alike, with that batch's own statistics, so one
+//! image's output depends on the rest of its batch. `Running` instead handles the layer
+//! like batch normalisation: running estimates of `μ` and `Σ` (momentum 0.1, PyTorch's
+//! convention) are updated in `Train` mode and used in `Eval` mode, which then maps each
+//! image independently (the factor of the running covariance is cached between batches).
+//! Nothing is updated in `Eval` or `BatchStatistics` mode, nor in any mode with `Batch`.
+//!
+//! **Batch size.** Batch statistics need `B ≥ 2` (an error otherwise). A batch with
+//! `B ≤ N` has a covariance of rank at most `B − 1 < N`: the `εI` keeps the Cholesky
+//! factorisation alive, but the output is then dominated by `ε` along the missing
+//! directions and is meaningless as a whitening. Callers should validate `B ≥ N + 1` up
+//! front ([`Whitening::min_batch`], [`Whitening::check_batch_size`]).
 //!
 //! With rows as samples the forward pass is `Y = X_c L⁻ᵀ`. Given `G = ∂ℓ/∂Y`, with
 //! `Φ(A)` the lower triangle of `A` with its diagonal halved and `P = Φ(−Gᵀ Y)`, the
-//! gradient is `∂ℓ/∂X_c = [G + Y (P + Pᵀ)/(B − 1)] L⁻¹`, centred over the batch (the
-//! mean's share). The `P` term is the Cholesky adjoint `Σ̄ = L⁻ᵀ P L⁻¹` (from
-//! `dL = L Φ(L⁻¹ dΣ L⁻ᵀ)`) pushed through `Σ = X_cᵀ X_c/(B − 1)`.
+//! gradient with batch statistics is `∂ℓ/∂X_c = [G + Y (P + Pᵀ)/(B − 1)] L⁻¹`, centred
+//! over the batch (the mean's share). The `P` term is the Cholesky adjoint
+//! `Σ̄ = L⁻ᵀ P L⁻¹` (from `dL = L Φ(L⁻¹ dΣ L⁻ᵀ)`) pushed through `Σ = X_cᵀ X_c/(B − 1)`.
+//! With running statistics the layer is affine and `∂ℓ/∂X = G L⁻¹`.
 
 use ndarray::{Array1, Array2};
 use specreg_nn::{Layer, Mode, NnError, Param, Result};
 use specreg_tensor::{BinaryOp, DType, Device, Error as TensorError, Tensor, Triangle};
+
+/// Which mean and covariance a [`Whitening`] layer uses outside training (see the module
+/// table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum WhiteningStatistics {
+    /// The current batch's mean and covariance in every mode, gradients through them; no
+    /// running estimates are updated (the public reference implementation).
+    #[default]
+    Batch,
+    /// Running estimates, updated in `Train` mode and used in `Eval` mode (like
+    /// batch normalisation).
+    Running,
+}
 
 /// The whitening layer (eq. 10) for width-`N` representations `[B, N]`.
 #[derive(Debug)]
@@ -25,22 +57,29 @@ pub struct Whitening {
     width: usize,
     eps: f64,
     momentum: f64,
+    statistics: WhiteningStatistics,
     running_mean: Tensor,
     running_cov: Tensor,
+    /// The Cholesky factor of `running_cov + εI`, computed on the first `Eval` batch with
+    /// running statistics and dropped whenever `running_cov` changes.
+    running_factor: Option<Tensor>,
     cache: Option<Cache>,
 }
 
 #[derive(Debug)]
 struct Cache {
-    mode: Mode,
+    /// Whether the forward pass used batch statistics (so the backward goes through them).
+    batch: bool,
     l: Tensor,
     y: Tensor,
 }
 
 impl Whitening {
     /// A whitening layer for representation `name` of width `width`, regularised by
-    /// `eps · I` (the paper: `1e-5`). Running statistics start at `μ = 0`, `Σ = I`, in
-    /// `f32` on the CPU; [`Whitening::on`] picks another dtype or device.
+    /// `eps · I` (the paper: `1e-5`), with [`WhiteningStatistics::Batch`] (the reference;
+    /// [`Whitening::with_statistics`] picks running statistics). Running statistics start
+    /// at `μ = 0`, `Σ = I`, in `f32` on the CPU; [`Whitening::on`] picks another dtype or
+    /// device.
     ///
     /// # Errors
     /// `width = 0` or `eps` not finite and positive.
@@ -59,8 +98,10 @@ impl Whitening {
             width,
             eps,
             momentum: 0.1,
+            statistics: WhiteningStatistics::default(),
             running_mean,
             running_cov,
+            running_factor: None,
             cache: None,
         })
     }
@@ -69,7 +110,53 @@ impl Whitening {
     pub fn on(mut self, dtype: DType, device: &Device) -> Result<Self> {
         self.running_mean = self.running_mean.to_dtype(dtype)?.to_device(device)?;
         self.running_cov = self.running_cov.to_dtype(dtype)?.to_device(device)?;
+        self.running_factor = None;
         Ok(self)
+    }
+
+    /// The same layer with `statistics` (default [`WhiteningStatistics::Batch`]).
+    pub fn with_statistics(mut self, statistics: WhiteningStatistics) -> Self {
+        self.statistics = statistics;
+        self
+    }
+
+    /// Which statistics the layer uses in `Eval` mode (and whether `Train` updates the
+    /// running estimates).
+    pub fn statistics(&self) -> WhiteningStatistics {
+        self.statistics
+    }
+
+    /// The width `N`.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// `N + 1`: the smallest batch whose covariance can have full rank `N`. Smaller batches
+    /// (down to 2) are accepted with batch statistics, but whiten meaninglessly (see the
+    /// module docs).
+    pub fn min_batch(&self) -> usize {
+        self.width + 1
+    }
+
+    /// Checks that a batch of `batch` samples can be whitened with its own statistics:
+    /// `batch ≥ N + 1` ([`Whitening::min_batch`]). For callers to validate batch and chunk
+    /// sizes before a run, since the forward pass itself only refuses `B < 2`.
+    ///
+    /// # Errors
+    /// `batch ≤ N`, naming the layer.
+    pub fn check_batch_size(&self, batch: usize) -> Result<()> {
+        if batch < self.min_batch() {
+            return Err(NnError::InvalidArgument {
+                what: format!("whitening of {}", self.name),
+                reason: format!(
+                    "a batch of {batch} samples has a covariance of rank < the width {}: \
+                     batch statistics need at least {} samples",
+                    self.width,
+                    self.min_batch()
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// The running-average momentum (default 0.1), in `[0, 1]`.
@@ -105,6 +192,16 @@ impl Whitening {
         })
     }
 
+    /// The (cached) Cholesky factor of the running covariance plus `εI`.
+    fn running_factor(&mut self) -> Result<Tensor> {
+        if let Some(l) = &self.running_factor {
+            return Ok(l.clone());
+        }
+        let l = self.cholesky(&self.running_cov)?;
+        self.running_factor = Some(l.clone());
+        Ok(l)
+    }
+
     fn check(&self, t: &Tensor, pass: &str) -> Result<usize> {
         match *t.shape() {
             [b, n] if n == self.width => Ok(b),
@@ -134,35 +231,40 @@ impl Whitening {
 impl Layer for Whitening {
     fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let b = self.check(x, "forward")?;
-        let (xc, l) = match mode {
-            Mode::Train => {
-                if b < 2 {
-                    return Err(NnError::InvalidArgument {
-                        what: format!("whitening of {}", self.name),
-                        reason: format!("training needs a batch of at least 2 samples, got {b}"),
-                    });
-                }
-                let mu = x.col_means()?;
-                let xc = x.broadcast_along(&mu, 1, BinaryOp::Sub)?;
-                let sigma = xc.gram()?.scale(1.0 / (b as f64 - 1.0))?;
-                let l = self.cholesky(&sigma)?;
+        let running = self.statistics == WhiteningStatistics::Running;
+        let batch = mode.uses_batch_statistics() || !running;
+        let (xc, l) = if batch {
+            if b < 2 {
+                return Err(NnError::InvalidArgument {
+                    what: format!("whitening of {}", self.name),
+                    reason: format!(
+                        "batch statistics ({mode:?} mode) need a batch of at least 2 samples, \
+                         got {b}"
+                    ),
+                });
+            }
+            let mu = x.col_means()?;
+            let xc = x.broadcast_along(&mu, 1, BinaryOp::Sub)?;
+            let sigma = xc.gram()?.scale(1.0 / (b as f64 - 1.0))?;
+            let l = self.cholesky(&sigma)?;
+            if running && mode == Mode::Train {
                 let m = self.momentum;
                 self.running_mean = self.running_mean.affine(1.0 - m, 0.0)?.add(&mu.scale(m)?)?;
                 self.running_cov = self
                     .running_cov
                     .affine(1.0 - m, 0.0)?
                     .add(&sigma.scale(m)?)?;
-                (xc, l)
+                self.running_factor = None;
             }
-            Mode::Eval => {
-                let xc = x.broadcast_along(&self.running_mean, 1, BinaryOp::Sub)?;
-                (xc, self.cholesky(&self.running_cov)?)
-            }
+            (xc, l)
+        } else {
+            let xc = x.broadcast_along(&self.running_mean, 1, BinaryOp::Sub)?;
+            (xc, self.running_factor()?)
         };
         // Y = X_c L⁻ᵀ, i.e. Yᵀ = L⁻¹ X_cᵀ.
         let y = l.solve_triangular(&xc.t()?, Triangle::Lower, false)?.t()?;
         self.cache = Some(Cache {
-            mode,
+            batch,
             l,
             y: y.clone(),
         });
@@ -191,16 +293,14 @@ impl Layer for Whitening {
                 .solve_triangular(&z.t()?, Triangle::Lower, true)?
                 .t()?)
         };
-        match cache.mode {
-            Mode::Eval => right_solve(grad_out),
-            Mode::Train => {
-                let p = self.lower_half_diag(&grad_out.matmul_tn(&cache.y)?.scale(-1.0)?)?;
-                let sym = p.add(&p.t()?)?;
-                let z = grad_out.add(&cache.y.matmul(&sym)?.scale(1.0 / (b as f64 - 1.0))?)?;
-                let gxc = right_solve(&z)?;
-                Ok(gxc.broadcast_along(&gxc.col_means()?, 1, BinaryOp::Sub)?)
-            }
+        if !cache.batch {
+            return right_solve(grad_out);
         }
+        let p = self.lower_half_diag(&grad_out.matmul_tn(&cache.y)?.scale(-1.0)?)?;
+        let sym = p.add(&p.t()?)?;
+        let z = grad_out.add(&cache.y.matmul(&sym)?.scale(1.0 / (b as f64 - 1.0))?)?;
+        let gxc = right_solve(&z)?;
+        Ok(gxc.broadcast_along(&gxc.col_means()?, 1, BinaryOp::Sub)?)
     }
 
     fn forward_tangent(&mut self, _dx: &Tensor) -> Result<Tensor> {
@@ -225,6 +325,9 @@ impl Layer for Whitening {
         "whitening"
     }
 
+    /// `running_mean` (`[N]`) and `running_cov` (`[N, N]`), kept (and saved in
+    /// checkpoints) whatever the [`WhiteningStatistics`], so that checkpoints round-trip
+    /// and load into either setting; with `Batch` they keep their initial or loaded values.
     fn buffers(&self) -> Vec<(String, Tensor)> {
         vec![
             ("running_mean".into(), self.running_mean.clone()),
@@ -251,16 +354,26 @@ impl Layer for Whitening {
             });
         }
         *slot = value.to_dtype(slot.dtype())?.to_device(&slot.device())?;
+        self.running_factor = None;
         Ok(())
     }
 }
 
-/// The running mean as an `f64` vector (for reports and tests).
+/// The running statistics as `f64` arrays (for reports and tests).
 impl Whitening {
     /// The running mean, as `f64`.
     pub fn running_mean(&self) -> Result<Array1<f64>> {
         Ok(Array1::from(
             self.running_mean.to_dtype(DType::F64)?.to_vec::<f64>()?,
         ))
+    }
+
+    /// The running covariance, as `f64`.
+    pub fn running_cov(&self) -> Result<Array2<f64>> {
+        let v = self.running_cov.to_dtype(DType::F64)?.to_vec::<f64>()?;
+        Array2::from_shape_vec((self.width, self.width), v).map_err(|e| NnError::InvalidArgument {
+            what: format!("whitening of {}", self.name),
+            reason: e.to_string(),
+        })
     }
 }

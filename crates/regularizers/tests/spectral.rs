@@ -3,7 +3,10 @@
 
 mod common;
 
-use common::{assert_close, central_diff, randn, tensor, vals};
+use common::{
+    assert_close, central_diff, covariance, penalty_with_kappa, randn, random_orthogonal, tensor,
+    vals,
+};
 use ndarray::Array2;
 use proptest::prelude::*;
 use specreg_nn::{Linear, Mode, Network, Sequential, Tanh};
@@ -12,28 +15,6 @@ use specreg_regularizers::{
     projected_penalty, spectral_penalty,
 };
 use specreg_tensor::{DType, Device, Rng, Tensor, linalg::symmetric_eigen};
-
-/// The unbiased covariance of `h` in f64 (naive).
-fn covariance(h: &[f64], b: usize, n: usize) -> Array2<f64> {
-    let x = Array2::from_shape_vec((b, n), h.to_vec()).unwrap();
-    let mean = x.mean_axis(ndarray::Axis(0)).unwrap();
-    let xc = &x - &mean;
-    xc.t().dot(&xc) / (b as f64 - 1.0)
-}
-
-/// Eq. 2 written out naively with a given `κ`, over ranks `n > τ`: the anchor term at
-/// `n = τ` is zero at `κ = λ_τ τ^α` but, with `κ` frozen, sits on the hinge's kink, where a
-/// central difference would average the two one-sided slopes.
-fn penalty_with_kappa(lambda: &[f64], kappa: f64, alpha: f64, tau: usize) -> f64 {
-    let n = lambda.len();
-    let mut r_sum = 0.0;
-    for (i, l) in lambda.iter().enumerate().skip(tau) {
-        let gamma = kappa * ((i + 1) as f64).powf(-alpha);
-        let r = l / gamma - 1.0;
-        r_sum += r * r + r.max(0.0);
-    }
-    r_sum / n as f64
-}
 
 fn kappa_of(lambda: &[f64], alpha: f64, tau: usize) -> f64 {
     lambda[tau - 1] * (tau as f64).powf(alpha)
@@ -54,13 +35,6 @@ fn projected_reference(h: &Tensor, v: &Array2<f64>, kappa: f64, alpha: f64, tau:
         .map(|k| v.column(k).dot(&c.dot(&v.column(k))))
         .collect();
     penalty_with_kappa(&lambda, kappa, alpha, tau)
-}
-
-/// A random orthogonal matrix (eigenvectors of a random symmetric matrix).
-fn random_orthogonal(n: usize, rng: &mut Rng) -> Array2<f64> {
-    let a = Array2::from_shape_vec((n, n), vals(&randn(&[n, n], rng))).unwrap();
-    let s = &a + &a.t();
-    symmetric_eigen(s.view()).unwrap().1
 }
 
 #[test]

@@ -5,7 +5,7 @@ mod common;
 
 use common::{assert_close, randn, vals};
 use ndarray::{Array2, Axis};
-use specreg_nn::{Linear, Mode, Network, Sequential, Tanh};
+use specreg_nn::{Linear, Mode, Network, NnError, Sequential, Tanh};
 use specreg_regularizers::{CovarianceAccumulator, Spectrum, layer_spectrum};
 use specreg_tensor::{DType, Device, Rng, Tensor};
 
@@ -35,6 +35,42 @@ fn power_law_fits_recover_the_exponent() {
             .to_string()
             .contains("rank 3")
     );
+}
+
+#[test]
+fn power_law_fits_any_rank_range_and_rejects_empty_or_out_of_range_ones() {
+    // λ_n = n^−2 up to rank 20, then 20^−2 (n/20)^−0.5: the fit sees the exponent of
+    // whichever 1-based inclusive range it is given.
+    let bend = |n: usize| {
+        let n = n as f64;
+        if n <= 20.0 {
+            n.powi(-2)
+        } else {
+            (n / 20.0).powf(-0.5) / 400.0
+        }
+    };
+    let s = Spectrum::new((1..=100).map(bend).collect()).unwrap();
+    let head = s.power_law(1, 20).unwrap();
+    assert_eq!((head.first, head.last), (1, 20));
+    assert!((head.alpha - 2.0).abs() < 1e-10, "{head:?}");
+    let tail = s.power_law(20, 100).unwrap();
+    assert!((tail.alpha - 0.5).abs() < 1e-10, "{tail:?}");
+    let two = s.power_law(3, 4).unwrap();
+    assert!((two.alpha - 2.0).abs() < 1e-10, "{two:?}");
+    for (first, last) in [(0, 10), (10, 10), (10, 5), (50, 101), (101, 120)] {
+        match s.power_law(first, last).unwrap_err() {
+            NnError::InvalidArgument { what, reason } => {
+                assert_eq!(what, "power-law fit");
+                assert!(reason.contains(&format!("{first}..={last}")), "{reason}");
+                assert!(reason.contains("N = 100"), "{reason}");
+            }
+            other => panic!("{first}..={last}: expected InvalidArgument, got {other}"),
+        }
+    }
+    // Fewer than 12 eigenvalues: the default range 11..=min(N, 500) is empty, an error.
+    let short = Spectrum::new((1..=11).map(bend).collect()).unwrap();
+    assert_eq!(short.default_fit_range(), (11, 11));
+    assert!(short.default_power_law().is_err());
 }
 
 #[test]

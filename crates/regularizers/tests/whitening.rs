@@ -7,7 +7,7 @@ use common::{assert_close, central_diff, randn, vals};
 use ndarray::Array2;
 use proptest::prelude::*;
 use specreg_nn::{Layer, Linear, Mode, Network, NnError, Sequential, Tanh};
-use specreg_regularizers::Whitening;
+use specreg_regularizers::{Whitening, WhiteningStatistics};
 use specreg_tensor::{DType, Device, Rng, Tensor};
 
 /// Correlated rows with a non-zero mean: `Z A + m`, `A = 3I + R/(2√N)` (well conditioned, so
@@ -28,6 +28,11 @@ fn layer(n: usize) -> Whitening {
         .unwrap()
         .on(DType::F64, &Device::Cpu)
         .unwrap()
+}
+
+/// A layer with running statistics (updated in `Train`, used in `Eval`).
+fn running_layer(n: usize) -> Whitening {
+    layer(n).with_statistics(WhiteningStatistics::Running)
 }
 
 #[test]
@@ -61,7 +66,7 @@ fn whitened_batches_have_identity_covariance() {
 
 /// `⟨C, layer(x)⟩` in `mode`, from a fresh copy of the layer's running statistics.
 fn objective(w: &Whitening, x: &Tensor, c: &Tensor, mode: Mode) -> f64 {
-    let mut fresh = layer(x.shape()[1]);
+    let mut fresh = running_layer(x.shape()[1]);
     for (name, value) in w.buffers() {
         fresh.set_buffer(&name, value).unwrap();
     }
@@ -82,11 +87,11 @@ proptest! {
         let mut rng = Rng::new(seed);
         let x = correlated(b, n, &mut rng);
         let c = randn(&[b, n], &mut rng);
-        let mut w = layer(n);
+        let mut w = running_layer(n);
         // Move the running statistics away from (0, I) so Eval mode is not trivial.
         w.forward(&correlated(b, n, &mut rng), Mode::Train).unwrap();
         for mode in [Mode::Train, Mode::Eval] {
-            let snapshot = layer(n);
+            let snapshot = running_layer(n);
             let mut probe = snapshot;
             for (name, value) in w.buffers() {
                 probe.set_buffer(&name, value).unwrap();
@@ -102,7 +107,7 @@ proptest! {
 #[test]
 fn running_statistics_follow_the_batches_and_round_trip() {
     let mut rng = Rng::new(5);
-    let mut w = layer(4).with_momentum(1.0).unwrap();
+    let mut w = running_layer(4).with_momentum(1.0).unwrap();
     let x = correlated(64, 4, &mut rng);
     w.forward(&x, Mode::Train).unwrap();
     // With momentum 1 the running statistics are the last batch's, so Eval = Train.
@@ -121,7 +126,7 @@ fn running_statistics_follow_the_batches_and_round_trip() {
 #[test]
 fn a_failed_factorisation_names_the_layer_and_pivot() {
     let mut rng = Rng::new(9);
-    let mut w = layer(3);
+    let mut w = running_layer(3);
     let mut cov = Array2::<f64>::eye(3);
     cov[[1, 1]] = -1.0;
     w.set_buffer("running_cov", Tensor::from_array(cov))
