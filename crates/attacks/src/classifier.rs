@@ -3,25 +3,34 @@
 //! An attack only ever asks two things of a model, for a batch `x: [B, D]` of inputs:
 //! its logits, and for given labels the per-sample cross-entropy losses
 //! `L_i = −log softmax(f(x_i))[y_i]` together with their input gradients `∂L_i/∂x_i`
-//! (row `i` of the returned `[B, D]` tensor). Samples are independent: a classifier must
-//! not let one sample's output depend on another's (so BatchNorm runs on its running
-//! statistics), otherwise an attack on a batch would not be an attack on each image.
+//! (row `i` of the returned `[B, D]` tensor). Attacks on another loss of the logits (the
+//! Carlini–Wagner margin, DLR) also ask for the vector-Jacobian product
+//! [`Classifier::loss_and_input_gradient_with`]: the loss maps the logits `z` to per-sample
+//! losses and `∂L_i/∂z_i`, the classifier back-propagates that to `∂L_i/∂x_i`.
 //!
-//! [`Network`] implements the trait in [`Mode::Eval`]: BatchNorm uses (and never updates)
-//! its running statistics, and the gradient comes from [`Network::backward_input`], which
-//! leaves every parameter gradient untouched.
+//! Samples should be independent: a classifier should not let one sample's output depend
+//! on another's (so BatchNorm runs on its running statistics), otherwise an attack on a
+//! batch is not an attack on each image. A classifier that breaks this on purpose (see
+//! [`NetworkInMode`](crate::NetworkInMode)) says so with
+//! [`Classifier::samples_independent`].
+//!
+//! [`specreg_nn::Network`] implements the trait in [`specreg_nn::Mode::Eval`]: BatchNorm
+//! uses (and never updates) its running statistics, and the gradient comes from
+//! `Network::backward_input`, which leaves every parameter gradient untouched.
 
-use specreg_nn::{Mode, Network};
 use specreg_tensor::{DType, Device, Tensor};
 
 use crate::Result;
 use crate::error::AttackError;
+use crate::loss::LogitGradient;
 
 /// Per-sample losses, predictions and input gradients of a batch, from
 /// [`Classifier::loss_and_input_gradient`].
 #[derive(Debug, Clone)]
 pub struct LossGradient {
-    /// Per-sample cross-entropy `−log softmax(f(x_i))[y_i]`, one per row.
+    /// Per-sample loss, one per row: the cross-entropy `−log softmax(f(x_i))[y_i]` from
+    /// [`Classifier::loss_and_input_gradient`], the given loss's values from
+    /// [`Classifier::loss_and_input_gradient_with`].
     pub losses: Vec<f64>,
     /// Per-sample predicted class (argmax of the logits, first on ties).
     pub predictions: Vec<usize>,
@@ -52,6 +61,34 @@ pub trait Classifier {
     /// Per-sample cross-entropy losses, predictions and input gradients of `x: [B, D]`
     /// against `labels` (one per row).
     fn loss_and_input_gradient(&mut self, x: &Tensor, labels: &[usize]) -> Result<LossGradient>;
+
+    /// Per-sample values and input gradients of any loss of the logits: compute the logits
+    /// `z: [B, K]` of `x: [B, D]`, call `loss(&z)` for the per-sample losses and
+    /// `∂L_i/∂z_i: [B, K]`, and back-propagate that upstream gradient to the input (a
+    /// vector-Jacobian product). [`LossGradient::predictions`] are the argmax of `z`.
+    ///
+    /// Attacks on the cross-entropy never call this; the Carlini–Wagner and DLR attacks
+    /// do. The default implementation returns [`AttackError::Unsupported`].
+    fn loss_and_input_gradient_with(
+        &mut self,
+        x: &Tensor,
+        loss: &mut dyn FnMut(&Tensor) -> Result<LogitGradient>,
+    ) -> Result<LossGradient> {
+        let _ = (x, loss);
+        Err(AttackError::Unsupported {
+            what: "Classifier::loss_and_input_gradient_with".into(),
+            reason: "this classifier only gives cross-entropy gradients; implement the \
+                     method to attack it with another loss"
+                .into(),
+        })
+    }
+
+    /// Whether each sample's logits depend on that sample alone (default `true`). Attacks
+    /// that change the batch as they go (PGD's early exit) refuse classifiers for which it
+    /// is `false`.
+    fn samples_independent(&self) -> bool {
+        true
+    }
 }
 
 /// Per-sample losses, predictions and the per-sample logit gradient `p_i − e_{y_i}`.
@@ -88,35 +125,6 @@ impl ToVecF64 for Tensor {
         Ok(match self.dtype() {
             DType::F32 => self.to_vec::<f32>()?.into_iter().map(f64::from).collect(),
             DType::F64 => self.to_vec::<f64>()?,
-        })
-    }
-}
-
-impl Classifier for Network {
-    fn input_size(&self) -> usize {
-        self.input_shape().iter().product()
-    }
-
-    fn dtype(&self) -> DType {
-        self.dtype_device().0
-    }
-
-    fn device(&self) -> Device {
-        self.dtype_device().1
-    }
-
-    fn logits(&mut self, x: &Tensor) -> Result<Tensor> {
-        Ok(self.forward(x, Mode::Eval)?.logits)
-    }
-
-    fn loss_and_input_gradient(&mut self, x: &Tensor, labels: &[usize]) -> Result<LossGradient> {
-        let logits = self.forward(x, Mode::Eval)?.logits;
-        let (losses, predictions, grad_logits) = per_sample_loss(&logits, labels)?;
-        let grad = self.backward_input(&grad_logits, &[])?;
-        Ok(LossGradient {
-            losses,
-            predictions,
-            grad,
         })
     }
 }

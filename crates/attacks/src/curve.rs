@@ -5,96 +5,30 @@
 //! For each batch the clean images are converted once, their clean predictions counted,
 //! and every grid value attacked. Random draws are shared across the grid (common random
 //! numbers): the noise `z` of an image is the same at every σ, and a PGD random start is the
-//! same unit-ball point scaled by each ε. Draws are taken batch after batch from one
-//! generator per stream, so each image gets the same draws whatever the batch size.
+//! same unit-ball point scaled by each ε (PGD and APGD alike). Draws are taken batch after
+//! batch from one generator per stream, so each image gets the same draws whatever the
+//! batch size.
+//!
+//! Gradient attacks also count, per point, the images whose first input gradient is exactly
+//! zero ([`CurvePoint::zero_gradient_rows`], flagged as [`SanityFlag::ZeroGradientRows`]),
+//! and a report checks that attacks expected to be stronger are
+//! ([`SanityFlag::PgdAboveFgsm`], [`SanityFlag::WeakerAttackStronger`]).
 
 use ndarray::ArrayView2;
 use specreg_tensor::{DType, Device, Rng, Tensor};
 
 use crate::Result;
+use crate::apgd::apgd_prepared;
+use crate::attack::Attack;
 use crate::classifier::{Classifier, per_sample_loss};
 use crate::error::{invalid, invalid_data};
 use crate::fgsm::fgsm_prepared;
-use crate::noise::{add_noise, check_sigma};
-use crate::output::prepare;
-use crate::perturb::{ClipRange, Norm, batch_tensor, check_epsilon, rounding_tolerance};
-use crate::pgd::{PgdConfig, draw_unit_starts, pgd_prepared, restart_rngs};
-
-/// An attack a curve sweeps, with every parameter except its strength (the grid value).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Attack {
-    /// FGSM (eq. 6), L∞ budget ε.
-    Fgsm {
-        /// The valid pixel range.
-        clip: ClipRange,
-    },
-    /// PGD (eqs. 7–8); the config's `epsilon` is ignored (each grid value replaces it).
-    Pgd(PgdConfig),
-    /// Additive Gaussian noise of standard deviation σ.
-    WhiteNoise {
-        /// The valid pixel range.
-        clip: ClipRange,
-        /// Seed of the noise.
-        seed: u64,
-    },
-}
-
-impl Attack {
-    /// FGSM with pixels in `[0, 1]`.
-    pub fn fgsm() -> Self {
-        Attack::Fgsm {
-            clip: ClipRange::default(),
-        }
-    }
-
-    /// The paper's PGD: L∞, 40 steps of η = 0.01 from the clean image, pixels in `[0, 1]`.
-    pub fn pgd() -> Self {
-        Attack::Pgd(PgdConfig::linf(0.0))
-    }
-
-    /// White noise with pixels in `[0, 1]`.
-    pub fn white_noise(seed: u64) -> Self {
-        Attack::WhiteNoise {
-            clip: ClipRange::default(),
-            seed,
-        }
-    }
-
-    /// A short name: `FGSM`, `PGD-Linf`, `PGD-L2` or `white noise`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Attack::Fgsm { .. } => "FGSM",
-            Attack::Pgd(c) if c.norm == Norm::Linf => "PGD-Linf",
-            Attack::Pgd(_) => "PGD-L2",
-            Attack::WhiteNoise { .. } => "white noise",
-        }
-    }
-
-    /// The norm of the budget (`None` for noise, whose strength is a standard deviation).
-    pub fn norm(&self) -> Option<Norm> {
-        match self {
-            Attack::Fgsm { .. } => Some(Norm::Linf),
-            Attack::Pgd(c) => Some(c.norm),
-            Attack::WhiteNoise { .. } => None,
-        }
-    }
-
-    /// The valid pixel range.
-    pub fn clip(&self) -> ClipRange {
-        match self {
-            Attack::Fgsm { clip } | Attack::WhiteNoise { clip, .. } => *clip,
-            Attack::Pgd(c) => c.clip,
-        }
-    }
-
-    fn validate_strength(&self, s: f64) -> Result<()> {
-        match self {
-            Attack::WhiteNoise { .. } => check_sigma(s),
-            Attack::Fgsm { .. } => check_epsilon("FGSM", s),
-            Attack::Pgd(c) => c.with_epsilon(s).validate(),
-        }
-    }
-}
+use crate::flags::{SanityFlag, cross_curve_flags, curve_flags};
+use crate::iterates::{draw_unit_starts, restart_rngs};
+use crate::noise::add_noise;
+use crate::output::{AttackOutput, prepare};
+use crate::perturb::{Norm, batch_tensor};
+use crate::pgd::pgd_prepared;
 
 /// How a curve is evaluated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,128 +64,17 @@ pub struct CurvePoint {
     pub correct: usize,
     /// `correct / num_images`.
     pub accuracy: f64,
-    /// Mean cross-entropy at the attacked images.
+    /// Mean loss at the attacked images: the cross-entropy, or the attack's own loss for
+    /// PGD and APGD on another [`AttackLoss`](crate::AttackLoss).
     pub mean_loss: f64,
     /// Largest amount any evaluated image lay outside its ε-ball (0 for noise).
     pub max_ball_violation: f64,
     /// Largest amount any evaluated image lay outside the clip range.
     pub max_clip_violation: f64,
-}
-
-/// Something about a result that a careful reviewer would distrust.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SanityFlag {
-    /// PGD left more images correct than FGSM at the same ε (PGD, started at the clean
-    /// image, should be at least as strong).
-    PgdAboveFgsm {
-        /// The budget.
-        epsilon: f64,
-        /// PGD's accuracy.
-        pgd_accuracy: f64,
-        /// FGSM's accuracy.
-        fgsm_accuracy: f64,
-    },
-    /// Accuracy rose by more than the tolerance from one strength to the next larger one.
-    AccuracyIncreases {
-        /// The attack's name.
-        attack: String,
-        /// The smaller strength.
-        from: f64,
-        /// The larger strength.
-        to: f64,
-        /// Correct images at `from`.
-        correct_from: usize,
-        /// Correct images at `to`.
-        correct_to: usize,
-    },
-    /// At strength 0 the accuracy differs from the clean accuracy.
-    ZeroStrengthMismatch {
-        /// The attack's name.
-        attack: String,
-        /// Correct images at strength 0.
-        correct: usize,
-        /// Correct clean images.
-        clean_correct: usize,
-    },
-    /// An evaluated image lay outside its ε-ball by more than rounding.
-    OutsideBall {
-        /// The attack's name.
-        attack: String,
-        /// The budget.
-        epsilon: f64,
-        /// How far outside.
-        violation: f64,
-    },
-    /// An evaluated image lay outside the clip range by more than rounding.
-    OutsideClipRange {
-        /// The attack's name.
-        attack: String,
-        /// The strength.
-        strength: f64,
-        /// How far outside.
-        violation: f64,
-    },
-    /// `steps · η < ε` with no random start: PGD cannot reach the edge of its ball, so it is
-    /// weaker than its ε says.
-    StepsCannotReachBudget {
-        /// The budget.
-        epsilon: f64,
-        /// `steps · η`, the farthest PGD can move from the clean image.
-        reach: f64,
-    },
-}
-
-impl std::fmt::Display for SanityFlag {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SanityFlag::PgdAboveFgsm {
-                epsilon,
-                pgd_accuracy,
-                fgsm_accuracy,
-            } => write!(
-                f,
-                "PGD accuracy {pgd_accuracy:.4} is above FGSM accuracy {fgsm_accuracy:.4} at ε = {epsilon}"
-            ),
-            SanityFlag::AccuracyIncreases {
-                attack,
-                from,
-                to,
-                correct_from,
-                correct_to,
-            } => write!(
-                f,
-                "{attack}: accuracy rises from {correct_from} to {correct_to} correct images between strength {from} and {to}"
-            ),
-            SanityFlag::ZeroStrengthMismatch {
-                attack,
-                correct,
-                clean_correct,
-            } => write!(
-                f,
-                "{attack}: {correct} images correct at strength 0, but {clean_correct} clean"
-            ),
-            SanityFlag::OutsideBall {
-                attack,
-                epsilon,
-                violation,
-            } => write!(
-                f,
-                "{attack}: an image lies {violation:e} outside its ε-ball at ε = {epsilon}"
-            ),
-            SanityFlag::OutsideClipRange {
-                attack,
-                strength,
-                violation,
-            } => write!(
-                f,
-                "{attack}: an image lies {violation:e} outside the clip range at strength {strength}"
-            ),
-            SanityFlag::StepsCannotReachBudget { epsilon, reach } => write!(
-                f,
-                "PGD: steps · η = {reach} < ε = {epsilon}, the attack cannot reach its budget"
-            ),
-        }
-    }
+    /// Images whose input gradient was exactly zero at the attack's first gradient
+    /// evaluation ([`AttackOutput::zero_gradient_rows`]); 0 for noise and at strength 0,
+    /// where nothing moves.
+    pub zero_gradient_rows: usize,
 }
 
 /// Accuracy over a strength grid for one attack, with every parameter used.
@@ -271,7 +94,9 @@ pub struct RobustnessCurve {
     pub batch_size: usize,
     /// The dtype the model and the attack ran in.
     pub dtype: DType,
-    /// The checks this curve fails on its own (see also [`compare_pgd_fgsm`]).
+    /// The checks this curve fails on its own (see also
+    /// [`compare_pgd_fgsm`](crate::compare_pgd_fgsm) and
+    /// [`compare_attack_strength`](crate::compare_attack_strength)).
     pub flags: Vec<SanityFlag>,
 }
 
@@ -288,7 +113,8 @@ impl RobustnessCurve {
 }
 
 /// Several curves on the same images, and every flag: each curve's own plus the
-/// PGD-versus-FGSM comparison of each L∞ PGD curve with each FGSM curve.
+/// comparisons across curves of attacks expected to be weaker and stronger (see
+/// [`robustness_report`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RobustnessReport {
     /// The curves, in the order asked for.
@@ -326,17 +152,15 @@ pub fn robustness_curve<C: Classifier + ?Sized>(
     let (dtype, device) = (model.dtype(), model.device());
     let clip = attack.clip();
     let k = grid.len();
-    let mut correct = vec![0usize; k];
-    let mut loss_sum = vec![0.0f64; k];
-    let mut ball = vec![0.0f64; k];
-    let mut clip_v = vec![0.0f64; k];
+    let mut acc = Accumulator::new(grid);
     let mut clean_correct = 0usize;
     let mut noise_rng = match attack {
         Attack::WhiteNoise { seed, .. } => Some(Rng::new(*seed)),
         _ => None,
     };
     let mut start_rngs = match attack {
-        Attack::Pgd(c) => restart_rngs(c),
+        Attack::Pgd(c) => restart_rngs(c.random_start, c.restarts, c.seed),
+        Attack::Apgd(c) => restart_rngs(c.random_start, c.restarts, c.seed),
         _ => Vec::new(),
     };
     let mut start = 0;
@@ -350,22 +174,21 @@ pub fn robustness_curve<C: Classifier + ?Sized>(
         match attack {
             Attack::Fgsm { clip } => {
                 for (j, &eps) in grid.iter().enumerate() {
-                    let out = fgsm_prepared(model, &x, &y, eps, *clip)?;
-                    correct[j] += out.correct(&y);
-                    loss_sum[j] += out.losses.iter().sum::<f64>();
-                    ball[j] = ball[j].max(out.max_ball_violation);
-                    clip_v[j] = clip_v[j].max(out.max_clip_violation);
+                    acc.add(j, &fgsm_prepared(model, &x, &y, eps, *clip)?, &y);
                 }
             }
             Attack::Pgd(cfg) => {
-                let starts = draw_unit_starts(cfg, &mut start_rngs, x.shape(), dtype)?;
+                let starts = draw_unit_starts(cfg.norm, &mut start_rngs, x.shape(), dtype)?;
                 for (j, &eps) in grid.iter().enumerate() {
                     let cfg = cfg.with_epsilon(eps);
-                    let out = pgd_prepared(model, &x, &y, &cfg, eps, &starts)?;
-                    correct[j] += out.correct(&y);
-                    loss_sum[j] += out.losses.iter().sum::<f64>();
-                    ball[j] = ball[j].max(out.max_ball_violation);
-                    clip_v[j] = clip_v[j].max(out.max_clip_violation);
+                    acc.add(j, &pgd_prepared(model, &x, &y, &cfg, eps, &starts)?, &y);
+                }
+            }
+            Attack::Apgd(cfg) => {
+                let starts = draw_unit_starts(Norm::Linf, &mut start_rngs, x.shape(), dtype)?;
+                for (j, &eps) in grid.iter().enumerate() {
+                    let cfg = cfg.with_epsilon(eps);
+                    acc.add(j, &apgd_prepared(model, &x, &y, &cfg, &starts)?, &y);
                 }
             }
             Attack::WhiteNoise { clip, .. } => {
@@ -376,24 +199,21 @@ pub fn robustness_curve<C: Classifier + ?Sized>(
                     let noisy = add_noise(&x, &z, sigma, *clip)?;
                     let logits = model.logits(&noisy)?;
                     let (losses, preds, _) = per_sample_loss(&logits, &y)?;
-                    correct[j] += preds.iter().zip(&y).filter(|(p, t)| p == t).count();
-                    loss_sum[j] += losses.iter().sum::<f64>();
-                    clip_v[j] = clip_v[j].max(clip.violation(&noisy)?);
+                    let p = &mut acc.points[j];
+                    p.correct += preds.iter().zip(&y).filter(|(p, t)| p == t).count();
+                    acc.loss_sum[j] += losses.iter().sum::<f64>();
+                    p.max_clip_violation = p.max_clip_violation.max(clip.violation(&noisy)?);
                 }
             }
         }
         start = end;
     }
-    let points: Vec<CurvePoint> = (0..k)
-        .map(|j| CurvePoint {
-            strength: grid[j],
-            correct: correct[j],
-            accuracy: correct[j] as f64 / n as f64,
-            mean_loss: loss_sum[j] / n as f64,
-            max_ball_violation: ball[j],
-            max_clip_violation: clip_v[j],
-        })
-        .collect();
+    let mut points = acc.points;
+    for (p, loss_sum) in points.iter_mut().zip(&acc.loss_sum) {
+        p.accuracy = p.correct as f64 / n as f64;
+        p.mean_loss = loss_sum / n as f64;
+    }
+    debug_assert_eq!(points.len(), k);
     let mut curve = RobustnessCurve {
         attack: *attack,
         points,
@@ -408,8 +228,13 @@ pub fn robustness_curve<C: Classifier + ?Sized>(
     Ok(curve)
 }
 
-/// Runs every `(attack, grid)` on the same images and collects all flags, including the
-/// comparison of each L∞ PGD curve with each FGSM curve at their common ε values.
+/// Runs every `(attack, grid)` on the same images and collects all flags: each curve's own,
+/// [`compare_pgd_fgsm`](crate::compare_pgd_fgsm) for each cross-entropy L∞ PGD curve
+/// against each FGSM curve, and
+/// [`compare_attack_strength`](crate::compare_attack_strength) (tolerance
+/// [`ATTACK_ORDER_TOLERANCE`](crate::ATTACK_ORDER_TOLERANCE), one percentage point) for
+/// every other pair of curves in the order FGSM ≤ PGD-CE ≤ {PGD-CW, PGD-DLR, APGD}, at
+/// their common ε values.
 ///
 /// # Errors
 /// As [`robustness_curve`].
@@ -428,17 +253,7 @@ pub fn robustness_report<C: Classifier + ?Sized>(
         .map(|(a, grid)| robustness_curve(model, images, labels, a, grid, options))
         .collect::<Result<Vec<_>>>()?;
     let mut flags: Vec<SanityFlag> = curves.iter().flat_map(|c| c.flags.clone()).collect();
-    for p in curves
-        .iter()
-        .filter(|c| matches!(c.attack, Attack::Pgd(cfg) if cfg.norm == Norm::Linf))
-    {
-        for f in curves
-            .iter()
-            .filter(|c| matches!(c.attack, Attack::Fgsm { .. }))
-        {
-            flags.extend(compare_pgd_fgsm(p, f));
-        }
-    }
+    flags.extend(cross_curve_flags(&curves)?);
     let first = &curves[0];
     Ok(RobustnessReport {
         num_images: first.num_images,
@@ -448,82 +263,43 @@ pub fn robustness_report<C: Classifier + ?Sized>(
     })
 }
 
-/// [`SanityFlag::PgdAboveFgsm`] for every ε present in both curves where PGD leaves more
-/// images correct than FGSM (none if the curves were evaluated on different numbers of
-/// images).
-pub fn compare_pgd_fgsm(pgd: &RobustnessCurve, fgsm: &RobustnessCurve) -> Vec<SanityFlag> {
-    if pgd.num_images != fgsm.num_images {
-        return Vec::new();
-    }
-    let mut flags = Vec::new();
-    for p in &pgd.points {
-        for f in fgsm.points.iter().filter(|f| f.strength == p.strength) {
-            if p.correct > f.correct {
-                flags.push(SanityFlag::PgdAboveFgsm {
-                    epsilon: p.strength,
-                    pgd_accuracy: p.accuracy,
-                    fgsm_accuracy: f.accuracy,
-                });
-            }
-        }
-    }
-    flags
+/// Per-point sums over the batches of a curve.
+struct Accumulator {
+    points: Vec<CurvePoint>,
+    loss_sum: Vec<f64>,
 }
 
-/// The checks a single curve can fail on its own.
-fn curve_flags(curve: &RobustnessCurve, tolerance: usize) -> Vec<SanityFlag> {
-    let name = curve.attack.name().to_string();
-    let tol = rounding_tolerance(curve.dtype);
-    let mut flags = Vec::new();
-    for p in &curve.points {
-        if p.strength == 0.0 && p.correct != curve.clean_correct {
-            flags.push(SanityFlag::ZeroStrengthMismatch {
-                attack: name.clone(),
-                correct: p.correct,
-                clean_correct: curve.clean_correct,
-            });
-        }
-        if p.max_ball_violation > tol {
-            flags.push(SanityFlag::OutsideBall {
-                attack: name.clone(),
-                epsilon: p.strength,
-                violation: p.max_ball_violation,
-            });
-        }
-        if p.max_clip_violation > tol {
-            flags.push(SanityFlag::OutsideClipRange {
-                attack: name.clone(),
-                strength: p.strength,
-                violation: p.max_clip_violation,
-            });
-        }
-        if let Attack::Pgd(cfg) = curve.attack
-            && !cfg.random_start
-        {
-            let reach = cfg.steps as f64 * cfg.step_size.at(p.strength);
-            if reach < p.strength * (1.0 - 1e-9) {
-                flags.push(SanityFlag::StepsCannotReachBudget {
-                    epsilon: p.strength,
-                    reach,
-                });
-            }
+impl Accumulator {
+    fn new(grid: &[f64]) -> Self {
+        let points = grid
+            .iter()
+            .map(|&strength| CurvePoint {
+                strength,
+                correct: 0,
+                accuracy: 0.0,
+                mean_loss: 0.0,
+                max_ball_violation: 0.0,
+                max_clip_violation: 0.0,
+                zero_gradient_rows: 0,
+            })
+            .collect();
+        Self {
+            points,
+            loss_sum: vec![0.0; grid.len()],
         }
     }
-    let mut order: Vec<&CurvePoint> = curve.points.iter().collect();
-    order.sort_by(|a, b| a.strength.total_cmp(&b.strength));
-    for w in order.windows(2) {
-        let (a, b) = (w[0], w[1]);
-        if b.strength > a.strength && b.correct > a.correct + tolerance {
-            flags.push(SanityFlag::AccuracyIncreases {
-                attack: name.clone(),
-                from: a.strength,
-                to: b.strength,
-                correct_from: a.correct,
-                correct_to: b.correct,
-            });
+
+    /// Adds one batch's attack output at grid point `j`.
+    fn add(&mut self, j: usize, out: &AttackOutput, labels: &[usize]) {
+        let p = &mut self.points[j];
+        p.correct += out.correct(labels);
+        self.loss_sum[j] += out.losses.iter().sum::<f64>();
+        p.max_ball_violation = p.max_ball_violation.max(out.max_ball_violation);
+        p.max_clip_violation = p.max_clip_violation.max(out.max_clip_violation);
+        if p.strength > 0.0 {
+            p.zero_gradient_rows += out.zero_gradient_rows;
         }
     }
-    flags
 }
 
 /// Checks the data against the model and the options; returns the number of images to use.

@@ -29,6 +29,15 @@ pub enum AttackError {
         /// What is wrong.
         reason: String,
     },
+    /// The classifier cannot do what the attack asks (e.g. differentiate a loss other than
+    /// the cross-entropy).
+    #[error("{what}: {reason}")]
+    Unsupported {
+        /// The method or attack.
+        what: String,
+        /// What is missing.
+        reason: String,
+    },
     /// A loss, gradient or eigenvalue came out NaN or infinite.
     #[error("{what}: non-finite value {value} (sample {sample})")]
     NonFinite {

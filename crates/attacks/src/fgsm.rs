@@ -1,11 +1,14 @@
 //! The fast gradient sign method (eq. 6 of Nassar et al.; Goodfellow et al. 2015).
 //!
 //! `x̃ = clip(x + ε · sign(∇ₓ L(f(x), y)))`, one gradient per image, with `sign 0 = 0`.
+//! [`AttackOutput::zero_gradient_rows`] counts the images whose gradient is exactly zero:
+//! they do not move.
 
 use specreg_tensor::Tensor;
 
 use crate::Result;
 use crate::classifier::{Classifier, per_sample_loss};
+use crate::iterates::zero_rows;
 use crate::output::{AttackOutput, prepare};
 use crate::perturb::{ClipRange, Norm, ball_violation, check_epsilon};
 
@@ -40,6 +43,7 @@ pub(crate) fn fgsm_prepared<C: Classifier + ?Sized>(
 ) -> Result<AttackOutput> {
     let lg = model.loss_and_input_gradient(x, labels)?;
     crate::output::check_gradient(&lg.grad, "fgsm")?;
+    let zero_gradient_rows = zero_rows(&lg.grad)?;
     let adv = x
         .add(&lg.grad.sign()?.scale(epsilon)?)?
         .clamp(clip.lo, clip.hi)?;
@@ -52,5 +56,6 @@ pub(crate) fn fgsm_prepared<C: Classifier + ?Sized>(
         found_at_step: vec![1; labels.len()],
         losses,
         predictions,
+        zero_gradient_rows,
     })
 }

@@ -3,15 +3,24 @@
 //! Adversarial and noise robustness of classifiers, as evaluated in Nassar et al. (NeurIPS
 //! 2020), "On 1/n neural representation and robustness", and eigenvalue sensitivity maps.
 //!
-//! * [`Classifier`]: logits and per-sample loss gradients of a batch. The
-//!   [`specreg_nn::Network`] models implement it in eval mode; implement it for any other
-//!   model to evaluate it here.
-//! * [`fgsm`] (eq. 6), [`pgd`] (eqs. 7–8, L∞ and L2, random start, restarts, early
+//! * [`Classifier`]: logits and per-sample loss gradients of a batch, for the cross-entropy
+//!   and, as a vector-Jacobian product, for any loss of the logits. The
+//!   [`specreg_nn::Network`] models implement it in eval mode; [`NetworkInMode`] attacks one
+//!   in another mode (BatchNorm and whitening on the batch's own statistics, gradients
+//!   through them). Implement it for any other model to evaluate it here.
+//! * [`fgsm`] (eq. 6), [`pgd`](fn@pgd) (eqs. 7–8, L∞ and L2, random start, restarts, early
 //!   exit; see [`pgd`](mod@pgd) for the exact semantics) and [`white_noise`] on one batch.
+//!   PGD ascends the cross-entropy or another [`AttackLoss`]: the Carlini–Wagner margin
+//!   `max_{j≠y} z_j − z_y` (PGD-CW) or the DLR loss.
+//! * [`apgd`](fn@apgd) (Croce & Hein 2020, L∞; see [`apgd`](mod@apgd)): APGD-CE and
+//!   APGD-DLR, with momentum, step-size halving at the checkpoints [`apgd_checkpoints`]
+//!   and a restart from the best point at each halving.
 //! * [`robustness_curve`] / [`robustness_report`]: accuracy over an ε (or σ) grid on a whole
 //!   test set, with every parameter recorded and the [`SanityFlag`]s a reviewer would raise
-//!   (PGD above FGSM, accuracy rising with ε, strength 0 differing from clean accuracy, an
-//!   image outside its ball or the pixel range, a PGD that cannot reach its ε).
+//!   (PGD above FGSM, a weaker attack beating a stronger one by more than a point
+//!   ([`compare_attack_strength`]), exactly zero input gradients, accuracy rising with ε,
+//!   strength 0 differing from clean accuracy, an image outside its ball or the pixel
+//!   range, a PGD that cannot reach its ε).
 //! * [`sensitivity_maps`] (eq. 9): `∂λ_n/∂x` for eigenvalues of a hidden layer's covariance
 //!   over a data set, as 28×28 maps.
 //!
@@ -51,23 +60,33 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod apgd;
+mod attack;
 mod classifier;
 mod curve;
 mod error;
 mod fgsm;
+mod flags;
+mod iterates;
+mod loss;
+mod network;
 mod noise;
 mod output;
 mod perturb;
 pub mod pgd;
 mod sensitivity;
 
+pub use apgd::{ApgdConfig, apgd, apgd_checkpoints};
+pub use attack::Attack;
 pub use classifier::{Classifier, LossGradient, per_sample_loss};
 pub use curve::{
-    Attack, CurvePoint, EvalOptions, RobustnessCurve, RobustnessReport, SanityFlag,
-    compare_pgd_fgsm, robustness_curve, robustness_report,
+    CurvePoint, EvalOptions, RobustnessCurve, RobustnessReport, robustness_curve, robustness_report,
 };
 pub use error::{AttackError, Result};
 pub use fgsm::fgsm;
+pub use flags::{ATTACK_ORDER_TOLERANCE, SanityFlag, compare_attack_strength, compare_pgd_fgsm};
+pub use loss::{AttackLoss, LogitGradient};
+pub use network::NetworkInMode;
 pub use noise::white_noise;
 pub use output::AttackOutput;
 pub use perturb::{ClipRange, Norm};

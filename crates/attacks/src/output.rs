@@ -12,7 +12,8 @@ use crate::perturb::ClipRange;
 pub struct AttackOutput {
     /// The adversarial images `[B, D]`, in the classifier's dtype.
     pub adversarial: Tensor,
-    /// Per-sample cross-entropy at the adversarial image.
+    /// Per-sample value of the attack's loss at the adversarial image (the cross-entropy
+    /// for FGSM and for PGD and APGD on [`AttackLoss::CrossEntropy`](crate::AttackLoss)).
     pub losses: Vec<f64>,
     /// Per-sample predicted class at the adversarial image.
     pub predictions: Vec<usize>,
@@ -25,6 +26,12 @@ pub struct AttackOutput {
     pub max_ball_violation: f64,
     /// The largest amount by which any evaluated image lay outside the clip range.
     pub max_clip_violation: f64,
+    /// Rows of the attack's first input gradient (FGSM: at the clean image; PGD, APGD:
+    /// restart 0's starting point, the clean image unless started at random) that are
+    /// exactly zero. Such an image does not move under a sign step: a count above 0 hints at
+    /// gradient masking (saturated units, a non-differentiable layer). 0 when no gradient
+    /// was evaluated (PGD and APGD at ε = 0).
+    pub zero_gradient_rows: usize,
 }
 
 impl AttackOutput {

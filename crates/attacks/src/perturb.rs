@@ -261,6 +261,21 @@ impl RowStore {
         }
     }
 
+    /// Copies row `i` of `other` into row `i`, for every `i` in `rows`.
+    pub(crate) fn copy_rows_from(&mut self, other: &RowStore, rows: &[usize]) -> Result<()> {
+        fn imp<T: Element>(store: &mut Array2<T>, other: &Array2<T>, rows: &[usize]) {
+            for &i in rows {
+                store.row_mut(i).assign(&other.row(i));
+            }
+        }
+        match (self, other) {
+            (Self::F32(s), Self::F32(o)) => imp(s, o, rows),
+            (Self::F64(s), Self::F64(o)) => imp(s, o, rows),
+            _ => return Err(invalid("rows", "row stores of different dtypes")),
+        }
+        Ok(())
+    }
+
     /// The buffer as a tensor on `device`.
     pub(crate) fn to_tensor(&self, device: &Device) -> Result<Tensor> {
         let t = match self {

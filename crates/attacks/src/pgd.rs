@@ -1,7 +1,9 @@
 //! Projected gradient descent (eqs. 7–8 of Nassar et al.; Madry et al. 2018).
 //!
 //! Maximise `L(f(x + δ), y)` over `‖δ‖ ≤ ε` and `x + δ ∈ [lo, hi]` by `steps` ascent steps,
-//! each followed by the projection onto both constraints:
+//! each followed by the projection onto both constraints. `L` is the per-sample
+//! cross-entropy (the paper's attack) or another [`AttackLoss`] ([`PgdConfig::loss`]), e.g.
+//! the Carlini–Wagner margin `max_{j≠y} z_j − z_y`.
 //!
 //! * L∞: `x ← clamp(x + η · sign(∇ₓL), max(x₀ − ε, lo), min(x₀ + ε, hi))`. Eq. 8 of the
 //!   paper writes the raw gradient, but the steepest L∞ ascent step is its sign, which is
@@ -15,7 +17,8 @@
 //!
 //! Every iterate is evaluated (the gradient call at iterate `t` also gives its loss and
 //! prediction; one extra forward pass evaluates the last one), and each sample keeps its
-//! **worst iterate**: misclassified beats correctly classified, then the higher loss wins.
+//! **worst iterate**: misclassified beats correctly classified, then the higher loss (of the
+//! configured [`AttackLoss`]) wins.
 //! Plain PGD reports its last iterate, which can in principle be classified correctly again
 //! after an earlier iterate fooled the model; keeping the worst iterate is never weaker.
 //!
@@ -35,18 +38,24 @@
 //!
 //! At ε = 0 the ball is the clean image, so PGD evaluates it once instead of stepping.
 //!
+//! [`AttackOutput::zero_gradient_rows`] counts the rows of the first gradient evaluation
+//! (restart 0, step 0: the clean image unless `random_start`) that are exactly zero, a sign
+//! of gradient masking.
+//!
 //! Random starts are uniform in the L∞ ball (each coordinate in `[−ε, ε]`), or uniform in
 //! the L2 ball (a Gaussian direction and radius `ε u^{1/D}`), then clipped to the range.
 
-use specreg_tensor::{DType, Rng, Tensor};
+use specreg_tensor::Tensor;
 
 use crate::Result;
-use crate::classifier::{Classifier, per_sample_loss};
+use crate::classifier::Classifier;
 use crate::error::invalid;
+use crate::iterates::{Worst, clean_output, draw_unit_starts, restart_rngs, zero_rows};
+use crate::loss::{AttackLoss, loss_gradient, loss_values};
 use crate::output::{AttackOutput, check_gradient, prepare};
 use crate::perturb::{
-    ClipRange, Norm, RowStore, ball_violation, check_epsilon, clamp_box, gather_rows, linf_box,
-    normalized_rows, project_l2, scale_rows,
+    ClipRange, Norm, ball_violation, check_epsilon, clamp_box, gather_rows, linf_box,
+    normalized_rows, project_l2,
 };
 
 /// The PGD step size η.
@@ -91,11 +100,14 @@ pub struct PgdConfig {
     pub clip: ClipRange,
     /// Seed of the random starts.
     pub seed: u64,
+    /// The loss PGD ascends (default [`AttackLoss::CrossEntropy`], the paper's).
+    pub loss: AttackLoss,
 }
 
 impl PgdConfig {
-    /// The paper's L∞ attack at budget `epsilon`: 40 steps of η = 0.01 from the clean
-    /// image, one run, no early exit, pixels in `[0, 1]`, seed 0.
+    /// The paper's L∞ attack at budget `epsilon`: 40 steps of η = 0.01 on the
+    /// cross-entropy from the clean image, one run, no early exit, pixels in `[0, 1]`,
+    /// seed 0.
     pub fn linf(epsilon: f64) -> Self {
         Self {
             norm: Norm::Linf,
@@ -107,6 +119,7 @@ impl PgdConfig {
             early_exit: false,
             clip: ClipRange::default(),
             seed: 0,
+            loss: AttackLoss::CrossEntropy,
         }
     }
 
@@ -116,6 +129,14 @@ impl PgdConfig {
         Self {
             norm: Norm::L2,
             step_size: StepSize::RelativeToEpsilon(2.5 / 40.0),
+            ..Self::linf(epsilon)
+        }
+    }
+
+    /// The paper's L∞ attack ([`PgdConfig::linf`]) on the Carlini–Wagner margin.
+    pub fn linf_cw(epsilon: f64) -> Self {
+        Self {
+            loss: AttackLoss::CwMargin,
             ..Self::linf(epsilon)
         }
     }
@@ -163,8 +184,11 @@ impl PgdConfig {
 ///
 /// # Errors
 /// An invalid configuration (see [`PgdConfig::validate`]), inputs outside the clip range,
-/// mismatched shapes or labels, a non-finite loss or gradient, or what the classifier
-/// reports.
+/// mismatched shapes or labels, a non-finite loss or gradient, early exit on a classifier
+/// whose samples are not independent ([`Classifier::samples_independent`]), a loss the
+/// classifier cannot differentiate (the default
+/// [`Classifier::loss_and_input_gradient_with`]) or the model has too few classes for, or
+/// what the classifier reports.
 pub fn pgd<C: Classifier + ?Sized>(
     model: &mut C,
     x: &Tensor,
@@ -173,129 +197,9 @@ pub fn pgd<C: Classifier + ?Sized>(
 ) -> Result<AttackOutput> {
     config.validate()?;
     let x = prepare(model, x, labels, config.clip, "pgd")?;
-    let mut rngs = restart_rngs(config);
-    let starts = draw_unit_starts(config, &mut rngs, x.shape(), x.dtype())?;
+    let mut rngs = restart_rngs(config.random_start, config.restarts, config.seed);
+    let starts = draw_unit_starts(config.norm, &mut rngs, x.shape(), x.dtype())?;
     pgd_prepared(model, &x, labels, config, config.epsilon, &starts)
-}
-
-/// One generator per restart; restart 0 uses `seed` itself.
-pub(crate) fn restart_rngs(config: &PgdConfig) -> Vec<Rng> {
-    if !config.random_start {
-        return Vec::new();
-    }
-    (0..config.restarts as u64)
-        .map(|r| {
-            Rng::new(
-                config
-                    .seed
-                    .wrapping_add(r.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
-            )
-        })
-        .collect()
-}
-
-/// Random starts in the unit ball (one per restart), to be scaled by ε: uniform in
-/// `[−1, 1]^D` for L∞, uniform in the unit L2 ball for L2. Empty without random start.
-pub(crate) fn draw_unit_starts(
-    config: &PgdConfig,
-    rngs: &mut [Rng],
-    shape: &[usize],
-    dtype: DType,
-) -> Result<Vec<Tensor>> {
-    let dev = specreg_tensor::Device::Cpu;
-    let (b, d) = (shape[0], shape[1]);
-    rngs.iter_mut()
-        .map(|rng| match config.norm {
-            Norm::Linf => Ok(Tensor::rand_uniform(shape, -1.0, 1.0, dtype, rng, &dev)?),
-            Norm::L2 => {
-                let z = Tensor::randn(shape, 0.0, 1.0, dtype, rng, &dev)?;
-                let radii: Vec<f64> = (0..b)
-                    .map(|_| rng.next_f64().powf(1.0 / d as f64))
-                    .collect();
-                let unit = normalized_rows(&z, 1.0)?;
-                scale_rows(&unit, &radii)
-            }
-        })
-        .collect()
-}
-
-/// Ranks iterates: misclassified first, then the higher loss.
-#[derive(Debug, Clone, Copy)]
-struct Key {
-    fooled: bool,
-    loss: f64,
-}
-
-impl Key {
-    fn beats(&self, other: &Key) -> bool {
-        (self.fooled && !other.fooled) || (self.fooled == other.fooled && self.loss > other.loss)
-    }
-}
-
-/// The per-sample worst iterates of one run (or of several merged).
-struct Worst {
-    keys: Vec<Option<Key>>,
-    step: Vec<usize>,
-    pred: Vec<usize>,
-    images: RowStore,
-}
-
-impl Worst {
-    fn new(x: &Tensor) -> Result<Self> {
-        let b = x.shape()[0];
-        Ok(Self {
-            keys: vec![None; b],
-            step: vec![0; b],
-            pred: vec![0; b],
-            images: RowStore::from_tensor(x)?,
-        })
-    }
-
-    /// Offers iterate `step` of the samples `active` (row `r` of `x` is sample `active[r]`).
-    fn offer(
-        &mut self,
-        x: &Tensor,
-        active: &[usize],
-        labels: &[usize],
-        losses: &[f64],
-        preds: &[usize],
-        step: usize,
-    ) -> Result<()> {
-        let mut copies = Vec::new();
-        for (r, &i) in active.iter().enumerate() {
-            let key = Key {
-                fooled: preds[r] != labels[i],
-                loss: losses[r],
-            };
-            if self.keys[i].is_none_or(|k| key.beats(&k)) {
-                self.keys[i] = Some(key);
-                self.step[i] = step;
-                self.pred[i] = preds[r];
-                copies.push((r, i));
-            }
-        }
-        self.images.copy_rows(x, &copies)
-    }
-
-    /// Takes every sample on which `other` is worse for the model.
-    fn merge(&mut self, other: &Worst) -> Result<()> {
-        let mut copies = Vec::new();
-        for i in 0..self.keys.len() {
-            if let Some(k) = other.keys[i]
-                && self.keys[i].is_none_or(|mine| k.beats(&mine))
-            {
-                self.keys[i] = Some(k);
-                self.step[i] = other.step[i];
-                self.pred[i] = other.pred[i];
-                copies.push((i, i));
-            }
-        }
-        if !copies.is_empty() {
-            let src = other.images.to_tensor(&specreg_tensor::Device::Cpu)?;
-            self.images.copy_rows(&src, &copies)?;
-        }
-        Ok(())
-    }
 }
 
 /// PGD at budget `epsilon` on a prepared batch, from the given unit random starts (one
@@ -308,19 +212,15 @@ pub(crate) fn pgd_prepared<C: Classifier + ?Sized>(
     epsilon: f64,
     unit_starts: &[Tensor],
 ) -> Result<AttackOutput> {
+    if config.early_exit && !model.samples_independent() {
+        return Err(invalid(
+            "PgdConfig.early_exit",
+            "removing fooled samples from the batch would change the other samples' outputs: \
+             the classifier normalises with batch statistics",
+        ));
+    }
     if epsilon == 0.0 {
-        // The ball is the clean image itself: every start and every iterate equal `x`, so
-        // one evaluation gives the exact result of the full run.
-        let logits = model.logits(x)?;
-        let (losses, predictions, _) = per_sample_loss(&logits, labels)?;
-        return Ok(AttackOutput {
-            adversarial: x.clone(),
-            losses,
-            predictions,
-            found_at_step: vec![0; labels.len()],
-            max_ball_violation: 0.0,
-            max_clip_violation: config.clip.violation(x)?,
-        });
+        return clean_output(model, x, labels, config.loss, config.clip);
     }
     let eta = config.step_size.at(epsilon);
     let (lo, hi) = match config.norm {
@@ -329,6 +229,7 @@ pub(crate) fn pgd_prepared<C: Classifier + ?Sized>(
     };
     let mut violations = (0.0f64, 0.0f64);
     let mut overall: Option<Worst> = None;
+    let mut zero_gradient_rows = 0;
     let runs = unit_starts.len().max(1);
     for r in 0..runs {
         let start = match unit_starts.get(r) {
@@ -342,7 +243,7 @@ pub(crate) fn pgd_prepared<C: Classifier + ?Sized>(
                 }
             }
         };
-        let run = single_run(
+        let (run, zeros) = single_run(
             model,
             x,
             &lo,
@@ -355,28 +256,19 @@ pub(crate) fn pgd_prepared<C: Classifier + ?Sized>(
             &mut violations,
         )?;
         match overall.as_mut() {
-            None => overall = Some(run),
+            None => {
+                overall = Some(run);
+                zero_gradient_rows = zeros;
+            }
             Some(o) => o.merge(&run)?,
         }
     }
     let worst = overall.expect("at least one run");
-    let losses = worst
-        .keys
-        .iter()
-        .map(|k| k.map_or(f64::NAN, |k| k.loss))
-        .collect();
-    Ok(AttackOutput {
-        adversarial: worst.images.to_tensor(&x.device())?,
-        losses,
-        predictions: worst.pred,
-        found_at_step: worst.step,
-        max_ball_violation: violations.0,
-        max_clip_violation: violations.1,
-    })
+    worst.into_output(&x.device(), violations, zero_gradient_rows)
 }
 
-/// One PGD run from `start`; `violations` accumulates the largest ball and clip violations
-/// of every iterate.
+/// One PGD run from `start`, with the number of exactly zero rows of its first gradient;
+/// `violations` accumulates the largest ball and clip violations of every iterate.
 #[allow(clippy::too_many_arguments)]
 fn single_run<C: Classifier + ?Sized>(
     model: &mut C,
@@ -389,8 +281,9 @@ fn single_run<C: Classifier + ?Sized>(
     eta: f64,
     start: Tensor,
     violations: &mut (f64, f64),
-) -> Result<Worst> {
+) -> Result<(Worst, usize)> {
     let mut worst = Worst::new(&start)?;
+    let mut zeros = 0;
     let b = labels.len();
     let mut active: Vec<usize> = (0..b).collect();
     let (mut cur, mut x0, mut lo, mut hi) = (start, x.clone(), lo.clone(), hi.clone());
@@ -404,16 +297,19 @@ fn single_run<C: Classifier + ?Sized>(
     };
     track(&cur, &x0)?;
     for step in 0..config.steps {
-        let lg = model.loss_and_input_gradient(&cur, &y)?;
+        let lg = loss_gradient(model, &cur, &y, config.loss)?;
         worst.offer(&cur, &active, labels, &lg.losses, &lg.predictions, step)?;
         let mut grad = lg.grad;
         check_gradient(&grad, "pgd")?;
+        if step == 0 {
+            zeros = zero_rows(&grad)?;
+        }
         if config.early_exit {
             let keep: Vec<usize> = (0..active.len())
                 .filter(|&r| lg.predictions[r] == y[r])
                 .collect();
             if keep.is_empty() {
-                return Ok(worst);
+                return Ok((worst, zeros));
             }
             if keep.len() < active.len() {
                 cur = gather_rows(&cur, &keep)?;
@@ -439,7 +335,7 @@ fn single_run<C: Classifier + ?Sized>(
         track(&cur, &x0)?;
     }
     let logits = model.logits(&cur)?;
-    let (losses, preds, _) = per_sample_loss(&logits, &y)?;
+    let (losses, preds) = loss_values(&logits, &y, config.loss)?;
     worst.offer(&cur, &active, labels, &losses, &preds, config.steps)?;
-    Ok(worst)
+    Ok((worst, zeros))
 }

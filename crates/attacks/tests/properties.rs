@@ -43,6 +43,7 @@ proptest! {
             early_exit: false,
             clip: ClipRange::default(),
             seed,
+            loss: Default::default(),
         };
         let mut rec = Recording { inner: &mut net, seen: Vec::new() };
         let out = pgd(&mut rec, &x, &y, &cfg).unwrap();

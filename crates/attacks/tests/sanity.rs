@@ -187,6 +187,7 @@ fn curve(attack: Attack, correct: &[usize]) -> RobustnessCurve {
                 mean_loss: 0.0,
                 max_ball_violation: 0.0,
                 max_clip_violation: 0.0,
+                zero_gradient_rows: 0,
             })
             .collect(),
         num_images: n,

@@ -1,0 +1,377 @@
+//! Auto-PGD (Croce & Hein, ICML 2020, "Reliable evaluation of adversarial robustness with
+//! an ensemble of diverse parameter-free attacks", Algorithm 1), L∞.
+//!
+//! Maximise `L(f(x + δ), y)` over `‖δ‖_∞ ≤ ε`, `x + δ ∈ [lo, hi]` with `P` the projection
+//! onto both constraints (one clamp to the box `[max(x − ε, lo), min(x + ε, hi)]`), from
+//! `x⁽⁰⁾` (the clean image, or a uniform random point of the ball), with a step size
+//! `η⁽⁰⁾ = 2ε` per sample and momentum `α` (0.75):
+//!
+//! * `x⁽¹⁾ = P(x⁽⁰⁾ + η sign ∇L(x⁽⁰⁾))`;
+//! * for `k ≥ 1`: `z = P(x⁽ᵏ⁾ + η sign ∇L(x⁽ᵏ⁾))`,
+//!   `x⁽ᵏ⁺¹⁾ = P(x⁽ᵏ⁾ + α (z − x⁽ᵏ⁾) + (1 − α)(x⁽ᵏ⁾ − x⁽ᵏ⁻¹⁾))`.
+//!
+//! Checkpoints `w_j = ⌈p_j N⌉` for `N` iterations, `p_0 = 0`, `p_1 = 0.22`,
+//! `p_{j+1} = p_j + max(p_j − p_{j−1} − 0.03, 0.06)` ([`apgd_checkpoints`]: 0, 22, 41, 57,
+//! 70, 80, 87, 93, 99 for `N = 100`). After iterate `x^(w_j)` (`0 < w_j < N`) has been
+//! evaluated, each sample halves its step size if
+//!
+//! 1. fewer than `ρ (w_j − w_{j−1})` of the steps since the last checkpoint raised its loss
+//!    (`L(x⁽ⁱ⁺¹⁾) > L(x⁽ⁱ⁾)`, `ρ` = 0.75), or
+//! 2. its step size was not halved at the last checkpoint and its best loss has not risen
+//!    since then;
+//!
+//! and a sample that halves continues from its best (highest-loss) point so far, with that
+//! point's gradient (the momentum term then is `x_max − x⁽ᵏ⁻¹⁾`, as in the authors' code).
+//! Condition 1 is the paper's strict `<`; the authors' code uses `≤`.
+//!
+//! The loss is the cross-entropy (APGD-CE) or Croce & Hein's difference of logits ratio
+//! (APGD-DLR, [`AttackLoss::Dlr`], at least 3 classes); any [`AttackLoss`] works. Each
+//! iterate `x⁽⁰⁾ … x⁽ᴺ⁾` is evaluated (`N` gradients and one last forward pass) and, as in
+//! [`pgd`](mod@crate::pgd), each sample reports its worst iterate over every iterate and
+//! restart: misclassified first, then the highest loss. So the highest-loss point is kept,
+//! and any misclassified point found replaces it.
+//!
+//! Restarts, seeds and the ε = 0 shortcut follow [`PgdConfig`](crate::PgdConfig): restart
+//! `r` draws from `Rng::new(seed + r · 0x9E3779B97F4A7C15)`, uniform in `[−ε, ε]^D` (the
+//! authors start on the ball's boundary; a uniform start shares its draws with PGD's).
+//! Samples never leave the batch (no early exit).
+
+use specreg_tensor::Tensor;
+
+use crate::Result;
+use crate::classifier::Classifier;
+use crate::error::invalid;
+use crate::iterates::{Worst, clean_output, draw_unit_starts, restart_rngs, zero_rows};
+use crate::loss::{AttackLoss, loss_gradient, loss_values};
+use crate::output::{AttackOutput, check_gradient, prepare};
+use crate::perturb::{
+    ClipRange, Norm, RowStore, ball_violation, check_epsilon, clamp_box, linf_box, scale_rows,
+};
+
+/// Every parameter of an APGD attack (L∞).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ApgdConfig {
+    /// The budget ε (replaced by each grid value in a robustness curve).
+    pub epsilon: f64,
+    /// The loss ascended: cross-entropy (APGD-CE) or DLR (APGD-DLR).
+    pub loss: AttackLoss,
+    /// Iterations `N` (100 in Croce & Hein): `N` gradient evaluations per run.
+    pub steps: usize,
+    /// Independent runs; each sample keeps its worst iterate over all of them. More than
+    /// one needs `random_start`.
+    pub restarts: usize,
+    /// Start from a uniform random point of the ball instead of the clean image.
+    pub random_start: bool,
+    /// Momentum `α` in `(0, 1]` (0.75; 1 is no momentum).
+    pub momentum: f64,
+    /// The share `ρ` in `(0, 1]` of loss-raising steps below which the step size halves
+    /// (0.75).
+    pub rho: f64,
+    /// The valid pixel range.
+    pub clip: ClipRange,
+    /// Seed of the random starts.
+    pub seed: u64,
+}
+
+impl ApgdConfig {
+    /// APGD-CE at budget `epsilon`: 100 iterations, one run from the clean image, α = 0.75,
+    /// ρ = 0.75, pixels in `[0, 1]`, seed 0.
+    pub fn ce(epsilon: f64) -> Self {
+        Self {
+            epsilon,
+            loss: AttackLoss::CrossEntropy,
+            steps: 100,
+            restarts: 1,
+            random_start: false,
+            momentum: 0.75,
+            rho: 0.75,
+            clip: ClipRange::default(),
+            seed: 0,
+        }
+    }
+
+    /// APGD-DLR at budget `epsilon`, otherwise as [`ApgdConfig::ce`].
+    pub fn dlr(epsilon: f64) -> Self {
+        Self {
+            loss: AttackLoss::Dlr,
+            ..Self::ce(epsilon)
+        }
+    }
+
+    /// The same configuration at another budget.
+    pub fn with_epsilon(self, epsilon: f64) -> Self {
+        Self { epsilon, ..self }
+    }
+
+    /// The checkpoints of this configuration's `steps` ([`apgd_checkpoints`]).
+    pub fn checkpoints(&self) -> Vec<usize> {
+        apgd_checkpoints(self.steps)
+    }
+
+    /// Errors naming the first invalid field.
+    pub fn validate(&self) -> Result<()> {
+        check_epsilon("ApgdConfig.epsilon", self.epsilon)?;
+        self.clip.validate("ApgdConfig.clip")?;
+        if self.steps == 0 {
+            return Err(invalid("ApgdConfig.steps", "must be at least 1"));
+        }
+        if self.restarts == 0 {
+            return Err(invalid("ApgdConfig.restarts", "must be at least 1"));
+        }
+        if self.restarts > 1 && !self.random_start {
+            return Err(invalid(
+                "ApgdConfig.restarts",
+                format!(
+                    "{} restarts without random_start would repeat the same deterministic run",
+                    self.restarts
+                ),
+            ));
+        }
+        for (what, v) in [
+            ("ApgdConfig.momentum", self.momentum),
+            ("ApgdConfig.rho", self.rho),
+        ] {
+            if !(v > 0.0 && v <= 1.0) {
+                return Err(invalid(what, format!("{v} must lie in (0, 1]")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The checkpoints `w_0 = 0 < w_1 < … ≤ steps` of APGD with `steps` iterations:
+/// `w_j = ⌈p_j · steps⌉` for every `p_j ≤ 1` of `p_0 = 0`, `p_1 = 0.22`,
+/// `p_{j+1} = p_j + max(p_j − p_{j−1} − 0.03, 0.06)`, repeated values dropped. The `p_j`
+/// are multiples of 0.01 and computed exactly (in hundredths), so `⌈0.22 · 100⌉` is 22.
+pub fn apgd_checkpoints(steps: usize) -> Vec<usize> {
+    let mut out = vec![0];
+    let (mut prev, mut cur) = (0usize, 22usize);
+    while cur <= 100 {
+        let w = (cur * steps).div_ceil(100);
+        if w > *out.last().expect("w_0") {
+            out.push(w);
+        }
+        let next = cur + (cur - prev).saturating_sub(3).max(6);
+        (prev, cur) = (cur, next);
+    }
+    out
+}
+
+/// APGD on one batch `x: [B, D]` with `labels`.
+///
+/// # Errors
+/// An invalid configuration (see [`ApgdConfig::validate`]), inputs outside the clip range,
+/// mismatched shapes or labels, a non-finite loss or gradient, a loss the classifier
+/// cannot differentiate or the model has too few classes for (DLR needs 3), or what the
+/// classifier reports.
+pub fn apgd<C: Classifier + ?Sized>(
+    model: &mut C,
+    x: &Tensor,
+    labels: &[usize],
+    config: &ApgdConfig,
+) -> Result<AttackOutput> {
+    config.validate()?;
+    let x = prepare(model, x, labels, config.clip, "apgd")?;
+    let mut rngs = restart_rngs(config.random_start, config.restarts, config.seed);
+    let starts = draw_unit_starts(Norm::Linf, &mut rngs, x.shape(), x.dtype())?;
+    apgd_prepared(model, &x, labels, config, &starts)
+}
+
+/// APGD at `config.epsilon` on a prepared batch, from the given unit random starts (one
+/// per restart, or none for a start at the clean image).
+pub(crate) fn apgd_prepared<C: Classifier + ?Sized>(
+    model: &mut C,
+    x: &Tensor,
+    labels: &[usize],
+    config: &ApgdConfig,
+    unit_starts: &[Tensor],
+) -> Result<AttackOutput> {
+    let epsilon = config.epsilon;
+    if epsilon == 0.0 {
+        return clean_output(model, x, labels, config.loss, config.clip);
+    }
+    let (lo, hi) = linf_box(x, epsilon, config.clip)?;
+    let mut run = Run {
+        x,
+        lo: &lo,
+        hi: &hi,
+        labels,
+        config,
+        checkpoints: config.checkpoints(),
+        violations: (0.0, 0.0),
+    };
+    let mut overall: Option<Worst> = None;
+    let mut zero_gradient_rows = 0;
+    for r in 0..unit_starts.len().max(1) {
+        let start = match unit_starts.get(r) {
+            None => x.clone(),
+            Some(u) => {
+                let u = u.to_device(&x.device())?;
+                clamp_box(&x.add(&u.scale(epsilon)?)?, &lo, &hi)?
+            }
+        };
+        let (worst, zeros) = run.single(model, start)?;
+        match overall.as_mut() {
+            None => {
+                overall = Some(worst);
+                zero_gradient_rows = zeros;
+            }
+            Some(o) => o.merge(&worst)?,
+        }
+    }
+    let worst = overall.expect("at least one run");
+    worst.into_output(&x.device(), run.violations, zero_gradient_rows)
+}
+
+/// What every run of one APGD call shares.
+struct Run<'a> {
+    x: &'a Tensor,
+    lo: &'a Tensor,
+    hi: &'a Tensor,
+    labels: &'a [usize],
+    config: &'a ApgdConfig,
+    checkpoints: Vec<usize>,
+    /// The largest ball and clip violations of every iterate so far.
+    violations: (f64, f64),
+}
+
+/// The per-sample state of the step-size rule.
+struct StepRule {
+    /// Current step size `η` of each sample.
+    eta: Vec<f64>,
+    /// Loss at the current iterate.
+    current: Vec<f64>,
+    /// Best loss so far, with its point and gradient.
+    best: Vec<f64>,
+    best_x: RowStore,
+    best_grad: RowStore,
+    /// Loss-raising steps since the last checkpoint.
+    successes: Vec<usize>,
+    /// Best loss at the last checkpoint, and whether the step size halved there.
+    best_at_check: Vec<f64>,
+    halved_at_check: Vec<bool>,
+}
+
+impl StepRule {
+    /// Records the loss of a new iterate `x` with gradient `grad` (when it has one).
+    fn record(&mut self, x: &Tensor, grad: Option<&Tensor>, losses: &[f64]) -> Result<()> {
+        let mut improved = Vec::new();
+        for (i, &l) in losses.iter().enumerate() {
+            if l > self.current[i] {
+                self.successes[i] += 1;
+            }
+            self.current[i] = l;
+            if l > self.best[i] {
+                self.best[i] = l;
+                improved.push((i, i));
+            }
+        }
+        self.best_x.copy_rows(x, &improved)?;
+        if let Some(g) = grad {
+            self.best_grad.copy_rows(g, &improved)?;
+        }
+        Ok(())
+    }
+
+    /// The checkpoint rule after `interval` steps: the samples that halve their step size.
+    fn check(&mut self, interval: usize, rho: f64) -> Vec<usize> {
+        let mut halve = Vec::new();
+        for i in 0..self.eta.len() {
+            let few_successes = (self.successes[i] as f64) < rho * interval as f64;
+            let stalled = !self.halved_at_check[i] && self.best[i] <= self.best_at_check[i];
+            let h = few_successes || stalled;
+            if h {
+                self.eta[i] *= 0.5;
+                self.current[i] = self.best[i];
+                halve.push(i);
+            }
+            self.halved_at_check[i] = h;
+            self.best_at_check[i] = self.best[i];
+            self.successes[i] = 0;
+        }
+        halve
+    }
+}
+
+impl Run<'_> {
+    /// One APGD run from `start`, with the number of exactly zero rows of its first
+    /// gradient.
+    fn single<C: Classifier + ?Sized>(
+        &mut self,
+        model: &mut C,
+        start: Tensor,
+    ) -> Result<(Worst, usize)> {
+        let (cfg, labels) = (self.config, self.labels);
+        let b = labels.len();
+        let all: Vec<usize> = (0..b).collect();
+        let mut worst = Worst::new(&start)?;
+        self.track(&start)?;
+        let lg = loss_gradient(model, &start, labels, cfg.loss)?;
+        check_gradient(&lg.grad, "apgd")?;
+        let zeros = zero_rows(&lg.grad)?;
+        worst.offer(&start, &all, labels, &lg.losses, &lg.predictions, 0)?;
+        let mut rule = StepRule {
+            eta: vec![2.0 * cfg.epsilon; b],
+            current: lg.losses.clone(),
+            best: lg.losses.clone(),
+            best_x: RowStore::from_tensor(&start)?,
+            best_grad: RowStore::from_tensor(&lg.grad)?,
+            successes: vec![0; b],
+            best_at_check: lg.losses,
+            halved_at_check: vec![false; b],
+        };
+        let (mut prev, mut cur, mut grad) = (start.clone(), start, lg.grad);
+        let mut last_check = 0;
+        for k in 0..cfg.steps {
+            let step = scale_rows(&grad.sign()?, &rule.eta)?;
+            let z = clamp_box(&cur.add(&step)?, self.lo, self.hi)?;
+            let next = if k == 0 {
+                z
+            } else {
+                let pull = z.sub(&cur)?.scale(cfg.momentum)?;
+                let push = cur.sub(&prev)?.scale(1.0 - cfg.momentum)?;
+                clamp_box(&cur.add(&pull)?.add(&push)?, self.lo, self.hi)?
+            };
+            (prev, cur) = (cur, next);
+            self.track(&cur)?;
+            let t = k + 1;
+            if t < cfg.steps {
+                let lg = loss_gradient(model, &cur, labels, cfg.loss)?;
+                check_gradient(&lg.grad, "apgd")?;
+                worst.offer(&cur, &all, labels, &lg.losses, &lg.predictions, t)?;
+                rule.record(&cur, Some(&lg.grad), &lg.losses)?;
+                grad = lg.grad;
+            } else {
+                // The last iterate needs no gradient.
+                let logits = model.logits(&cur)?;
+                let (losses, preds) = loss_values(&logits, labels, cfg.loss)?;
+                worst.offer(&cur, &all, labels, &losses, &preds, t)?;
+            }
+            if t < cfg.steps && self.checkpoints.contains(&t) {
+                let halve = rule.check(t - last_check, cfg.rho);
+                last_check = t;
+                if !halve.is_empty() {
+                    cur = replace_rows(&cur, &rule.best_x, &halve)?;
+                    grad = replace_rows(&grad, &rule.best_grad, &halve)?;
+                }
+            }
+        }
+        Ok((worst, zeros))
+    }
+
+    /// Records how far `cur` lies outside the ball and the clip range.
+    fn track(&mut self, cur: &Tensor) -> Result<()> {
+        let ball = ball_violation(cur, self.x, Norm::Linf, self.config.epsilon)?;
+        let clip = self.config.clip.violation(cur)?;
+        self.violations.0 = self.violations.0.max(ball);
+        self.violations.1 = self.violations.1.max(clip);
+        Ok(())
+    }
+}
+
+/// `t` with rows `rows` replaced by those of `src`.
+fn replace_rows(t: &Tensor, src: &RowStore, rows: &[usize]) -> Result<Tensor> {
+    let mut store = RowStore::from_tensor(t)?;
+    store.copy_rows_from(src, rows)?;
+    store.to_tensor(&t.device())
+}

@@ -1,0 +1,203 @@
+//! [`Classifier`] for [`specreg_nn::Network`]: in [`Mode::Eval`] directly, in any other
+//! evaluation mode through [`NetworkInMode`].
+//!
+//! Both run `Network::forward` in their mode and back-propagate an upstream logit gradient
+//! with [`Network::backward_input`], which leaves every parameter gradient untouched. The
+//! cross-entropy gradient is the per-sample `p_i − e_{y_i}`; any other loss supplies its own
+//! `∂L_i/∂z_i` ([`Classifier::loss_and_input_gradient_with`]), a vector-Jacobian product
+//! through the same backward pass.
+
+use specreg_nn::{Mode, Network};
+use specreg_tensor::{DType, Device, Tensor};
+
+use crate::Result;
+use crate::classifier::{Classifier, LossGradient, per_sample_loss};
+use crate::error::{AttackError, invalid, invalid_data};
+use crate::loss::LogitGradient;
+
+impl Classifier for Network {
+    fn input_size(&self) -> usize {
+        self.input_shape().iter().product()
+    }
+
+    fn dtype(&self) -> DType {
+        self.dtype_device().0
+    }
+
+    fn device(&self) -> Device {
+        self.dtype_device().1
+    }
+
+    fn logits(&mut self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.forward(x, Mode::Eval)?.logits)
+    }
+
+    fn loss_and_input_gradient(&mut self, x: &Tensor, labels: &[usize]) -> Result<LossGradient> {
+        cross_entropy_gradient(self, x, labels, Mode::Eval)
+    }
+
+    fn loss_and_input_gradient_with(
+        &mut self,
+        x: &Tensor,
+        loss: &mut dyn FnMut(&Tensor) -> Result<LogitGradient>,
+    ) -> Result<LossGradient> {
+        vjp(self, x, loss, Mode::Eval)
+    }
+}
+
+/// A [`Network`] attacked in a chosen evaluation [`Mode`].
+///
+/// `Network` itself is a [`Classifier`] in [`Mode::Eval`] (BatchNorm on its running
+/// statistics). Wrap it with [`Mode::BatchStatistics`] to attack it the way a PyTorch
+/// network left in `train()` mode is attacked: BatchNorm and whitening normalise with the
+/// current batch's statistics, gradients flow through those statistics, and no running
+/// statistic is updated.
+///
+/// # Samples are not independent in batch-statistics mode
+/// Each sample's logits then depend on every other sample of its batch, so:
+///
+/// * row `i` of [`LossGradient::grad`] is `∂(Σ_j L_j)/∂x_i`, the gradient of the batch's
+///   summed loss (what `loss.sum().backward()` gives in PyTorch), not of `L_i` alone: it
+///   includes how `x_i` moves the other samples' losses through the batch statistics;
+/// * results depend on the batch size and on which images share a batch;
+/// * the worst iterate of each sample was evaluated in the batch of its own step, so the
+///   kept images evaluated together again need not give the same predictions;
+/// * PGD's early exit, which removes fooled samples from the batch, is refused
+///   ([`Classifier::samples_independent`] is `false`).
+#[derive(Debug)]
+pub struct NetworkInMode<'a> {
+    net: &'a mut Network,
+    mode: Mode,
+}
+
+impl<'a> NetworkInMode<'a> {
+    /// `net` attacked in `mode`.
+    ///
+    /// # Errors
+    /// [`Mode::Train`], which would update BatchNorm's running statistics at every attack
+    /// step; use [`Mode::BatchStatistics`] instead.
+    pub fn new(net: &'a mut Network, mode: Mode) -> Result<Self> {
+        if mode == Mode::Train {
+            return Err(invalid(
+                "NetworkInMode::new",
+                "Mode::Train updates running statistics at every attack step; \
+                 use Mode::BatchStatistics to attack with batch statistics",
+            ));
+        }
+        Ok(Self { net, mode })
+    }
+
+    /// The mode every forward pass runs in.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The wrapped network.
+    pub fn network(&mut self) -> &mut Network {
+        self.net
+    }
+}
+
+impl Classifier for NetworkInMode<'_> {
+    fn input_size(&self) -> usize {
+        self.net.input_size()
+    }
+
+    fn dtype(&self) -> DType {
+        Classifier::dtype(&*self.net)
+    }
+
+    fn device(&self) -> Device {
+        Classifier::device(&*self.net)
+    }
+
+    fn logits(&mut self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.net.forward(x, self.mode)?.logits)
+    }
+
+    fn loss_and_input_gradient(&mut self, x: &Tensor, labels: &[usize]) -> Result<LossGradient> {
+        cross_entropy_gradient(self.net, x, labels, self.mode)
+    }
+
+    fn loss_and_input_gradient_with(
+        &mut self,
+        x: &Tensor,
+        loss: &mut dyn FnMut(&Tensor) -> Result<LogitGradient>,
+    ) -> Result<LossGradient> {
+        vjp(self.net, x, loss, self.mode)
+    }
+
+    fn samples_independent(&self) -> bool {
+        !self.mode.uses_batch_statistics()
+    }
+}
+
+/// Per-sample cross-entropy and its input gradient in `mode`.
+fn cross_entropy_gradient(
+    net: &mut Network,
+    x: &Tensor,
+    labels: &[usize],
+    mode: Mode,
+) -> Result<LossGradient> {
+    let logits = net.forward(x, mode)?.logits;
+    let (losses, predictions, grad_logits) = per_sample_loss(&logits, labels)?;
+    let grad = net.backward_input(&grad_logits, &[])?;
+    Ok(LossGradient {
+        losses,
+        predictions,
+        grad,
+    })
+}
+
+/// The input gradient of the loss `loss` computes from the logits, in `mode`.
+fn vjp(
+    net: &mut Network,
+    x: &Tensor,
+    loss: &mut dyn FnMut(&Tensor) -> Result<LogitGradient>,
+    mode: Mode,
+) -> Result<LossGradient> {
+    let logits = net.forward(x, mode)?.logits;
+    let LogitGradient {
+        losses,
+        grad_logits,
+    } = loss(&logits)?;
+    check_logit_gradient(&logits, &losses, &grad_logits)?;
+    let predictions = logits.argmax_rows()?;
+    let grad = net.backward_input(&grad_logits, &[])?;
+    Ok(LossGradient {
+        losses,
+        predictions,
+        grad,
+    })
+}
+
+/// Errors unless a loss returned one finite value per row and a gradient shaped like the
+/// logits.
+fn check_logit_gradient(logits: &Tensor, losses: &[f64], grad_logits: &Tensor) -> Result<()> {
+    let what = "loss_and_input_gradient_with";
+    let b = logits.shape()[0];
+    if losses.len() != b {
+        return Err(invalid_data(
+            what,
+            format!("the loss gave {} values for {b} samples", losses.len()),
+        ));
+    }
+    if grad_logits.shape() != logits.shape() {
+        return Err(invalid_data(
+            what,
+            format!(
+                "the logit gradient is {:?}, the logits {:?}",
+                grad_logits.shape(),
+                logits.shape()
+            ),
+        ));
+    }
+    if let Some((sample, &value)) = losses.iter().enumerate().find(|(_, l)| !l.is_finite()) {
+        return Err(AttackError::NonFinite {
+            what: "loss".into(),
+            value,
+            sample,
+        });
+    }
+    Ok(())
+}
