@@ -10,15 +10,17 @@ use std::fmt::Write as _;
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 use specreg_attacks::{
-    Attack, EvalOptions, PgdConfig, RobustnessCurve, SensitivityOptions, StepSize,
+    ApgdConfig, Attack, AttackLoss, EvalOptions, NetworkInMode, PgdConfig, RobustnessCurve,
+    SensitivityOptions, StepSize,
 };
-use specreg_nn::Network;
+use specreg_nn::{Mode, Network};
 use specreg_regularizers::{Spectrum, layer_spectrum};
 
 use crate::checkpoint::{Checkpoints, Status};
-use crate::config::Config;
+use crate::config::{Config, Role};
 use crate::outputs::{Provenance, RunPaths, write_atomic};
 use crate::plots::{SensitivityRow, sensitivity_grid};
+use crate::reading::Reading;
 use crate::runner::{Context, load_trained, test_slice, train_slice};
 
 /// One robustness curve as stored in `summary.json`.
@@ -68,6 +70,12 @@ pub struct Summary {
     pub description: String,
     /// `shallow`, `mlp` or `cnn`.
     pub model: String,
+    /// The config's claim role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// Which reading of the paper every number of this run uses.
+    #[serde(default)]
+    pub reading: Reading,
     /// Training images used.
     pub train_images: usize,
     /// The training fingerprint of the evaluated model.
@@ -116,6 +124,145 @@ fn finished(paths: &RunPaths) -> Result<bool> {
     Ok(matches!(state, Some(s) if s.status == Status::Finished) && paths.model().is_file())
 }
 
+/// One robustness curve to evaluate.
+struct AttackSpec {
+    /// The curve's name in the results (`fgsm`, `pgd`, `pgd-cw`, …).
+    name: &'static str,
+    attack: Attack,
+    grid: Vec<f64>,
+    /// Gradient evaluations per image, for the progress bar.
+    cost: u64,
+    /// Every parameter, in words.
+    params: String,
+    /// The mode the network is attacked in.
+    mode: Mode,
+}
+
+/// `curve` restricted to the strengths of `like` (the stronger attacks run on a shorter
+/// grid than PGD).
+fn restricted(curve: &RobustnessCurve, like: &RobustnessCurve) -> RobustnessCurve {
+    let mut c = curve.clone();
+    c.points
+        .retain(|p| like.points.iter().any(|q| q.strength == p.strength));
+    c
+}
+
+fn pgd_words(pgd: &PgdConfig, loss: &str) -> String {
+    format!(
+        "PGD (eqs. 7-8) on the {loss}, L∞, {} steps of η = {}, {}, worst iterate kept, 1 \
+         restart, no early exit, pixels clipped to [0, 1], seed {}",
+        pgd.steps,
+        match pgd.step_size {
+            StepSize::Absolute(e) => e.to_string(),
+            StepSize::RelativeToEpsilon(r) => format!("{r}·ε"),
+        },
+        if pgd.random_start {
+            "uniform random start"
+        } else {
+            "started at the clean image"
+        },
+        pgd.seed
+    )
+}
+
+/// Every curve of `config`'s evaluation, in the order they are run.
+fn attack_specs(config: &Config, seed: u64) -> Vec<AttackSpec> {
+    let e = &config.eval;
+    let pgd = pgd_config(config);
+    let fgsm_words = "FGSM (eq. 6), L∞, pixels clipped to [0, 1], one signed-gradient step";
+    let mut specs = vec![
+        AttackSpec {
+            name: "fgsm",
+            attack: Attack::fgsm(),
+            grid: e.fgsm_eps.clone(),
+            cost: e.fgsm_eps.len() as u64,
+            params: fgsm_words.into(),
+            mode: Mode::Eval,
+        },
+        AttackSpec {
+            name: "pgd",
+            attack: Attack::Pgd(pgd),
+            grid: e.pgd_eps.clone(),
+            cost: (e.pgd_eps.len() * e.pgd_steps) as u64,
+            params: pgd_words(&pgd, "cross-entropy"),
+            mode: Mode::Eval,
+        },
+        AttackSpec {
+            name: "noise",
+            attack: Attack::white_noise(seed),
+            grid: e.noise_sigma.clone(),
+            cost: e.noise_sigma.len() as u64,
+            params: format!(
+                "white Gaussian noise N(0, σ²), pixels clipped to [0, 1], noise seed {seed}"
+            ),
+            mode: Mode::Eval,
+        },
+    ];
+    if !e.strong_eps.is_empty() {
+        let n = e.strong_eps.len() as u64;
+        let cw = PgdConfig {
+            loss: AttackLoss::CwMargin,
+            ..pgd
+        };
+        specs.push(AttackSpec {
+            name: "pgd-cw",
+            attack: Attack::Pgd(cw),
+            grid: e.strong_eps.clone(),
+            cost: n * e.pgd_steps as u64,
+            params: pgd_words(&cw, "Carlini–Wagner margin max_{j≠y} z_j − z_y"),
+            mode: Mode::Eval,
+        });
+        for (name, base, loss) in [
+            ("apgd-ce", ApgdConfig::ce(0.0), "cross-entropy"),
+            ("apgd-dlr", ApgdConfig::dlr(0.0), "DLR loss"),
+        ] {
+            let apgd = ApgdConfig {
+                steps: e.apgd_steps,
+                ..base
+            };
+            specs.push(AttackSpec {
+                name,
+                attack: Attack::Apgd(apgd),
+                grid: e.strong_eps.clone(),
+                cost: n * e.apgd_steps as u64,
+                params: format!(
+                    "APGD (Croce & Hein 2020) on the {loss}, L∞, {} iterations, step size from \
+                     2ε halved at the checkpoints, momentum {}, ρ = {}, started at the clean \
+                     image, 1 run, best point kept, pixels clipped to [0, 1]",
+                    apgd.steps, apgd.momentum, apgd.rho
+                ),
+                mode: Mode::Eval,
+            });
+        }
+    }
+    if e.bn_batch_statistics {
+        let batch_words = |w: &str| {
+            format!(
+                "{w}; BatchNorm and whitening on the attacked batch's statistics (fixed \
+                 batches of {} in test-set order, gradients through the statistics)",
+                e.batch_size.min(config.test_images())
+            )
+        };
+        specs.push(AttackSpec {
+            name: "fgsm-bn-batch",
+            attack: Attack::fgsm(),
+            grid: e.fgsm_eps.clone(),
+            cost: e.fgsm_eps.len() as u64,
+            params: batch_words(fgsm_words),
+            mode: Mode::BatchStatistics,
+        });
+        specs.push(AttackSpec {
+            name: "pgd-bn-batch",
+            attack: Attack::Pgd(pgd),
+            grid: e.pgd_eps.clone(),
+            cost: (e.pgd_eps.len() * e.pgd_steps) as u64,
+            params: batch_words(&pgd_words(&pgd, "cross-entropy")),
+            mode: Mode::BatchStatistics,
+        });
+    }
+    specs
+}
+
 /// The PGD configuration of `config`'s evaluation.
 pub fn pgd_config(config: &Config) -> PgdConfig {
     PgdConfig {
@@ -151,77 +298,77 @@ pub fn evaluate_run(ctx: &Context<'_>, config: &Config, seed: u64) -> Result<Eva
     let (test_x, test_y) = test_slice(ctx.data, config.test_images());
 
     // Robustness curves, one bar step per gradient evaluation.
-    let e = &config.eval;
-    let pgd = pgd_config(config);
-    let attacks: Vec<(&str, Attack, Vec<f64>, u64, String)> = vec![
-        (
-            "fgsm",
-            Attack::fgsm(),
-            e.fgsm_eps.clone(),
-            e.fgsm_eps.len() as u64,
-            "FGSM (eq. 6), L∞, pixels clipped to [0, 1], one signed-gradient step".to_string(),
-        ),
-        (
-            "pgd",
-            Attack::Pgd(pgd),
-            e.pgd_eps.clone(),
-            (e.pgd_eps.len() * e.pgd_steps) as u64,
-            format!(
-                "PGD (eqs. 7-8), L∞, {} steps of η = {}, {}, 1 restart, no early exit, \
-                 pixels clipped to [0, 1], seed {}",
-                pgd.steps,
-                e.pgd_step_size,
-                if pgd.random_start {
-                    "uniform random start"
-                } else {
-                    "started at the clean image"
-                },
-                pgd.seed
-            ),
-        ),
-        (
-            "noise",
-            Attack::white_noise(seed),
-            e.noise_sigma.clone(),
-            e.noise_sigma.len() as u64,
-            format!("white Gaussian noise N(0, σ²), pixels clipped to [0, 1], noise seed {seed}"),
-        ),
-    ];
-    let total: u64 = attacks.iter().map(|a| a.3).sum();
+    let specs = attack_specs(config, seed);
+    let total: u64 = specs.iter().map(|a| a.cost).sum();
     let bar = ctx.progress.bar(total, &format!("attack s{seed}"));
     let options = EvalOptions {
-        batch_size: e.batch_size,
+        batch_size: config.eval.batch_size,
         subset: None,
         monotone_tolerance: 1,
     };
     let mut curves: Vec<(String, String, RobustnessCurve)> = Vec::new();
-    for (name, attack, grid, cost, params) in attacks {
-        bar.set_message(format!("{} {name}", config.id()));
-        let curve =
-            specreg_attacks::robustness_curve(&mut net, test_x, test_y, &attack, &grid, &options)
-                .with_context(|| format!("{} seed {seed}: {name}", config.id()))?;
+    for spec in specs {
+        bar.set_message(format!("{} {}", config.id(), spec.name));
+        let curve = match spec.mode {
+            Mode::Eval => specreg_attacks::robustness_curve(
+                &mut net,
+                test_x,
+                test_y,
+                &spec.attack,
+                &spec.grid,
+                &options,
+            ),
+            mode => specreg_attacks::robustness_curve(
+                &mut NetworkInMode::new(&mut net, mode)?,
+                test_x,
+                test_y,
+                &spec.attack,
+                &spec.grid,
+                &options,
+            ),
+        }
+        .with_context(|| format!("{} seed {seed}: {}", config.id(), spec.name))?;
         ctx.progress.note(&format!(
-            "{} seed {seed}: {name} done, clean accuracy {:.4}",
+            "{} seed {seed}: {} done, clean accuracy {:.4}",
             config.id(),
+            spec.name,
             curve.clean_accuracy
         ));
-        curves.push((name.to_string(), params, curve));
-        bar.inc(cost);
+        curves.push((spec.name.to_string(), spec.params, curve));
+        bar.inc(spec.cost);
     }
     bar.finish_and_clear();
     let mut flags: Vec<String> = curves
         .iter()
         .flat_map(|(_, _, c)| c.flags.iter().map(|f| f.to_string()))
         .collect();
-    if let (Some(p), Some(f)) = (
-        curves.iter().find(|c| c.0 == "pgd"),
-        curves.iter().find(|c| c.0 == "fgsm"),
-    ) {
+    let find = |name: &str| curves.iter().find(|c| c.0 == name).map(|c| &c.2);
+    if let (Some(p), Some(f)) = (find("pgd"), find("fgsm")) {
         flags.extend(
-            specreg_attacks::compare_pgd_fgsm(&p.2, &f.2)
+            specreg_attacks::compare_pgd_fgsm(p, f)
                 .iter()
                 .map(|f| f.to_string()),
         );
+    }
+    // Weaker attacks must not beat stronger ones by more than a point.
+    for (weaker, stronger) in [
+        ("pgd", "pgd-cw"),
+        ("pgd", "apgd-ce"),
+        ("pgd", "apgd-dlr"),
+        ("fgsm-bn-batch", "pgd-bn-batch"),
+    ] {
+        if let (Some(w), Some(st)) = (find(weaker), find(stronger)) {
+            let w = restricted(w, st);
+            flags.extend(
+                specreg_attacks::compare_attack_strength(
+                    &w,
+                    st,
+                    specreg_attacks::ATTACK_ORDER_TOLERANCE,
+                )?
+                .iter()
+                .map(|f| format!("{weaker} vs {stronger}: {f}")),
+            );
+        }
     }
     let clean_accuracy = curves[0].2.clean_accuracy;
     write_robustness_csv(&paths, &provenance, &curves, &flags)?;
@@ -240,6 +387,8 @@ pub fn evaluate_run(ctx: &Context<'_>, config: &Config, seed: u64) -> Result<Eva
         variant: config.variant.clone(),
         description: config.description.clone(),
         model: config.model.kind.name().into(),
+        role: config.role,
+        reading: Reading::of(config),
         train_images: config.train_images(),
         training_fingerprint: training,
         eval_fingerprint: eval,
@@ -301,30 +450,37 @@ pub fn spectra(
             regularized.iter().any(|r| r == name),
             &s,
             n,
+            config.eval.fit_ranks,
         ));
     }
     Ok(out)
 }
 
-/// The metrics of one spectrum computed from `images` samples: the fit runs over ranks
-/// 11 to min(500, N, images − 1), cut before the first non-positive eigenvalue.
+/// The metrics of one spectrum computed from `images` samples: the fit runs over the
+/// 1-based ranks `fit_ranks[0]` to min(`fit_ranks[1]`, N, images − 1), cut before the first
+/// non-positive eigenvalue.
 pub fn layer_metrics(
     name: &str,
     width: usize,
     regularized: bool,
     s: &Spectrum,
     images: usize,
+    fit_ranks: [usize; 2],
 ) -> LayerSpectrum {
     let positive = s.eigenvalues.iter().take_while(|v| **v > 0.0).count();
-    let last = 500.min(s.len()).min(images.saturating_sub(1)).min(positive);
-    let fit = s.power_law(11, last).ok();
+    let first = fit_ranks[0];
+    let last = fit_ranks[1]
+        .min(s.len())
+        .min(images.saturating_sub(1))
+        .min(positive);
+    let fit = s.power_law(first, last).ok();
     LayerSpectrum {
         layer: name.to_string(),
         width,
         regularized,
         alpha: fit.map(|f| f.alpha).filter(|a| a.is_finite()),
         r2: fit.map(|f| f.r2).filter(|a| a.is_finite()),
-        fit_ranks: (11, last),
+        fit_ranks: (first, last),
         effective_dimension: s.effective_dimension(0.9).unwrap_or(0),
         participation_ratio: s.participation_ratio(),
         normalized: s.normalized(),
@@ -345,20 +501,21 @@ fn write_robustness_csv(
         let _ = writeln!(text, "# sanity flag: {f}");
     }
     text.push_str(
-        "attack,strength,accuracy,correct,num_images,mean_loss,max_ball_violation,max_clip_violation\n",
+        "attack,strength,accuracy,correct,num_images,mean_loss,max_ball_violation,max_clip_violation,zero_gradient_rows\n",
     );
     for (name, _, c) in curves {
         for p in &c.points {
             let _ = writeln!(
                 text,
-                "{name},{},{},{},{},{},{},{}",
+                "{name},{},{},{},{},{},{},{},{}",
                 p.strength,
                 p.accuracy,
                 p.correct,
                 c.num_images,
                 p.mean_loss,
                 p.max_ball_violation,
-                p.max_clip_violation
+                p.max_clip_violation,
+                p.zero_gradient_rows
             );
         }
     }

@@ -2,222 +2,18 @@
 //! (eigenspectra, FGSM / PGD / noise curves with mean ± 1 std bands, sensitivity-map
 //! grids), a table per experiment, and the claims table of [`crate::claims`].
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 
-use crate::checkpoint::{Checkpoints, Status};
-use crate::claims::{Verdict, evaluate_claims};
-use crate::evaluation::Summary;
+use crate::claims::evaluate_claims;
 use crate::outputs::write_atomic;
 use crate::plots::{
     CurveSeries, SensitivityRow, SpectrumSeries, curve_plot, sensitivity_grid, spectrum_plot,
 };
-use crate::stats::{interpolate, mean, on_grid, std};
-
-/// All evaluated runs of one variant.
-#[derive(Debug, Clone)]
-pub struct VariantResults {
-    /// `exp1`, …
-    pub experiment: String,
-    /// The variant's name.
-    pub variant: String,
-    /// The run folders, by seed.
-    pub dirs: Vec<(u64, PathBuf)>,
-    /// The summaries, in seed order.
-    pub runs: Vec<Summary>,
-}
-
-impl VariantResults {
-    /// `shallow`, `mlp` or `cnn`.
-    pub fn model(&self) -> &str {
-        self.runs.first().map_or("", |r| r.model.as_str())
-    }
-
-    /// The curve of `attack` (`fgsm`, `pgd`, `noise`): grid, mean and std over seeds.
-    /// Runs whose grid differs from the first run's are left out.
-    pub fn curve(&self, attack: &str) -> Option<(Vec<f64>, Vec<f64>, Vec<f64>)> {
-        let curves: Vec<_> = self
-            .runs
-            .iter()
-            .filter_map(|r| r.curves.iter().find(|c| c.attack == attack))
-            .collect();
-        let grid = curves.first()?.strengths.clone();
-        let same: Vec<_> = curves.iter().filter(|c| c.strengths == grid).collect();
-        let mut m = Vec::new();
-        let mut s = Vec::new();
-        for i in 0..grid.len() {
-            let v: Vec<f64> = same.iter().map(|c| c.accuracies[i]).collect();
-            m.push(mean(&v));
-            s.push(std(&v));
-        }
-        Some((grid, m, s))
-    }
-
-    /// Per seed, the mean accuracy of `attack` over its grid points with strength > 0 (a
-    /// robustness score: the normalised area under the curve).
-    pub fn scores(&self, attack: &str) -> Vec<f64> {
-        self.runs
-            .iter()
-            .filter_map(|r| r.curves.iter().find(|c| c.attack == attack))
-            .filter_map(|c| {
-                let v: Vec<f64> = c
-                    .strengths
-                    .iter()
-                    .zip(&c.accuracies)
-                    .filter(|(s, _)| **s > 0.0)
-                    .map(|(_, a)| *a)
-                    .collect();
-                (!v.is_empty()).then(|| mean(&v))
-            })
-            .collect()
-    }
-
-    /// Per seed, the accuracy of `attack` at `strength` (interpolated between grid points).
-    pub fn at(&self, attack: &str, strength: f64) -> Vec<f64> {
-        self.runs
-            .iter()
-            .filter_map(|r| r.curves.iter().find(|c| c.attack == attack))
-            .filter_map(|c| interpolate(&c.strengths, &c.accuracies, strength))
-            .collect()
-    }
-
-    /// Per seed, the clean accuracy.
-    pub fn clean(&self) -> Vec<f64> {
-        self.runs.iter().map(|r| r.clean_accuracy).collect()
-    }
-
-    /// Per seed, the fitted α of the last hidden layer.
-    pub fn alphas(&self) -> Vec<f64> {
-        self.runs
-            .iter()
-            .filter_map(|r| r.spectra.last().and_then(|s| s.alpha))
-            .collect()
-    }
-
-    /// Per seed, the 90%-variance dimension of the last hidden layer.
-    pub fn effective_dimensions(&self) -> Vec<f64> {
-        self.runs
-            .iter()
-            .filter_map(|r| r.spectra.last().map(|s| s.effective_dimension as f64))
-            .collect()
-    }
-
-    /// Every sanity flag of every seed, prefixed with the seed.
-    pub fn flags(&self) -> Vec<String> {
-        self.runs
-            .iter()
-            .flat_map(|r| {
-                r.flags
-                    .iter()
-                    .map(move |f| format!("seed {}: {f}", r.provenance.seed))
-            })
-            .collect()
-    }
-}
-
-/// Every evaluated run under `out`, grouped by experiment and variant.
-#[derive(Debug, Clone, Default)]
-pub struct Results {
-    /// By `<experiment>/<variant>`.
-    pub variants: BTreeMap<String, VariantResults>,
-    /// Runs that stopped with an error, `(run folder, message)`.
-    pub failed: Vec<(PathBuf, String)>,
-    /// Runs that are trained but not evaluated, or not finished.
-    pub incomplete: Vec<PathBuf>,
-}
-
-impl Results {
-    /// Scans `out/<experiment>/<variant>/seed<k>/`.
-    ///
-    /// # Errors
-    /// Unreadable folders.
-    pub fn scan(out: &Path) -> Result<Results> {
-        let mut results = Results::default();
-        for exp in ["exp1", "exp2", "exp3"] {
-            let dir = out.join(exp);
-            if !dir.is_dir() {
-                continue;
-            }
-            let mut variants: Vec<PathBuf> = read_dirs(&dir)?;
-            variants.sort();
-            for vdir in variants {
-                let variant = file_name(&vdir);
-                let mut seeds: Vec<(u64, PathBuf)> = read_dirs(&vdir)?
-                    .into_iter()
-                    .filter_map(|d| {
-                        let seed = file_name(&d).strip_prefix("seed")?.parse().ok()?;
-                        Some((seed, d))
-                    })
-                    .collect();
-                seeds.sort();
-                let mut v = VariantResults {
-                    experiment: exp.into(),
-                    variant: variant.clone(),
-                    dirs: Vec::new(),
-                    runs: Vec::new(),
-                };
-                for (seed, d) in seeds {
-                    let state = Checkpoints::new(d.join("checkpoint")).load().ok().flatten();
-                    if let Some(crate::checkpoint::RunState {
-                        status: Status::Failed { error },
-                        ..
-                    }) = &state
-                    {
-                        results.failed.push((d.clone(), error.error.clone()));
-                        continue;
-                    }
-                    match std::fs::read_to_string(d.join("summary.json"))
-                        .ok()
-                        .and_then(|t| serde_json::from_str::<Summary>(&t).ok())
-                    {
-                        Some(s) => {
-                            v.dirs.push((seed, d));
-                            v.runs.push(s);
-                        }
-                        None => results.incomplete.push(d),
-                    }
-                }
-                if !v.runs.is_empty() {
-                    results.variants.insert(format!("{exp}/{variant}"), v);
-                }
-            }
-        }
-        Ok(results)
-    }
-
-    /// The variant `<experiment>/<variant>`, if evaluated.
-    pub fn get(&self, id: &str) -> Option<&VariantResults> {
-        self.variants.get(id)
-    }
-
-    /// The variants of `experiment` (and of network `model`, when given).
-    pub fn of(&self, experiment: &str, model: Option<&str>) -> Vec<&VariantResults> {
-        self.variants
-            .values()
-            .filter(|v| v.experiment == experiment && model.is_none_or(|m| v.model() == m))
-            .collect()
-    }
-}
-
-fn read_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let p = e?.path();
-        if p.is_dir() {
-            out.push(p);
-        }
-    }
-    Ok(out)
-}
-
-fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
+pub use crate::results::{Results, VariantResults};
+use crate::stats::{mean, on_grid, std};
 
 /// `mean ± std` of fractions, as percentages.
 fn pct(v: &[f64]) -> String {
@@ -334,11 +130,13 @@ pub fn write_report(out: &Path, profile: Option<&str>) -> Result<PathBuf> {
         let _ = writeln!(
             md,
             "\nα is the *rank* exponent of λ_n ∝ n^−α (Stringer et al.), fitted by least \
-             squares on log-log axes with weights 1/n over ranks 11 to min(500, N) of the last \
+             squares on log-log axes with weights 1/n over the rank range each run's reading \
+             names (cut to min(N, images − 1) and the last positive eigenvalue) of the last \
              hidden layer's spectrum; d90 is the smallest k whose top-k eigenvalues hold 90% \
              of the variance. Accuracies are percentages, mean ± 1 std over seeds; values at \
              an ε that is not on the run's grid are linearly interpolated (marked *).\n"
         );
+        md.push_str(&readings_section(&results));
     }
 
     for (exp, model, title) in GROUPS {
@@ -370,7 +168,10 @@ pub fn write_report(out: &Path, profile: Option<&str>) -> Result<PathBuf> {
         let spec_stem = figures.join(format!("{stem}-spectrum"));
         match spectrum_plot(
             &spec_stem,
-            &format!("{title}: eigenspectrum of {layer}"),
+            &format!(
+                "{title}: eigenspectrum of {layer} ({})",
+                group[0].runs[0].reading.ranks
+            ),
             &series,
             10,
             &prov,
@@ -391,6 +192,16 @@ pub fn write_report(out: &Path, profile: Option<&str>) -> Result<PathBuf> {
             ("fgsm", "FGSM", "ε (L∞)"),
             ("pgd", "PGD", "ε (L∞)"),
             ("noise", "white noise", "σ"),
+            (
+                "fgsm-bn-batch",
+                "FGSM, BatchNorm on the attacked batch's statistics",
+                "ε (L∞)",
+            ),
+            (
+                "pgd-bn-batch",
+                "PGD, BatchNorm on the attacked batch's statistics",
+                "ε (L∞)",
+            ),
         ] {
             let curves: Vec<CurveSeries> = group
                 .iter()
@@ -458,25 +269,30 @@ pub fn write_report(out: &Path, profile: Option<&str>) -> Result<PathBuf> {
             }
         }
         md.push_str(&variant_table(&group));
+        md.push_str(&extra_attack_table(&group));
     }
 
     let _ = writeln!(md, "## Claims of section 4\n");
     let _ = writeln!(
         md,
-        "A variant is *more robust* than another under an attack when its robustness score \
-         (mean accuracy over the grid points with ε > 0, averaged over seeds) exceeds the \
-         other's by more than max(1 point, the combined std over seeds); for SpecReg the β \
-         with the best PGD score is used, as the paper shows its best β. Sanity flags are \
-         those the attack checks raised on the runs involved.\n"
+        "Runs are picked by the `role` in their configs. A variant's robustness score under an \
+         attack is its mean accuracy over the grid points with ε > 0. Each verdict names its \
+         test (one-sided at α = 0.05; Welch's t for two variants; non-superiority and TOST \
+         with a ±{} margin for \"not more robust\" and \"comparable\"), its margin and the \
+         seeds per variant; with fewer than {} seeds per variant no test is run and the \
+         verdict is a *preview* of where the point estimates lean. **For SpecReg the β with \
+         the best mean PGD score on the test set stands for the family, as the paper shows \
+         its best β: that selection uses the test set, which favours SpecReg.** Sanity \
+         flags are those the attack checks raised on the runs involved.\n",
+        crate::claims::EQUIVALENCE_MARGIN,
+        crate::claims::MIN_SEEDS
     );
-    let _ = writeln!(md, "| # | claim | verdict | numbers | sanity flags |");
-    let _ = writeln!(md, "|---|---|---|---|---|");
+    let _ = writeln!(
+        md,
+        "| # | claim | verdict | test | numbers | sanity flags |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|");
     for (i, c) in evaluate_claims(&results).iter().enumerate() {
-        let verdict = match c.verdict {
-            Verdict::Supported => "**supported**",
-            Verdict::NotSupported => "**not supported**",
-            Verdict::Inconclusive => "inconclusive",
-        };
         let flags = if c.flags.is_empty() {
             "none".to_string()
         } else {
@@ -484,11 +300,13 @@ pub fn write_report(out: &Path, profile: Option<&str>) -> Result<PathBuf> {
         };
         let _ = writeln!(
             md,
-            "| {} | {} | {verdict} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} |",
             i + 1,
             c.claim,
-            c.numbers.replace('|', "/"),
-            flags.replace('|', "/")
+            c.verdict.label(),
+            c.test.replace('|', "\\|"),
+            c.numbers.replace('|', "\\|"),
+            flags.replace('|', "\\|")
         );
     }
     md.push('\n');
@@ -535,11 +353,11 @@ fn variant_table(group: &[&VariantResults]) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "| variant | seeds | epochs | train imgs | clean | FGSM 0.05 | FGSM 0.1 | FGSM 0.2 | PGD 0.05 | PGD 0.1 | PGD 0.2 | noise σ=0.5 | α | d90 | flags |"
+        "| variant | seeds | epochs | train imgs | clean | FGSM 0.05 | FGSM 0.1 | FGSM 0.2 | PGD 0.05 | PGD 0.1 | PGD 0.2 | noise σ=0.5 | α | d90 | flags | reading |"
     );
     let _ = writeln!(
         md,
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for v in group {
         let r0 = &v.runs[0];
@@ -560,7 +378,7 @@ fn variant_table(group: &[&VariantResults]) -> String {
         };
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             v.variant,
             v.runs.len(),
             r0.epochs,
@@ -575,9 +393,91 @@ fn variant_table(group: &[&VariantResults]) -> String {
             cell("noise", 0.5),
             num(&v.alphas(), 2),
             num(&v.effective_dimensions(), 0),
-            v.flags().len()
+            v.flags().len(),
+            r0.reading.short()
         );
     }
     md.push('\n');
     md
+}
+
+/// Every distinct reading among the runs, in full, with the variants that use it.
+fn readings_section(results: &Results) -> String {
+    let mut by: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for v in results.variants.values() {
+        if let Some(r) = v.runs.first() {
+            let r = &r.reading;
+            let mut parts = vec![format!("BatchNorm in the main attacks: {}", r.batchnorm)];
+            if let Some(w) = &r.whitening {
+                parts.push(format!("whitening: {w}"));
+            }
+            if let Some(j) = &r.jacobian {
+                parts.push(format!("Jacobian penalty: {j}"));
+            }
+            if let Some(sp) = &r.spectral {
+                parts.push(format!("spectral penalty: {sp}"));
+            }
+            parts.push(format!("PGD: {}", r.pgd_start));
+            parts.push(format!("ranks: {}", r.ranks));
+            by.entry(parts.join("; "))
+                .or_default()
+                .push(format!("{}/{}", v.experiment, v.variant));
+        }
+    }
+    let mut md = String::from(
+        "Readings (which interpretation of the paper each number uses; the tables' last \
+         column abbreviates it). Curves named `*-bn-batch` attack with BatchNorm and \
+         whitening on the attacked batch's statistics, in fixed-size batches in test-set \
+         order, gradients through those statistics:\n\n",
+    );
+    for (reading, variants) in by {
+        let _ = writeln!(md, "- {reading} — {}", variants.join(", "));
+    }
+    md.push('\n');
+    md
+}
+
+/// The curves beyond FGSM / PGD / noise (stronger attacks, attack-time BatchNorm) at
+/// ε = 0.05, 0.1, 0.2, one row per variant and attack, beside PGD for comparison.
+fn extra_attack_table(group: &[&VariantResults]) -> String {
+    let standard = ["fgsm", "noise"];
+    let mut rows = String::new();
+    for v in group {
+        let mut names: Vec<String> = v.runs[0]
+            .curves
+            .iter()
+            .map(|c| c.attack.clone())
+            .filter(|a| !standard.contains(&a.as_str()))
+            .collect();
+        if names.len() <= 1 {
+            continue;
+        }
+        names.sort_by_key(|n| (n != "pgd", n.clone()));
+        for a in names {
+            let cells: Vec<String> = [0.05, 0.1, 0.2]
+                .iter()
+                .map(|e| {
+                    let grid = v.runs[0]
+                        .curves
+                        .iter()
+                        .find(|c| c.attack == a)
+                        .map(|c| c.strengths.clone())
+                        .unwrap_or_default();
+                    if on_grid(&grid, *e) {
+                        pct(&v.at(&a, *e))
+                    } else {
+                        "—".into()
+                    }
+                })
+                .collect();
+            let _ = writeln!(rows, "| {} | {a} | {} |", v.variant, cells.join(" | "));
+        }
+    }
+    if rows.is_empty() {
+        return rows;
+    }
+    format!(
+        "Stronger attacks and attack-time BatchNorm (accuracy %, grid points only):\n\n\
+         | variant | attack | ε = 0.05 | ε = 0.1 | ε = 0.2 |\n|---|---|---|---|---|\n{rows}\n"
+    )
 }

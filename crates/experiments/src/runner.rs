@@ -16,11 +16,12 @@ use specreg_nn::{Adam, AdamConfig, Network, NnError, evaluate, load_checkpoint, 
 use specreg_nn::{save_checkpoint, save_optimizer, train_epoch};
 use specreg_regularizers::{
     EigenMode, JacobianKind, JacobianRegularizer, SpectralLayer, SpectralRegularizer, Whitening,
+    WhiteningStatistics,
 };
 use specreg_tensor::{Device, Rng};
 
 use crate::checkpoint::{Checkpoints, RunState, Status};
-use crate::config::{Config, EigenModeName, JacobianKindName, ModelKind};
+use crate::config::{Config, EigenModeName, JacobianKindName, ModelKind, WhiteningStatisticsName};
 use crate::metrics::{EpochRecord, ErrorRecord, write_metrics};
 use crate::outputs::{Provenance, RunPaths, write_atomic};
 use crate::progress::Progress;
@@ -89,7 +90,8 @@ pub fn epoch_seed(seed: u64, epoch: usize) -> u64 {
 pub fn build_network(config: &Config, rng: &mut Rng, device: &Device) -> Result<Network> {
     let dtype = config.model.dtype.dtype();
     let mut net = match config.model.kind {
-        ModelKind::Shallow => Network::shallow(rng, dtype, device)?,
+        ModelKind::Shallow if config.model.batchnorm => Network::shallow(rng, dtype, device)?,
+        ModelKind::Shallow => Network::shallow_without_batchnorm(rng, dtype, device)?,
         ModelKind::Mlp => Network::mlp(rng, dtype, device)?,
         ModelKind::Cnn => Network::cnn(rng, dtype, device)?,
     };
@@ -101,7 +103,13 @@ pub fn build_network(config: &Config, rng: &mut Rng, device: &Device) -> Result<
                 w.layer
             )
         })?;
-        let layer = Whitening::new(&w.layer, width, w.eps)?.on(dtype, device)?;
+        let statistics = match w.statistics {
+            WhiteningStatisticsName::Batch => WhiteningStatistics::Batch,
+            WhiteningStatisticsName::Running => WhiteningStatistics::Running,
+        };
+        let layer = Whitening::new(&w.layer, width, w.eps)?
+            .with_statistics(statistics)
+            .on(dtype, device)?;
         net.insert_after(&w.layer, Box::new(layer))?;
     }
     Ok(net)
@@ -133,13 +141,13 @@ pub fn load_trained(config: &Config, paths: &RunPaths, device: &Device) -> Resul
 }
 
 /// The regulariser of a run.
-enum Regularizer {
+pub(crate) enum Regularizer {
     None,
     Spectral(Box<SpectralRegularizer>),
     Jacobian(JacobianRegularizer),
 }
 
-fn regularizer(config: &Config) -> Result<Regularizer> {
+pub(crate) fn regularizer(config: &Config) -> Result<Regularizer> {
     if let Some(s) = &config.spectral {
         let names = s.layer_names(config.model.kind);
         let alphas = s.alphas(names.len());
@@ -158,9 +166,9 @@ fn regularizer(config: &Config) -> Result<Regularizer> {
             EigenModeName::Projected => EigenMode::Projected,
             EigenModeName::Exact => EigenMode::Exact,
         };
-        return Ok(Regularizer::Spectral(Box::new(SpectralRegularizer::new(
-            layers, mode,
-        )?)));
+        return Ok(Regularizer::Spectral(Box::new(
+            SpectralRegularizer::new(layers, mode)?.with_sort_projected(s.sort_projected),
+        )));
     }
     if let Some(j) = &config.jacobian {
         let kind = match j.kind {

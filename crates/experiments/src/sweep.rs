@@ -46,6 +46,12 @@ impl Selection {
         };
         let mut out = Vec::new();
         for f in &files {
+            // A profile's overrides need only suit the configs it includes (the quick
+            // profile's batch sizes break the batch-size rule of excluded ones), so the
+            // selection is made on the raw file before validation.
+            if !explicit && peek_id(f).is_some_and(|id| !self.profile.includes(&id)) {
+                continue;
+            }
             let mut c = self.profile.load_config(f)?;
             if !explicit && !self.profile.includes(&c.id()) {
                 continue;
@@ -70,6 +76,15 @@ impl Selection {
         }
         Ok(out)
     }
+}
+
+/// `<experiment>/<variant>` of a config file as written, before overrides and validation;
+/// `None` when it cannot be read that far (loading it then reports the error).
+fn peek_id(path: &std::path::Path) -> Option<String> {
+    let table: toml::Table = std::fs::read_to_string(path).ok()?.parse().ok()?;
+    let exp = table.get("experiment")?.as_str()?;
+    let variant = table.get("variant")?.as_str()?;
+    Some(format!("{exp}/{variant}"))
 }
 
 /// Counts of what a sweep did.

@@ -147,7 +147,7 @@ fn other_ranges_are_rejected() {
 fn shipped_configs_and_profiles_parse() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
     let files = config_files(&dir).unwrap();
-    assert_eq!(files.len(), 30, "4 + 16 + 10 configs expected");
+    assert_eq!(files.len(), 36, "8 + 16 + 12 configs expected");
     let paper = Profile::paper();
     let mut ids = Vec::new();
     for f in &files {
@@ -158,9 +158,9 @@ fn shipped_configs_and_profiles_parse() {
     for name in ["smoke", "quick"] {
         let p = Profile::load(name, &dir).unwrap();
         let mut included = 0;
-        for f in &files {
-            let c = p.load_config(f).unwrap();
-            if p.includes(&c.id()) {
+        for (f, id) in files.iter().zip(&ids) {
+            if p.includes(id) {
+                let c = p.load_config(f).unwrap();
                 included += 1;
                 assert_eq!(c.seeds.len(), 1);
             }
@@ -193,5 +193,115 @@ fn unknown_profiles_and_missing_files_are_named() {
             assert_eq!(e.to_string(), "cannot read /nonexistent/specreg/x.toml");
         }
         other => panic!("expected Io, got {other:?}"),
+    }
+}
+
+#[test]
+fn batch_size_rule_names_the_layer() {
+    // 1.25 × 1000 = 1250 > 1000.
+    let (key, msg) = error_of("batch_size = 1500", "batch_size = 1000");
+    assert_eq!(key, "train.batch_size");
+    assert!(msg.contains("fc3 (1000)") && msg.contains("1250"), "{msg}");
+    // The rule can be switched off.
+    let ok = BASE.replace(
+        "batch_size = 1500",
+        "batch_size = 1000\nmin_batch_ratio = 0.0",
+    );
+    Config::from_toml_str(&ok, "t").unwrap();
+    let (key, msg) = error_of("lr = 1e-4", "lr = 1e-4\nmin_batch_ratio = -1.0");
+    assert_eq!(key, "train.min_batch_ratio");
+    assert!(msg.contains("≥ 0"), "{msg}");
+    // A last partial batch below the rule breaks a whitened layer (not the penalty).
+    let short = "lr = 1e-4\ntrain_subset = 2000";
+    Config::from_toml_str(&BASE.replace("lr = 1e-4", short), "t").unwrap();
+    let whitened = format!(
+        "{}\n[whitening]\nlayer = \"fc2\"\n",
+        BASE.replace("lr = 1e-4", short)
+    );
+    match Config::from_toml_str(&whitened, "t") {
+        Err(ConfigError::Invalid { key, message, .. }) => {
+            assert_eq!(key, "train.batch_size");
+            assert!(message.contains("last batch of 500"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn batch_statistics_evaluation_needs_fixed_size_batches() {
+    let whitened = format!("{BASE}\n[whitening]\nlayer = \"fc2\"\n[eval]\ntest_subset = 3000\n");
+    let c = Config::from_toml_str(&whitened, "t");
+    match c {
+        Err(ConfigError::Invalid { key, message, .. }) => {
+            assert_eq!(key, "eval.batch_size");
+            assert!(message.contains("divide the 3000 test images"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Running statistics: independent samples, any batch.
+    let running = whitened.replace(
+        "layer = \"fc2\"",
+        "layer = \"fc2\"\nstatistics = \"running\"",
+    );
+    Config::from_toml_str(&running, "t").unwrap();
+    // Batch statistics: the evaluation batch obeys the width rule.
+    let small = whitened.replace(
+        "test_subset = 3000",
+        "test_subset = 3000\nbatch_size = 1000",
+    );
+    match Config::from_toml_str(&small, "t") {
+        Err(ConfigError::Invalid { key, message, .. }) => {
+            assert_eq!(key, "eval.batch_size");
+            assert!(message.contains("1250"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn new_fidelity_options_parse_and_validate() {
+    let c = Config::from_toml_str(BASE, "t").unwrap();
+    assert!(
+        c.eval.pgd_random_start,
+        "the paper protocol starts PGD at random"
+    );
+    assert_eq!(c.eval.fit_ranks, [11, 500]);
+    assert!(c.spectral.as_ref().unwrap().sort_projected);
+    assert_eq!(c.eval.strong_eps, [0.05, 0.1, 0.2]);
+    let (key, _) = error_of("tau = 10", "tau = 10\n[eval]\nfit_ranks = [11, 12]");
+    assert_eq!(key, "eval.fit_ranks");
+    let (key, _) = error_of("tau = 10", "tau = 10\n[eval]\nstrong_eps = [0.2, 0.1]");
+    assert_eq!(key, "eval.strong_eps");
+    let (key, _) = error_of("tau = 10", "tau = 10\n[eval]\napgd_steps = 0");
+    assert_eq!(key, "eval.apgd_steps");
+    let (key, msg) = error_of("kind = \"mlp\"", "kind = \"mlp\"\nbatchnorm = false");
+    assert_eq!(key, "model.batchnorm");
+    assert!(msg.contains("only the shallow network"), "{msg}");
+    let (key, msg) = error_of(
+        "variant = \"mlp-specreg-last-b2\"",
+        "variant = \"x\"\nrole = \"best\"",
+    );
+    assert_eq!(key, "role");
+    assert!(msg.contains("unknown variant"), "{msg}");
+}
+
+#[test]
+fn shipped_configs_carry_roles_and_the_reference_jacobian() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    for exp in ["exp1", "exp2", "exp3"] {
+        for entry in std::fs::read_dir(root.join(exp)).unwrap() {
+            let path = entry.unwrap().path();
+            let c = Config::load(&path).unwrap();
+            assert!(c.role.is_some(), "{} has no role", path.display());
+            if let Some(j) = &c.jacobian {
+                let eq11 = c.variant.ends_with("-eq11");
+                assert_eq!(
+                    j.kind == specreg_experiments::config::JacobianKindName::InputLoss,
+                    eq11,
+                    "{}",
+                    c.variant
+                );
+            }
+        }
     }
 }

@@ -62,6 +62,8 @@ fn smoke_profile_end_to_end() {
         "exp2/cnn-specreg-last-whitened-b2",
         "exp3/mlp-specreg-all-b2",
         "exp3/mlp-jacobian",
+        "exp3/mlp-jacobian-eq11",
+        "exp1/vanilla-no-bn",
     ];
     for run in runs {
         let dir = out.join(run).join("seed0");
@@ -104,7 +106,9 @@ fn smoke_profile_end_to_end() {
             assert!(!line["terms"].as_object().unwrap().is_empty());
         }
 
-        // Robustness: three attacks; clean accuracy above chance for unwhitened networks;
+        // Robustness: FGSM, PGD, noise and the stronger attacks (plus the BatchNorm
+        // batch-statistics curves for experiment 1's BN nets); clean accuracy above chance
+        // for unwhitened networks;
         // accuracies are fractions and the ε = 0 point equals the clean accuracy.
         let (comments, rows) = csv(&dir.join("robustness.csv"));
         assert!(
@@ -122,14 +126,54 @@ fn smoke_profile_end_to_end() {
         }
         let attacks: std::collections::BTreeSet<&str> =
             rows.iter().map(|r| r[0].as_str()).collect();
-        assert_eq!(
-            attacks.into_iter().collect::<Vec<_>>(),
-            ["fgsm", "noise", "pgd"]
+        let mut expected = vec!["apgd-ce", "apgd-dlr", "fgsm", "noise", "pgd", "pgd-cw"];
+        if run.starts_with("exp1/") && !run.ends_with("no-bn") {
+            expected.extend(["fgsm-bn-batch", "pgd-bn-batch"]);
+            expected.sort();
+        }
+        assert_eq!(attacks.into_iter().collect::<Vec<_>>(), expected, "{run}");
+        // Every number names its reading.
+        let reading = &summary["reading"];
+        assert!(
+            reading["pgd_start"]
+                .as_str()
+                .unwrap()
+                .starts_with("uniform random start")
+        );
+        assert!(
+            reading["ranks"]
+                .as_str()
+                .unwrap()
+                .contains("α fit over ranks 11–500")
+        );
+        if run.contains("whitened") {
+            assert!(
+                reading["whitening"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("batch statistics")
+            );
+        }
+        if run.ends_with("jacobian") {
+            assert!(reading["jacobian"].as_str().unwrap().starts_with("logit"));
+        }
+        if run.ends_with("eq11") {
+            assert!(
+                reading["jacobian"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("input-loss")
+            );
+        }
+        // The zero-gradient count is recorded for every point.
+        assert!(
+            rows.iter()
+                .all(|r| r.len() == 9 && r[8].parse::<usize>().is_ok())
         );
         for r in &rows {
             let acc: f64 = r[2].parse().unwrap();
             assert!((0.0..=1.0).contains(&acc), "{run}: {r:?}");
-            if r[1] == "0" && r[0] != "noise" {
+            if r[1] == "0" && r[0] != "noise" && !r[0].ends_with("bn-batch") {
                 assert!(
                     (acc - clean).abs() < 1e-12,
                     "{run}: ε = 0 accuracy {acc} vs clean {clean}"
@@ -191,11 +235,20 @@ fn smoke_profile_end_to_end() {
     }
     assert!(report.contains("SpecReg is more robust than vanilla under FGSM and PGD"));
     assert!(report.contains("whitening the 2nd layer makes the MLP less robust"));
+    // One seed: every decided verdict is a preview, and each names its test.
+    assert!(report.contains("preview (leans"), "no preview verdict");
+    assert!(!report.contains("| **supported** |") && !report.contains("| **not supported** |"));
+    assert!(report.contains("Welch t-test") && report.contains("TOST"));
+    assert!(report.contains("BatchNorm does not affect the vanilla shallow net"));
+    assert!(report.contains("selection uses the test set"));
+    assert!(report.contains("Stronger attacks and attack-time BatchNorm"));
+    assert!(report.contains("PGD random start"));
     for stem in [
         "exp1-shallow-spectrum",
         "exp1-shallow-fgsm",
         "exp1-shallow-pgd",
         "exp1-shallow-noise",
+        "exp1-shallow-pgd-bn-batch",
         "exp2-mlp-pgd",
         "exp3-mlp-fgsm",
     ] {
@@ -225,11 +278,11 @@ fn smoke_profile_end_to_end() {
     assert!(again.status.success());
     let log = String::from_utf8_lossy(&again.stderr);
     assert!(
-        log.contains("train: 0 done (0 resumed), 9 already done"),
+        log.contains("train: 0 done (0 resumed), 11 already done"),
         "{log}"
     );
     assert!(
-        log.contains("eval: 0 done (0 resumed), 9 already done"),
+        log.contains("eval: 0 done (0 resumed), 11 already done"),
         "{log}"
     );
     assert_eq!(std::fs::read(&model).unwrap(), before);
