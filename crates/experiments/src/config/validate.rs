@@ -321,25 +321,23 @@ impl Config {
             // sensitivity maps' batches do not.
             let spectrum = self.eval.spectrum_images.unwrap_or(self.train_images());
             let sensitivity = self.eval.sensitivity_images.unwrap_or(spectrum);
-            for (what, n) in [("eval.sensitivity_images", sensitivity)] {
-                let r = n % t.chunk;
-                if r != 0 && r < need {
-                    return Err((
-                        "train.chunk".into(),
-                        format!(
-                            "splits the {n} images of {what} into chunks of {} with a last \
-                             chunk of {r}, below the {need} that batch-statistics whitening \
-                             needs",
-                            t.chunk
-                        ),
-                    ));
-                }
+            let r = sensitivity % t.chunk;
+            if r != 0 && r < need {
+                return Err((
+                    "train.chunk".into(),
+                    format!(
+                        "splits the {sensitivity} images of eval.sensitivity_images into \
+                         chunks of {} with a last chunk of {r}, below the {need} that \
+                         batch-statistics whitening needs",
+                        t.chunk
+                    ),
+                ));
             }
         }
         if self.evaluates_with_batch_statistics() {
             let n = self.test_images();
             let b = self.eval.batch_size.min(n);
-            if n % b != 0 {
+            if !n.is_multiple_of(b) {
                 return Err((
                     "eval.batch_size".into(),
                     format!(
