@@ -4,12 +4,12 @@
 
 mod common;
 
-use common::{normal, small_mlp, uniform, vals};
+use common::{curve, normal, small_mlp, uniform, vals};
 use ndarray::Array2;
 use specreg_attacks::{
-    ApgdConfig, Attack, AttackError, Classifier, ClipRange, CurvePoint, EvalOptions, LogitGradient,
-    LossGradient, PgdConfig, RobustnessCurve, SanityFlag, StepSize, apgd, compare_attack_strength,
-    fgsm, per_sample_loss, pgd, robustness_curve, robustness_report,
+    ApgdConfig, Attack, AttackError, Classifier, ClipRange, EvalOptions, LogitGradient,
+    LossGradient, PgdConfig, SanityFlag, StepSize, apgd, compare_attack_strength, fgsm,
+    per_sample_loss, pgd, robustness_curve, robustness_report,
 };
 use specreg_nn::{Linear, Network, Relu, Sequential};
 use specreg_tensor::{DType, Device, Rng, Tensor};
@@ -127,31 +127,6 @@ fn dead_gradient_rows_are_counted_by_every_gradient_attack() {
     )
     .unwrap();
     assert!(noise.points.iter().all(|p| p.zero_gradient_rows == 0));
-}
-
-fn curve(attack: Attack, correct: &[usize], n: usize) -> RobustnessCurve {
-    RobustnessCurve {
-        attack,
-        points: correct
-            .iter()
-            .enumerate()
-            .map(|(i, &c)| CurvePoint {
-                strength: 0.1 * i as f64,
-                correct: c,
-                accuracy: c as f64 / n as f64,
-                mean_loss: 0.0,
-                max_ball_violation: 0.0,
-                max_clip_violation: 0.0,
-                zero_gradient_rows: 0,
-            })
-            .collect(),
-        num_images: n,
-        clean_correct: correct[0],
-        clean_accuracy: correct[0] as f64 / n as f64,
-        batch_size: n,
-        dtype: DType::F32,
-        flags: Vec::new(),
-    }
 }
 
 #[test]

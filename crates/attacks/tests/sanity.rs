@@ -1,9 +1,11 @@
 //! The sanity flags fire on the results they are meant to catch. The broken results come
 //! from classifiers written here by hand, as a user would bring them.
 
+mod common;
+
 use specreg_attacks::{
-    Attack, AttackError, Classifier, CurvePoint, EvalOptions, LossGradient, RobustnessCurve,
-    SanityFlag, compare_pgd_fgsm, per_sample_loss, robustness_curve, robustness_report,
+    Attack, AttackError, Classifier, EvalOptions, LossGradient, RobustnessCurve, SanityFlag,
+    compare_pgd_fgsm, per_sample_loss, robustness_curve, robustness_report,
 };
 use specreg_tensor::{DType, Device, Tensor};
 
@@ -174,29 +176,7 @@ fn accuracy_at_zero_that_differs_from_clean_accuracy_is_flagged() {
 }
 
 fn curve(attack: Attack, correct: &[usize]) -> RobustnessCurve {
-    let n = 10;
-    RobustnessCurve {
-        attack,
-        points: correct
-            .iter()
-            .enumerate()
-            .map(|(i, &c)| CurvePoint {
-                strength: 0.1 * i as f64,
-                correct: c,
-                accuracy: c as f64 / n as f64,
-                mean_loss: 0.0,
-                max_ball_violation: 0.0,
-                max_clip_violation: 0.0,
-                zero_gradient_rows: 0,
-            })
-            .collect(),
-        num_images: n,
-        clean_correct: correct[0],
-        clean_accuracy: correct[0] as f64 / n as f64,
-        batch_size: n,
-        dtype: DType::F32,
-        flags: Vec::new(),
-    }
+    common::curve(attack, correct, 10)
 }
 
 #[test]

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use ndarray::{Array2, ArrayView2};
-use specreg_attacks::{Classifier, LossGradient, Result};
+use specreg_attacks::{Attack, Classifier, CurvePoint, LossGradient, Result, RobustnessCurve};
 use specreg_nn::{Adam, AdamConfig, Linear, Network, Sequential, Tanh, train_epoch};
 use specreg_tensor::{DType, Device, Rng, Tensor};
 
@@ -123,5 +123,31 @@ pub fn vals(t: &Tensor) -> Vec<f64> {
             .map(f64::from)
             .collect(),
         DType::F64 => t.to_vec::<f64>().unwrap(),
+    }
+}
+
+/// A hand-made curve: point `i` at strength `0.1 i` with `correct[i]` of `n` images right.
+pub fn curve(attack: Attack, correct: &[usize], n: usize) -> RobustnessCurve {
+    RobustnessCurve {
+        attack,
+        points: correct
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| CurvePoint {
+                strength: 0.1 * i as f64,
+                correct: c,
+                accuracy: c as f64 / n as f64,
+                mean_loss: 0.0,
+                max_ball_violation: 0.0,
+                max_clip_violation: 0.0,
+                zero_gradient_rows: 0,
+            })
+            .collect(),
+        num_images: n,
+        clean_correct: correct[0],
+        clean_accuracy: correct[0] as f64 / n as f64,
+        batch_size: n,
+        dtype: DType::F32,
+        flags: Vec::new(),
     }
 }
