@@ -4,17 +4,33 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str = "usage: cargo xtask <ci | lint | test | smoke | extra | reproduce>
+const USAGE: &str = "usage: cargo xtask <ci | lint | test | smoke | extra | slurm | reproduce>
 
-  ci         lint, test, smoke and extra in that order: exactly the steps of .ci/run
+  ci         lint, test, smoke, extra and (as root, with slurm-wlm installed) slurm in that
+             order: exactly the steps of .ci/run
   smoke      reproduce --profile smoke --out target/ci-smoke --quiet (every code path, ~1 min)
   lint       cargo fmt --check, clippy -D warnings on all targets with and without --features cuda
   test       the README's test command: cargo test --workspace --release
   extra      the tensor tests again with --features openblas, and cargo bench --no-run
+  slurm      the Slurm test: a private one-node slurm-wlm cluster runs the smoke profile as a
+             3-task job array plus the report job and must match a single-process run
+             (needs root, apt-get install slurm-wlm munge, and SPECREG_DATA; ~2.5 min)
   reproduce  [--profile smoke|quick|paper] [--only exp1,exp2,exp3] [--device D] [--data DIR]
-             [--out DIR] [--threads N] [--quiet]
+             [--out DIR] [--threads N] [--shard K/N] [--quiet]
              train, evaluate and report experiments 1-3 (default profile: paper, out: results);
-             re-running resumes after a kill";
+             re-running resumes after a kill; --shard runs share K of N of the runs";
+
+/// The Slurm test (ignored in the plain test run: it needs root and slurm-wlm).
+pub const SLURM_TEST: &[&str] = &[
+    "test",
+    "--release",
+    "-p",
+    "specreg-experiments",
+    "--test",
+    "slurm",
+    "--",
+    "--ignored",
+];
 
 /// The README's test command (release mode: the real-MNIST checks train networks).
 pub const TEST_COMMAND: &[&str] = &["test", "--workspace", "--release"];
@@ -95,7 +111,7 @@ fn reproduce(args: &[String]) -> Result<()> {
         };
         match key.as_str() {
             "--quiet" | "-q" => pass.push("--quiet".into()),
-            "--profile" | "--only" | "--device" | "--data" | "--out" | "--threads" => {
+            "--profile" | "--only" | "--device" | "--data" | "--out" | "--threads" | "--shard" => {
                 let value = match inline {
                     Some(v) => v,
                     None => it
@@ -156,14 +172,36 @@ fn smoke() -> Result<()> {
     ])
 }
 
+/// The Slurm test, as `.ci/run` runs it: only as root with slurm-wlm installed.
+fn slurm_if_available() -> Result<()> {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let installed = ["/usr/sbin/slurmctld", "/usr/bin/slurmctld"]
+        .iter()
+        .any(|p| std::path::Path::new(p).exists());
+    if root && installed {
+        cargo(SLURM_TEST)
+    } else {
+        eprintln!(
+            "==> skipping the Slurm test: it needs root and slurm-wlm + munge \
+             (.ci/run installs them)"
+        );
+        Ok(())
+    }
+}
+
 fn main() -> Result<()> {
     let task = std::env::args().nth(1);
     match task.as_deref() {
         Some("ci") => lint()
             .and_then(|_| cargo(TEST_COMMAND))
             .and_then(|_| smoke())
-            .and_then(|_| extra()),
+            .and_then(|_| extra())
+            .and_then(|_| slurm_if_available()),
         Some("extra") => extra(),
+        Some("slurm") => cargo(SLURM_TEST),
         Some("smoke") => smoke(),
         Some("lint") => lint(),
         Some("test") => cargo(TEST_COMMAND),

@@ -12,24 +12,32 @@
 //!   layer and sensitivity maps of the last one;
 //! - [`plots`] and [`report`]: figures (PNG and SVG) and `REPORT.md` with a claims table;
 //! - [`sweep`]: the loops behind the CLI's commands, with [`progress`] bars;
-//! - [`outputs`]: the results layout, atomic writes and provenance.
+//! - [`outputs`]: the results layout, atomic writes and provenance;
+//! - [`shard`]: `--shard K/N`, a cost-balanced share of a sweep; [`slurm`]: job-array
+//!   scripts; [`cost`], [`calibrate`] and [`estimate`]: what a sweep will cost here.
 #![warn(missing_docs)]
 
+pub mod calibrate;
 pub mod checkpoint;
 pub mod claims;
 pub mod config;
+pub mod cost;
 pub mod error;
+pub mod estimate;
 pub mod evaluation;
 pub mod hypothesis;
 pub mod metrics;
 pub mod outputs;
 pub mod plots;
+mod probes;
 pub mod profile;
 pub mod progress;
 pub mod reading;
 pub mod report;
 pub mod results;
 pub mod runner;
+pub mod shard;
+pub mod slurm;
 pub mod stats;
 pub mod sweep;
 

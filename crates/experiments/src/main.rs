@@ -1,6 +1,7 @@
 //! `specreg`: train, evaluate and report the experiments of Nassar et al. (NeurIPS 2020).
 
 mod cli;
+mod commands;
 
 use std::process::ExitCode;
 
@@ -8,17 +9,18 @@ use anyhow::{Context as _, Result, bail};
 use clap::Parser;
 use specreg_data::{DatasetKind, Mnist};
 use specreg_experiments::config::Experiment;
+use specreg_experiments::estimate::{Steps, TimingRecord};
 use specreg_experiments::outputs::git_commit;
 use specreg_experiments::profile::Profile;
 use specreg_experiments::progress::Progress;
 use specreg_experiments::report::write_report;
 use specreg_experiments::runner::Context;
-use specreg_experiments::sweep::{
-    Selection, SweepReport, evaluate_all, spectrum_all, statuses, train_all,
-};
+use specreg_experiments::shard::shard_configs;
+use specreg_experiments::sweep::{Selection, SweepReport, evaluate_all, spectrum_all, train_all};
 use specreg_tensor::Device;
 
 use crate::cli::{Cli, Command, Global, Select};
+use crate::commands::{Estimates, list, report, slurm};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -31,7 +33,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn selection(select: &Select, global: &Global) -> Result<Selection> {
+pub(crate) fn selection(select: &Select, global: &Global) -> Result<Selection> {
     let profile = if select.profile == "paper"
         && !select.configs.join("profiles").join("paper.toml").is_file()
     {
@@ -57,7 +59,7 @@ fn selection(select: &Select, global: &Global) -> Result<Selection> {
     })
 }
 
-fn set_threads(threads: Option<usize>) -> Result<usize> {
+pub(crate) fn set_threads(threads: Option<usize>) -> Result<usize> {
     let n = match threads {
         Some(0) => bail!("--threads must be at least 1"),
         Some(n) => n,
@@ -102,40 +104,27 @@ fn load_mnist(dir: Option<&std::path::Path>, progress: &Progress) -> Result<Mnis
 fn run(cli: Cli) -> Result<ExitCode> {
     let global = &cli.global;
     let progress = Progress::new(global.quiet);
-    if let Command::Report { profile } = &cli.command {
-        let path = write_report(&global.out, profile.as_deref())?;
-        progress.log(&format!("wrote {}", path.display()));
-        return Ok(ExitCode::SUCCESS);
-    }
     let select = match &cli.command {
+        Command::Report(args) => return report(args, global, &progress),
+        Command::Slurm(args) => return slurm(args, global, &progress),
         Command::Train(s)
         | Command::Eval(s)
         | Command::Spectrum(s)
         | Command::Run(s)
         | Command::List(s) => s,
-        Command::Report { .. } => unreachable!("handled above"),
     };
     let sel = selection(select, global)?;
-    let configs = sel.configs()?;
-    if configs.is_empty() {
+    let all = sel.configs()?;
+    if all.is_empty() {
         bail!("no config selected (check --config, --configs, --profile and --only)");
     }
-    if let Command::List(_) = &cli.command {
-        println!(
-            "{:<40} {:>5} {:>9} {:<13} evaluated",
-            "run", "seed", "epochs", "state"
-        );
-        for s in statuses(&global.out, &configs) {
-            println!(
-                "{:<40} {:>5} {:>4}/{:<4} {:<13} {}",
-                s.id,
-                s.seed,
-                s.epochs_done,
-                s.epochs,
-                s.state,
-                if s.evaluated { "yes" } else { "no" }
-            );
-        }
+    let shard = select.shard;
+    let configs = shard_configs(&all, shard);
+    if configs.is_empty() {
+        progress.log(&format!(
+            "shard {shard} has no runs (the selection has {} runs)",
+            all.iter().map(|c| c.seeds.len()).sum::<usize>()
+        ));
         return Ok(ExitCode::SUCCESS);
     }
     let threads = set_threads(global.threads)?;
@@ -151,6 +140,36 @@ fn run(cli: Cli) -> Result<ExitCode> {
         );
     }
     let device = Device::parse(&device_name).with_context(|| format!("device {device_name:?}"))?;
+    let commit = git_commit();
+    let steps = Steps {
+        train: matches!(
+            cli.command,
+            Command::Train(_) | Command::Run(_) | Command::List(_)
+        ),
+        eval: matches!(
+            cli.command,
+            Command::Eval(_) | Command::Run(_) | Command::List(_)
+        ),
+    };
+    let estimates = (steps.train || steps.eval).then(|| {
+        Estimates::new(
+            &global.out,
+            &configs,
+            steps,
+            (&device, &device_name, threads, &commit),
+            &progress,
+        )
+    });
+    if let Command::List(_) = &cli.command {
+        let estimates = estimates.context("list always estimates")?;
+        list(&global.out, &configs, &estimates);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(e) = &estimates {
+        for line in e.describe(shard, &sel.profile.name).lines() {
+            progress.log(line);
+        }
+    }
     let data = load_mnist(global.data.as_deref(), &progress)?;
     let ctx = Context {
         data: &data,
@@ -158,30 +177,60 @@ fn run(cli: Cli) -> Result<ExitCode> {
         device,
         device_name,
         threads,
-        commit: git_commit(),
+        commit,
         progress: &progress,
     };
     let mut errors = 0;
-    let do_train = matches!(cli.command, Command::Train(_) | Command::Run(_));
-    let do_eval = matches!(cli.command, Command::Eval(_) | Command::Run(_));
-    if do_train {
+    let started = std::time::Instant::now();
+    let (mut train_times, mut eval_times) = (Vec::new(), Vec::new());
+    if steps.train {
         let r = train_all(&ctx, &configs);
         summarize(&progress, "train", &r);
         errors += r.errors.len();
+        train_times = r.timings;
     }
-    if do_eval {
+    if steps.eval {
         let r = evaluate_all(&ctx, &configs);
         summarize(&progress, "eval", &r);
         errors += r.errors.len();
+        eval_times = r.timings;
     }
     if let Command::Spectrum(_) = cli.command {
         let r = spectrum_all(&ctx, &configs);
         summarize(&progress, "spectrum", &r);
         errors += r.errors.len();
     }
+    if let Some(e) = &estimates {
+        let record = TimingRecord::new(
+            &e.plan,
+            &e.calibration,
+            &sel.profile.name,
+            shard,
+            &train_times,
+            &eval_times,
+            started.elapsed(),
+        );
+        let command = match cli.command {
+            Command::Train(_) => "train",
+            Command::Eval(_) => "eval",
+            _ => "run",
+        };
+        let path = TimingRecord::path(&global.out, command, shard);
+        record.write(&path)?;
+        progress.log(&format!("{} (kept in {})", record.line(), path.display()));
+    }
     if let Command::Run(s) = &cli.command {
-        let path = write_report(&global.out, Some(&s.profile))?;
-        progress.log(&format!("wrote {}", path.display()));
+        if shard.is_all() {
+            let path = write_report(&global.out, Some(&s.profile))?;
+            progress.log(&format!("wrote {}", path.display()));
+        } else {
+            progress.log(&format!(
+                "shard {shard} done; once every shard has finished, `specreg report --profile \
+                 {} --out {}` merges them",
+                s.profile,
+                global.out.display()
+            ));
+        }
     }
     if errors > 0 {
         eprintln!("{errors} run(s) failed; see the messages above");

@@ -7,6 +7,8 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -16,6 +18,11 @@ use crate::config::Config;
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, synced, then
 /// renamed over `path`. Readers see the old file or the new one, never a partial one.
 ///
+/// The temporary name ([`temp_path`]) is unique to this host, process and write, so
+/// processes on several machines sharing a results folder (NFS) never write into each
+/// other's temporary files. Nothing is locked; a temporary file left by a crash is
+/// removed by [`remove_stale_temps`] when its run is next touched.
+///
 /// # Errors
 /// Any I/O error, naming the file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -24,9 +31,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let mut tmp = path.as_os_str().to_os_string();
-    tmp.push(format!(".{}.tmp", std::process::id()));
-    let tmp = PathBuf::from(tmp);
+    let tmp = temp_path(path);
     let result = (|| -> std::io::Result<()> {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -39,6 +44,94 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         return Err(e).with_context(|| format!("writing {}", path.display()));
     }
     Ok(())
+}
+
+/// This machine's host name, reduced to `[A-Za-z0-9_-]` (for temporary file names).
+pub fn host_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default();
+    let clean: String = host
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if clean.is_empty() {
+        "host".into()
+    } else {
+        clean
+    }
+}
+
+/// `<path>.<host>-<pid>-<n>.tmp`: the temporary file of one [`write_atomic`] call.
+pub fn temp_path(path: &Path) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut tmp = path.as_os_str().to_os_string();
+    tmp.push(format!(".{}-{}-{n}.tmp", host_name(), std::process::id()));
+    PathBuf::from(tmp)
+}
+
+/// Temporary files older than this are stale whoever wrote them.
+const STALE_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// Removes temporary files (`*.tmp`) in `dir` and its sub-folders (two levels) that no
+/// live writer owns: those of [`temp_path`] written on this host by a process that has
+/// exited, and any older than a day (another host's, or the fixed-name ones of model
+/// checkpoints). Returns how many were removed; unreadable folders are skipped.
+pub fn remove_stale_temps(dir: &Path) -> usize {
+    fn walk(dir: &Path, depth: usize, host: &str, removed: &mut usize) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() {
+                if depth > 0 {
+                    walk(&p, depth - 1, host, removed);
+                }
+                continue;
+            }
+            let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if !name.ends_with(".tmp") {
+                continue;
+            }
+            let old = meta
+                .modified()
+                .ok()
+                .and_then(|m| m.elapsed().ok())
+                .is_some_and(|age| age > STALE_AGE);
+            let dead_here = temp_owner(name)
+                .is_some_and(|(h, pid)| h == host && !Path::new(&format!("/proc/{pid}")).exists());
+            if (old || dead_here) && std::fs::remove_file(&p).is_ok() {
+                *removed += 1;
+            }
+        }
+    }
+    let mut removed = 0;
+    walk(dir, 2, &host_name(), &mut removed);
+    removed
+}
+
+/// The host and process id in a [`temp_path`] file name.
+fn temp_owner(name: &str) -> Option<(&str, u32)> {
+    let stem = name.strip_suffix(".tmp")?;
+    let (_, tag) = stem.rsplit_once('.')?;
+    let mut parts = tag.rsplitn(3, '-');
+    let _n: u64 = parts.next()?.parse().ok()?;
+    let pid: u32 = parts.next()?.parse().ok()?;
+    Some((parts.next()?, pid))
 }
 
 /// Who produced an output: recorded in every file of a run.
@@ -155,5 +248,60 @@ impl RunPaths {
     /// The raw sensitivity maps (rank, pixel values).
     pub fn sensitivity_csv(&self) -> PathBuf {
         self.dir.join("sensitivity.csv")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_names_are_unique_and_parse_back() {
+        let a = temp_path(Path::new("/r/summary.json"));
+        let b = temp_path(Path::new("/r/summary.json"));
+        assert_ne!(a, b);
+        let name = a.file_name().unwrap().to_str().unwrap().to_string();
+        assert!(name.starts_with("summary.json.") && name.ends_with(".tmp"));
+        let (host, pid) = temp_owner(&name).unwrap();
+        assert_eq!(host, host_name());
+        assert_eq!(pid, std::process::id());
+        assert_eq!(temp_owner("model.safetensors.tmp"), None);
+        assert_eq!(temp_owner("x.json.my-host-12-3.tmp"), Some(("my-host", 12)));
+    }
+
+    #[test]
+    fn removes_only_temps_of_dead_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("seed0");
+        std::fs::create_dir_all(run.join("checkpoint")).unwrap();
+        let host = host_name();
+        // A process id above the kernel's maximum cannot be alive.
+        let dead = run.join(format!("summary.json.{host}-4294967294-0.tmp"));
+        let nested = run.join(format!("checkpoint/state.json.{host}-4294967294-1.tmp"));
+        let live = run.join(format!("metrics.jsonl.{host}-{}-0.tmp", std::process::id()));
+        let other = run.join("metrics.jsonl.otherhost-1-0.tmp");
+        let fresh = run.join("model.safetensors.tmp");
+        for p in [&dead, &nested, &live, &other, &fresh] {
+            std::fs::write(p, b"x").unwrap();
+        }
+        write_atomic(&run.join("summary.json"), b"{}").unwrap();
+        assert_eq!(remove_stale_temps(dir.path()), 2);
+        assert!(!dead.exists() && !nested.exists());
+        assert!(live.exists() && other.exists() && fresh.exists());
+        assert_eq!(std::fs::read(run.join("summary.json")).unwrap(), b"{}");
+        // write_atomic leaves nothing behind: the temps left are the three kept above.
+        let mut temps: Vec<String> = std::fs::read_dir(&run)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        temps.sort();
+        let mut expected: Vec<String> = [&live, &other, &fresh]
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        expected.sort();
+        assert_eq!(temps, expected);
     }
 }

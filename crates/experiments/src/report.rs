@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use crate::claims::evaluate_claims;
+use crate::config::Role;
 use crate::outputs::write_atomic;
 use crate::plots::{
     CurveSeries, SensitivityRow, SpectrumSeries, curve_plot, sensitivity_grid, spectrum_plot,
@@ -140,11 +141,24 @@ pub fn write_report(out: &Path, profile: Option<&str>) -> Result<PathBuf> {
     }
 
     for (exp, model, title) in GROUPS {
-        let group = results.of(exp, Some(model));
+        let mut group = results.of(exp, Some(model));
         if group.is_empty() {
             continue;
         }
         let _ = writeln!(md, "## {title}\n");
+        // Experiment 3's vanilla net is experiment 2's (same training config): without its
+        // own, the figures and table borrow experiment 2's and say so.
+        if exp == "exp3" && !group.iter().any(|v| v.role() == Some(Role::Vanilla)) {
+            let borrowed = results.with_role("exp2", model, Role::Vanilla);
+            for v in &borrowed {
+                let _ = writeln!(
+                    md,
+                    "The vanilla {model} shown here is `exp2/{}` (the same training config).\n",
+                    v.variant
+                );
+            }
+            group.extend(borrowed);
+        }
         let stem = format!("{exp}-{model}");
         let prov = provenance_line(&group);
         // Spectra of the last hidden layer (first seed of each variant).

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::checkpoint::{Checkpoints, Status};
 use crate::config::{Config, Experiment};
 use crate::evaluation::{EvalOutcome, evaluate_run, load_summary, spectra, write_spectrum_csv};
-use crate::outputs::RunPaths;
+use crate::outputs::{RunPaths, remove_stale_temps};
 use crate::profile::{Profile, config_files};
 use crate::runner::{Context, TrainOutcome, load_trained, train};
 
@@ -87,6 +87,17 @@ fn peek_id(path: &std::path::Path) -> Option<String> {
     Some(format!("{exp}/{variant}"))
 }
 
+/// The wall time one step of a sweep (training, evaluation, …) took on one run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunTime {
+    /// `<experiment>/<variant>`.
+    pub id: String,
+    /// The seed.
+    pub seed: u64,
+    /// Wall time of the step.
+    pub elapsed: std::time::Duration,
+}
+
 /// Counts of what a sweep did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SweepReport {
@@ -102,11 +113,14 @@ pub struct SweepReport {
     pub not_ready: usize,
     /// Runs that failed with an error, with the message.
     pub errors: Vec<String>,
+    /// The wall time of every run's step, in sweep order.
+    pub timings: Vec<RunTime>,
 }
 
 /// Runs `step` on every (config, seed) run under one progress bar labelled `label`; a run
 /// whose `step` fails is logged and counted in [`SweepReport::errors`], and the sweep goes
-/// on with the others.
+/// on with the others. Before each run, temporary files that a crashed writer left in its
+/// folder are removed; each run's wall time is kept in [`SweepReport::timings`].
 fn for_each_run(
     ctx: &Context<'_>,
     configs: &[Config],
@@ -121,7 +135,15 @@ fn for_each_run(
     let bar = ctx.progress.bar(runs.len() as u64, label);
     for (config, seed) in runs {
         bar.set_message(format!("{} seed {seed}", config.id()));
-        if let Err(e) = step(config, seed, &mut report) {
+        remove_stale_temps(&RunPaths::new(&ctx.out, config, seed).dir);
+        let start = std::time::Instant::now();
+        let result = step(config, seed, &mut report);
+        report.timings.push(RunTime {
+            id: config.id(),
+            seed,
+            elapsed: start.elapsed(),
+        });
+        if let Err(e) = result {
             let msg = format!("{} seed {seed}: {e:#}", config.id());
             ctx.progress.warn(&msg);
             report.errors.push(msg);

@@ -18,6 +18,8 @@ epochs = 3
 batch_size = 500
 lr = 1e-4
 train_subset = 4000
+# Small batches keep the test short; it checks resumption, not the batch-size rule.
+min_batch_ratio = 0.0
 
 [spectral]
 layers = ["fc3"]
@@ -29,6 +31,8 @@ fgsm_eps = [0.0, 0.1]
 pgd_eps = [0.0, 0.1]
 pgd_steps = 2
 noise_sigma = [0.0, 0.5]
+strong_eps = [0.1]
+apgd_steps = 2
 "#;
 
 fn data() -> Option<PathBuf> {

@@ -1,0 +1,361 @@
+//! What a run costs: counts of work from its config (training steps, eigenvector
+//! refreshes, attack gradient evaluations, spectra) priced by unit costs.
+//!
+//! Unit costs come from this machine's calibration ([`crate::calibrate`]) for wall-time
+//! estimates, or from [`reference_units`], a fixed model of the 2-core machine of
+//! DESIGN.md's performance anchors. The reference model depends on the config alone, so
+//! every machine computes the same shard partition from it ([`crate::shard`]).
+//!
+//! One run, with `E` epochs left, batch size `B`, `n` training and `m` test images:
+//! - training: `E · (⌈n/B⌉ · step + refresh + m · forward)`, where `refresh` (projected
+//!   SpecReg only) is `Σ_l (eigh_l + n · covariance_l)` over the regularised layers;
+//! - evaluation: `m · (gradients · gradient + forwards · forward)` for the attacks, plus
+//!   the spectra of every hidden layer and the sensitivity maps of the last one.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, EigenModeName, EvalConfig, JacobianKindName, ModelKind};
+
+/// The cost of one hidden layer's spectrum.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerCost {
+    /// Representation name (`hidden`, `fc3`, `conv1`, …).
+    pub name: String,
+    /// Seconds per image to run the network up to the layer and accumulate its covariance.
+    pub covariance_per_image: f64,
+    /// Seconds to eigendecompose the layer's covariance.
+    pub eigh: f64,
+}
+
+/// Seconds of each unit of work for one config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnitCosts {
+    /// One training step (forward, backward with the regulariser, Adam) at the config's
+    /// batch size.
+    pub step: f64,
+    /// Forward pass (eval mode) per image.
+    pub forward_per_image: f64,
+    /// One attack gradient evaluation (forward and backward to the input) per image.
+    pub gradient_per_image: f64,
+    /// Every hidden layer, in network order.
+    pub layers: Vec<LayerCost>,
+}
+
+/// The estimated cost of one run (or of the part of it that is left).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct RunEstimate {
+    /// Training epochs.
+    pub epochs: usize,
+    /// Seconds of training.
+    pub train_seconds: f64,
+    /// Attack gradient evaluations, summed over images (image-gradients).
+    pub attack_gradients: u64,
+    /// Seconds of evaluation.
+    pub eval_seconds: f64,
+}
+
+impl RunEstimate {
+    /// Training and evaluation seconds.
+    pub fn total(&self) -> f64 {
+        self.train_seconds + self.eval_seconds
+    }
+
+    /// Adds `other` to `self`.
+    pub fn add(&mut self, other: &RunEstimate) {
+        self.epochs += other.epochs;
+        self.train_seconds += other.train_seconds;
+        self.attack_gradients += other.attack_gradients;
+        self.eval_seconds += other.eval_seconds;
+    }
+}
+
+/// Gradient and forward evaluations per test image of a run's attacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AttackWork {
+    /// Attack gradient evaluations per image (grid points × steps, every attack).
+    pub gradients: u64,
+    /// Forward passes per image (clean logits and one per grid point, every curve).
+    pub forwards: u64,
+}
+
+/// The attacks of [`crate::evaluation`] with the settings of `eval`.
+pub fn attack_work(eval: &EvalConfig) -> AttackWork {
+    let mut w = AttackWork::default();
+    let mut curve = |points: usize, steps: usize| {
+        w.gradients += (points * steps) as u64;
+        w.forwards += 1 + points as u64;
+    };
+    let fgsm = eval.fgsm_eps.len();
+    let pgd = eval.pgd_eps.len();
+    curve(fgsm, 1);
+    curve(pgd, eval.pgd_steps);
+    curve(eval.noise_sigma.len(), 0);
+    if !eval.strong_eps.is_empty() {
+        let n = eval.strong_eps.len();
+        curve(n, eval.pgd_steps); // PGD on the CW margin
+        curve(n, eval.apgd_steps); // APGD-CE
+        curve(n, eval.apgd_steps); // APGD-DLR
+    }
+    if eval.bn_batch_statistics {
+        curve(fgsm, 1);
+        curve(pgd, eval.pgd_steps);
+    }
+    w
+}
+
+/// Training steps per epoch (the last partial batch is kept).
+pub fn steps_per_epoch(config: &Config) -> u64 {
+    config
+        .train_images()
+        .div_ceil(config.train.batch_size.max(1)) as u64
+}
+
+/// Images the evaluation's spectra use.
+fn spectrum_images(config: &Config) -> usize {
+    config
+        .eval
+        .spectrum_images
+        .unwrap_or(config.train_images())
+        .min(60_000)
+}
+
+/// Images the sensitivity maps use.
+fn sensitivity_images(config: &Config) -> usize {
+    config
+        .eval
+        .sensitivity_images
+        .or(config.eval.spectrum_images)
+        .unwrap_or(config.train_images())
+        .min(60_000)
+}
+
+/// The layers whose eigenvectors are refreshed every epoch (projected SpecReg).
+fn refreshed_layers(config: &Config) -> Vec<String> {
+    match &config.spectral {
+        Some(s) if s.mode == EigenModeName::Projected => s.layer_names(config.model.kind),
+        _ => Vec::new(),
+    }
+}
+
+fn layer_seconds(units: &UnitCosts, name: &str, images: usize) -> f64 {
+    units
+        .layers
+        .iter()
+        .find(|l| l.name == name)
+        .map_or(0.0, |l| l.eigh + images as f64 * l.covariance_per_image)
+}
+
+/// The cost of `epochs_left` more epochs of `config` and, when `evaluate`, of its
+/// evaluation.
+pub fn estimate(
+    config: &Config,
+    units: &UnitCosts,
+    epochs_left: usize,
+    evaluate: bool,
+) -> RunEstimate {
+    let n = config.train_images();
+    let m = config.test_images() as f64;
+    let refresh: f64 = refreshed_layers(config)
+        .iter()
+        .map(|l| layer_seconds(units, l, n))
+        .sum();
+    let epoch = steps_per_epoch(config) as f64 * units.step + refresh + m * units.forward_per_image;
+    let mut e = RunEstimate {
+        epochs: epochs_left,
+        train_seconds: epochs_left as f64 * epoch,
+        ..RunEstimate::default()
+    };
+    if evaluate {
+        let w = attack_work(&config.eval);
+        let attacks = m
+            * (w.gradients as f64 * units.gradient_per_image
+                + w.forwards as f64 * units.forward_per_image);
+        let spectra: f64 = units
+            .layers
+            .iter()
+            .map(|l| layer_seconds(units, &l.name, spectrum_images(config)))
+            .sum();
+        let ns = sensitivity_images(config);
+        let last = config.model.kind.last_hidden();
+        let sensitivity = layer_seconds(units, last, ns)
+            + (config.eval.sensitivity_ranks.len() * ns) as f64 * units.gradient_per_image;
+        e.attack_gradients = w.gradients * config.test_images() as u64;
+        e.eval_seconds = attacks + spectra + sensitivity;
+    }
+    e
+}
+
+/// Seconds per image of a plain training step on the reference machine (DESIGN.md: the
+/// shallow net 449 ms at B = 3500, the MLP 220 ms at B = 1500, the CNN 1915 ms at B = 6000).
+fn reference_step_per_image(kind: ModelKind) -> f64 {
+    match kind {
+        ModelKind::Shallow => 0.449 / 3500.0,
+        ModelKind::Mlp => 0.220 / 1500.0,
+        ModelKind::Cnn => 1.915 / 6000.0,
+    }
+}
+
+/// Eigendecomposition of an N×N covariance on the reference machine (907 ms at N = 2000).
+fn reference_eigh(width: usize) -> f64 {
+    0.907 * (width as f64 / 2000.0).powi(3)
+}
+
+/// The reference machine's unit costs for `config`: a fixed model of its work, the same
+/// on every machine.
+pub fn reference_units(config: &Config) -> UnitCosts {
+    let kind = config.model.kind;
+    let per_image = reference_step_per_image(kind);
+    let mut multiplier = 1.0;
+    let mut per_step_extra = 0.0;
+    if let Some(s) = &config.spectral {
+        for name in s.layer_names(kind) {
+            let width = kind.width(&name).unwrap_or(1000) as f64;
+            multiplier += 0.5 * width / 2000.0;
+            if s.mode == EigenModeName::Exact {
+                per_step_extra += reference_eigh(width as usize);
+            }
+        }
+    }
+    if config.whitening.is_some() {
+        multiplier += 0.1;
+    }
+    if let Some(j) = &config.jacobian {
+        multiplier += match j.kind {
+            JacobianKindName::Logit => 0.5 * j.projections as f64,
+            JacobianKindName::InputLoss => 1.0,
+        };
+    }
+    let forward = per_image / 3.0;
+    UnitCosts {
+        step: per_image * config.train.batch_size as f64 * multiplier + per_step_extra,
+        forward_per_image: forward,
+        gradient_per_image: 0.75 * per_image,
+        layers: kind
+            .hidden_layers()
+            .iter()
+            .map(|&(name, width)| LayerCost {
+                name: name.to_string(),
+                // 2N² flops per image at 150 GFLOP/s, after the forward pass.
+                covariance_per_image: forward + 2.0 * (width * width) as f64 / 1.5e11,
+                eigh: reference_eigh(width),
+            })
+            .collect(),
+    }
+}
+
+/// The whole run on the reference machine: the cost shards are balanced by.
+pub fn reference_cost(config: &Config) -> RunEstimate {
+    estimate(config, &reference_units(config), config.train.epochs, true)
+}
+
+/// Floats per image held while training `kind` (activations and their gradients).
+fn activation_floats(kind: ModelKind) -> usize {
+    match kind {
+        ModelKind::Shallow => 784 + 3 * 2000 + 10,
+        ModelKind::Mlp => 784 + 6 * 1000 + 10,
+        ModelKind::Cnn => 784 + 2 * 10_816 + 2704 + 2 * 3872 + 800 + 2 * 1000 + 10,
+    }
+}
+
+/// Parameters of `kind`.
+fn parameters(kind: ModelKind) -> usize {
+    match kind {
+        ModelKind::Shallow => 785 * 2000 + 2001 * 10 + 4 * 2000,
+        ModelKind::Mlp => 785 * 1000 + 2 * 1001 * 1000 + 1001 * 10,
+        ModelKind::Cnn => 160 + 4640 + 801 * 1000 + 1001 * 10,
+    }
+}
+
+/// A generous upper bound of a run's resident memory in MiB: MNIST as f32, the batch's
+/// activations and gradients (four copies), parameters with Adam's moments, and f64
+/// covariances and eigenvectors of every hidden layer, plus half again.
+pub fn memory_mib(config: &Config) -> u64 {
+    let kind = config.model.kind;
+    let batch = config.train.batch_size.max(config.eval.batch_size);
+    let data = 70_000 * 784 * 4;
+    let activations = batch * activation_floats(kind) * 4 * 4;
+    let params = parameters(kind) * 4 * 4;
+    let covariances: usize = kind
+        .hidden_layers()
+        .iter()
+        .map(|&(_, w)| 3 * w * w * 8)
+        .sum();
+    let bytes = 300 * 1024 * 1024 + data + activations + params + covariances;
+    (bytes as f64 * 1.5 / (1024.0 * 1024.0)).ceil() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn config(extra: &str, kind: &str, batch: usize) -> Config {
+        let text = format!(
+            "experiment = \"exp2\"\nvariant = \"t\"\nseeds = [0]\n[model]\nkind = \"{kind}\"\n\
+             [train]\nepochs = 4\nbatch_size = {batch}\nlr = 1e-4\ntrain_subset = 10000\n\
+             min_batch_ratio = 0.0\n[eval]\ntest_subset = 1000\n{extra}"
+        );
+        Config::from_toml_str(&text, "test").unwrap()
+    }
+
+    #[test]
+    fn counts_attack_work_from_the_grids() {
+        let c = config(
+            "fgsm_eps = [0.0, 0.1]\npgd_eps = [0.0, 0.1, 0.2]\npgd_steps = 5\n\
+             noise_sigma = [0.0]\nstrong_eps = [0.1]\napgd_steps = 7\n",
+            "mlp",
+            500,
+        );
+        let w = attack_work(&c.eval);
+        // FGSM 2, PGD 3 × 5, PGD-CW 1 × 5, APGD 2 × 7.
+        assert_eq!(w.gradients, 2 + 15 + 5 + 14);
+        // (1 + points) per curve: 3 + 4 + 2 + 2 + 2 + 2.
+        assert_eq!(w.forwards, 15);
+        let e = estimate(&c, &reference_units(&c), 4, true);
+        assert_eq!(e.attack_gradients, 36 * 1000);
+        assert_eq!(e.epochs, 4);
+    }
+
+    #[test]
+    fn prices_steps_refreshes_and_evaluation() {
+        let c = config("[spectral]\nlayers = [\"fc3\"]\nbeta = 2.0\n", "mlp", 3000);
+        let units = UnitCosts {
+            step: 1.0,
+            forward_per_image: 0.0,
+            gradient_per_image: 0.0,
+            layers: vec![
+                LayerCost {
+                    name: "fc1".into(),
+                    covariance_per_image: 0.0,
+                    eigh: 100.0,
+                },
+                LayerCost {
+                    name: "fc3".into(),
+                    covariance_per_image: 0.001,
+                    eigh: 2.0,
+                },
+            ],
+        };
+        // ⌈10000 / 3000⌉ = 4 steps, refresh of fc3 over 10 000 images: 2 + 10 s.
+        let e = estimate(&c, &units, 3, false);
+        assert_eq!(e.train_seconds, 3.0 * (4.0 + 12.0));
+        assert_eq!(e.eval_seconds, 0.0);
+        assert_eq!(e.attack_gradients, 0);
+        let none = estimate(&c, &units, 0, false);
+        assert_eq!(none.total(), 0.0);
+    }
+
+    #[test]
+    fn reference_cost_grows_with_the_regulariser_and_the_network() {
+        let vanilla = reference_cost(&config("", "mlp", 1500));
+        let spec = reference_cost(&config(
+            "[spectral]\nlayers = \"all\"\nbeta = 2.0\n",
+            "mlp",
+            1500,
+        ));
+        let cnn = reference_cost(&config("", "cnn", 1500));
+        assert!(spec.train_seconds > vanilla.train_seconds);
+        assert!(cnn.total() > vanilla.total());
+        assert!(memory_mib(&config("", "cnn", 6000)) > memory_mib(&config("", "mlp", 250)));
+    }
+}
