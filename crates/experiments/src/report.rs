@@ -208,12 +208,12 @@ pub fn write_report(out: &Path, profile: Option<&str>) -> Result<PathBuf> {
             ("noise", "white noise", "σ"),
             (
                 "fgsm-bn-batch",
-                "FGSM, BatchNorm on the attacked batch's statistics",
+                "FGSM, BatchNorm on batch statistics",
                 "ε (L∞)",
             ),
             (
                 "pgd-bn-batch",
-                "PGD, BatchNorm on the attacked batch's statistics",
+                "PGD, BatchNorm on batch statistics",
                 "ε (L∞)",
             ),
         ] {
