@@ -145,11 +145,13 @@ impl ApgdConfig {
 /// are multiples of 0.01 and computed exactly (in hundredths), so `⌈0.22 · 100⌉` is 22.
 pub fn apgd_checkpoints(steps: usize) -> Vec<usize> {
     let mut out = vec![0];
+    let mut last = 0;
     let (mut prev, mut cur) = (0usize, 22usize);
     while cur <= 100 {
         let w = (cur * steps).div_ceil(100);
-        if w > *out.last().expect("w_0") {
+        if w > last {
             out.push(w);
+            last = w;
         }
         let next = cur + (cur - prev).saturating_sub(3).max(6);
         (prev, cur) = (cur, next);
@@ -200,27 +202,22 @@ pub(crate) fn apgd_prepared<C: Classifier + ?Sized>(
         checkpoints: config.checkpoints(),
         violations: (0.0, 0.0),
     };
-    let mut overall: Option<Worst> = None;
-    let mut zero_gradient_rows = 0;
-    for r in 0..unit_starts.len().max(1) {
-        let start = match unit_starts.get(r) {
-            None => x.clone(),
+    let start_of = |u: Option<&Tensor>| -> Result<Tensor> {
+        match u {
+            None => Ok(x.clone()),
             Some(u) => {
                 let u = u.to_device(&x.device())?;
-                clamp_box(&x.add(&u.scale(epsilon)?)?, &lo, &hi)?
+                clamp_box(&x.add(&u.scale(epsilon)?)?, &lo, &hi)
             }
-        };
-        let (worst, zeros) = run.single(model, start)?;
-        match overall.as_mut() {
-            None => {
-                overall = Some(worst);
-                zero_gradient_rows = zeros;
-            }
-            Some(o) => o.merge(&worst)?,
         }
+    };
+    // The zero-gradient count is that of the first run's start.
+    let (mut overall, zero_gradient_rows) = run.single(model, start_of(unit_starts.first())?)?;
+    for u in unit_starts.iter().skip(1) {
+        let (worst, _) = run.single(model, start_of(Some(u))?)?;
+        overall.merge(&worst)?;
     }
-    let worst = overall.expect("at least one run");
-    worst.into_output(&x.device(), run.violations, zero_gradient_rows)
+    overall.into_output(&x.device(), run.violations, zero_gradient_rows)
 }
 
 /// What every run of one APGD call shares.

@@ -139,12 +139,17 @@ pub(crate) fn input_tensor(
 /// (so every chunk has between `batch_size` and `2·batch_size − 1` rows), or one chunk of
 /// every row when `rows < batch_size`. Deterministic, and never a short final chunk.
 ///
-/// # Panics
-/// `batch_size = 0` (callers check it).
-pub fn chunk_ranges(rows: usize, batch_size: usize) -> Vec<std::ops::Range<usize>> {
-    assert!(batch_size > 0, "chunk_ranges: batch_size must be positive");
+/// # Errors
+/// `batch_size = 0`.
+pub fn chunk_ranges(rows: usize, batch_size: usize) -> Result<Vec<std::ops::Range<usize>>> {
+    if batch_size == 0 {
+        return Err(NnError::InvalidArgument {
+            what: "chunk_ranges".into(),
+            reason: "batch size must be positive".into(),
+        });
+    }
     let full = (rows / batch_size).max(1);
-    (0..full)
+    Ok((0..full)
         .map(|k| {
             let end = if k + 1 == full {
                 rows
@@ -154,7 +159,7 @@ pub fn chunk_ranges(rows: usize, batch_size: usize) -> Vec<std::ops::Range<usize
             k * batch_size..end
         })
         .filter(|r| !r.is_empty())
-        .collect()
+        .collect())
 }
 
 /// The covariance (`f64`, unbiased) of each named representation of `net` over `images:
@@ -182,18 +187,17 @@ pub fn representation_covariances(
     images: ArrayView2<'_, f32>,
     batch_size: usize,
 ) -> Result<Vec<Array2<f64>>> {
-    if batch_size == 0 {
-        return Err(NnError::InvalidArgument {
+    let chunks =
+        chunk_ranges(images.nrows(), batch_size).map_err(|_| NnError::InvalidArgument {
             what: "representation_covariances".into(),
             reason: "batch size must be positive".into(),
-        });
-    }
+        })?;
     for name in names {
         net.hidden_layer_index(name)?;
     }
     let (dtype, device) = net.dtype_device();
     let mut accs: Vec<Option<CovarianceAccumulator>> = vec![None; names.len()];
-    for range in chunk_ranges(images.nrows(), batch_size) {
+    for range in chunks {
         let x = input_tensor(images.slice(s![range, ..]), dtype, &device)?;
         let pass = net.forward(&x, Mode::Eval)?;
         for (acc, name) in accs.iter_mut().zip(names) {
