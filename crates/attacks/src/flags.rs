@@ -245,8 +245,13 @@ pub fn compare_attack_strength(
 /// The cross-curve flags of a report: [`compare_pgd_fgsm`] for each cross-entropy L∞ PGD
 /// curve against each FGSM curve, and [`compare_attack_strength`] (tolerance
 /// [`ATTACK_ORDER_TOLERANCE`]) for every other pair in the order FGSM ≤ PGD-CE ≤
-/// {PGD on another loss, APGD}.
-pub(crate) fn cross_curve_flags(curves: &[RobustnessCurve]) -> Result<Vec<SanityFlag>> {
+/// {PGD on another loss, APGD}. [`robustness_report`](crate::robustness_report) applies it
+/// to its curves; call it on curves evaluated separately, all on the same classifier and
+/// images.
+///
+/// # Errors
+/// None in practice (the tolerance is the fixed [`ATTACK_ORDER_TOLERANCE`]).
+pub fn cross_curve_flags(curves: &[RobustnessCurve]) -> Result<Vec<SanityFlag>> {
     let mut flags = Vec::new();
     for p in curves.iter().filter(|c| c.attack.linf_tier() == Some(1)) {
         for f in curves.iter().filter(|c| c.attack.linf_tier() == Some(0)) {

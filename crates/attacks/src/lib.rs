@@ -84,7 +84,10 @@ pub use curve::{
 };
 pub use error::{AttackError, Result};
 pub use fgsm::fgsm;
-pub use flags::{ATTACK_ORDER_TOLERANCE, SanityFlag, compare_attack_strength, compare_pgd_fgsm};
+pub use flags::{
+    ATTACK_ORDER_TOLERANCE, SanityFlag, compare_attack_strength, compare_pgd_fgsm,
+    cross_curve_flags,
+};
 pub use loss::{AttackLoss, LogitGradient};
 pub use network::NetworkInMode;
 pub use noise::white_noise;

@@ -9,13 +9,12 @@ use std::fmt::Write as _;
 
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
-use specreg_attacks::{
-    ApgdConfig, Attack, AttackLoss, EvalOptions, NetworkInMode, PgdConfig, RobustnessCurve,
-    SensitivityOptions, StepSize,
-};
+use specreg_attacks::{EvalOptions, NetworkInMode, RobustnessCurve, SensitivityOptions};
 use specreg_nn::{Mode, Network};
 use specreg_regularizers::{Spectrum, layer_spectrum};
 
+use crate::attack_plan::attack_specs;
+pub use crate::attack_plan::pgd_config;
 use crate::checkpoint::{Checkpoints, Status};
 use crate::config::{Config, Role};
 use crate::outputs::{Provenance, RunPaths, write_atomic};
@@ -124,155 +123,6 @@ fn finished(paths: &RunPaths) -> Result<bool> {
     Ok(matches!(state, Some(s) if s.status == Status::Finished) && paths.model().is_file())
 }
 
-/// One robustness curve to evaluate.
-struct AttackSpec {
-    /// The curve's name in the results (`fgsm`, `pgd`, `pgd-cw`, …).
-    name: &'static str,
-    attack: Attack,
-    grid: Vec<f64>,
-    /// Gradient evaluations per image, for the progress bar.
-    cost: u64,
-    /// Every parameter, in words.
-    params: String,
-    /// The mode the network is attacked in.
-    mode: Mode,
-}
-
-/// `curve` restricted to the strengths of `like` (the stronger attacks run on a shorter
-/// grid than PGD).
-fn restricted(curve: &RobustnessCurve, like: &RobustnessCurve) -> RobustnessCurve {
-    let mut c = curve.clone();
-    c.points
-        .retain(|p| like.points.iter().any(|q| q.strength == p.strength));
-    c
-}
-
-fn pgd_words(pgd: &PgdConfig, loss: &str) -> String {
-    format!(
-        "PGD (eqs. 7-8) on the {loss}, L∞, {} steps of η = {}, {}, worst iterate kept, 1 \
-         restart, no early exit, pixels clipped to [0, 1], seed {}",
-        pgd.steps,
-        match pgd.step_size {
-            StepSize::Absolute(e) => e.to_string(),
-            StepSize::RelativeToEpsilon(r) => format!("{r}·ε"),
-        },
-        if pgd.random_start {
-            "uniform random start"
-        } else {
-            "started at the clean image"
-        },
-        pgd.seed
-    )
-}
-
-/// Every curve of `config`'s evaluation, in the order they are run.
-fn attack_specs(config: &Config, seed: u64) -> Vec<AttackSpec> {
-    let e = &config.eval;
-    let pgd = pgd_config(config);
-    let fgsm_words = "FGSM (eq. 6), L∞, pixels clipped to [0, 1], one signed-gradient step";
-    let mut specs = vec![
-        AttackSpec {
-            name: "fgsm",
-            attack: Attack::fgsm(),
-            grid: e.fgsm_eps.clone(),
-            cost: e.fgsm_eps.len() as u64,
-            params: fgsm_words.into(),
-            mode: Mode::Eval,
-        },
-        AttackSpec {
-            name: "pgd",
-            attack: Attack::Pgd(pgd),
-            grid: e.pgd_eps.clone(),
-            cost: (e.pgd_eps.len() * e.pgd_steps) as u64,
-            params: pgd_words(&pgd, "cross-entropy"),
-            mode: Mode::Eval,
-        },
-        AttackSpec {
-            name: "noise",
-            attack: Attack::white_noise(seed),
-            grid: e.noise_sigma.clone(),
-            cost: e.noise_sigma.len() as u64,
-            params: format!(
-                "white Gaussian noise N(0, σ²), pixels clipped to [0, 1], noise seed {seed}"
-            ),
-            mode: Mode::Eval,
-        },
-    ];
-    if !e.strong_eps.is_empty() {
-        let n = e.strong_eps.len() as u64;
-        let cw = PgdConfig {
-            loss: AttackLoss::CwMargin,
-            ..pgd
-        };
-        specs.push(AttackSpec {
-            name: "pgd-cw",
-            attack: Attack::Pgd(cw),
-            grid: e.strong_eps.clone(),
-            cost: n * e.pgd_steps as u64,
-            params: pgd_words(&cw, "Carlini–Wagner margin max_{j≠y} z_j − z_y"),
-            mode: Mode::Eval,
-        });
-        for (name, base, loss) in [
-            ("apgd-ce", ApgdConfig::ce(0.0), "cross-entropy"),
-            ("apgd-dlr", ApgdConfig::dlr(0.0), "DLR loss"),
-        ] {
-            let apgd = ApgdConfig {
-                steps: e.apgd_steps,
-                ..base
-            };
-            specs.push(AttackSpec {
-                name,
-                attack: Attack::Apgd(apgd),
-                grid: e.strong_eps.clone(),
-                cost: n * e.apgd_steps as u64,
-                params: format!(
-                    "APGD (Croce & Hein 2020) on the {loss}, L∞, {} iterations, step size from \
-                     2ε halved at the checkpoints, momentum {}, ρ = {}, started at the clean \
-                     image, 1 run, best point kept, pixels clipped to [0, 1]",
-                    apgd.steps, apgd.momentum, apgd.rho
-                ),
-                mode: Mode::Eval,
-            });
-        }
-    }
-    if e.bn_batch_statistics {
-        let batch_words = |w: &str| {
-            format!(
-                "{w}; BatchNorm and whitening on the attacked batch's statistics (fixed \
-                 batches of {} in test-set order, gradients through the statistics)",
-                e.batch_size.min(config.test_images())
-            )
-        };
-        specs.push(AttackSpec {
-            name: "fgsm-bn-batch",
-            attack: Attack::fgsm(),
-            grid: e.fgsm_eps.clone(),
-            cost: e.fgsm_eps.len() as u64,
-            params: batch_words(fgsm_words),
-            mode: Mode::BatchStatistics,
-        });
-        specs.push(AttackSpec {
-            name: "pgd-bn-batch",
-            attack: Attack::Pgd(pgd),
-            grid: e.pgd_eps.clone(),
-            cost: (e.pgd_eps.len() * e.pgd_steps) as u64,
-            params: batch_words(&pgd_words(&pgd, "cross-entropy")),
-            mode: Mode::BatchStatistics,
-        });
-    }
-    specs
-}
-
-/// The PGD configuration of `config`'s evaluation.
-pub fn pgd_config(config: &Config) -> PgdConfig {
-    PgdConfig {
-        steps: config.eval.pgd_steps,
-        step_size: StepSize::Absolute(config.eval.pgd_step_size),
-        random_start: config.eval.pgd_random_start,
-        ..PgdConfig::linf(0.0)
-    }
-}
-
 /// Evaluates a finished run (robustness, spectra, sensitivity maps, summary), unless its
 /// summary is already up to date.
 ///
@@ -307,6 +157,7 @@ pub fn evaluate_run(ctx: &Context<'_>, config: &Config, seed: u64) -> Result<Eva
         monotone_tolerance: 1,
     };
     let mut curves: Vec<(String, String, RobustnessCurve)> = Vec::new();
+    let mut modes: Vec<Mode> = Vec::new();
     for spec in specs {
         bar.set_message(format!("{} {}", config.id(), spec.name));
         let curve = match spec.mode {
@@ -335,6 +186,7 @@ pub fn evaluate_run(ctx: &Context<'_>, config: &Config, seed: u64) -> Result<Eva
             curve.clean_accuracy
         ));
         curves.push((spec.name.to_string(), spec.params, curve));
+        modes.push(spec.mode);
         bar.inc(spec.cost);
     }
     bar.finish_and_clear();
@@ -342,33 +194,25 @@ pub fn evaluate_run(ctx: &Context<'_>, config: &Config, seed: u64) -> Result<Eva
         .iter()
         .flat_map(|(_, _, c)| c.flags.iter().map(|f| f.to_string()))
         .collect();
-    let find = |name: &str| curves.iter().find(|c| c.0 == name).map(|c| &c.2);
-    if let (Some(p), Some(f)) = (find("pgd"), find("fgsm")) {
+    // The attack-order checks compare curves of one classifier: the eval-mode curves among
+    // themselves, the BatchNorm-batch-statistics ones among themselves.
+    for batch in [false, true] {
+        let group: Vec<RobustnessCurve> = curves
+            .iter()
+            .zip(&modes)
+            .filter(|(_, m)| m.uses_batch_statistics() == batch)
+            .map(|(c, _)| c.2.clone())
+            .collect();
+        let prefix = if batch {
+            "BatchNorm on batch statistics: "
+        } else {
+            ""
+        };
         flags.extend(
-            specreg_attacks::compare_pgd_fgsm(p, f)
+            specreg_attacks::cross_curve_flags(&group)?
                 .iter()
-                .map(|f| f.to_string()),
+                .map(|f| format!("{prefix}{f}")),
         );
-    }
-    // Weaker attacks must not beat stronger ones by more than a point.
-    for (weaker, stronger) in [
-        ("pgd", "pgd-cw"),
-        ("pgd", "apgd-ce"),
-        ("pgd", "apgd-dlr"),
-        ("fgsm-bn-batch", "pgd-bn-batch"),
-    ] {
-        if let (Some(w), Some(st)) = (find(weaker), find(stronger)) {
-            let w = restricted(w, st);
-            flags.extend(
-                specreg_attacks::compare_attack_strength(
-                    &w,
-                    st,
-                    specreg_attacks::ATTACK_ORDER_TOLERANCE,
-                )?
-                .iter()
-                .map(|f| format!("{weaker} vs {stronger}: {f}")),
-            );
-        }
     }
     let clean_accuracy = curves[0].2.clean_accuracy;
     write_robustness_csv(&paths, &provenance, &curves, &flags)?;

@@ -17,6 +17,7 @@
 //!   scripts; [`cost`], [`calibrate`] and [`estimate`]: what a sweep will cost here.
 #![warn(missing_docs)]
 
+mod attack_plan;
 pub mod calibrate;
 pub mod checkpoint;
 pub mod claims;

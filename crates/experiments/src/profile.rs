@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::config::{Config, Experiment};
+use crate::config::{Config, Experiment, merge_tables};
 use crate::error::ConfigError;
 
 /// Override tables, merged in field order.
@@ -159,19 +159,23 @@ impl Profile {
     /// # Errors
     /// As [`Config::load_with`].
     pub fn load_config(&self, path: &Path) -> Result<Config, ConfigError> {
-        let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            path: origin.clone(),
-            source,
-        })?;
-        let raw: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| ConfigError::Syntax {
-                origin: origin.clone(),
-                message: e.to_string(),
-            })?;
-        let overrides = self.overrides_for(&raw);
-        Config::load_with(path, &overrides)
+        self.config_from_table(Config::read_table(path)?, path)
+    }
+
+    /// The config of the table `raw` read from `path` (see [`Config::read_table`]), with this
+    /// profile's overrides applied.
+    ///
+    /// # Errors
+    /// As [`Config::from_table`].
+    pub fn config_from_table(
+        &self,
+        mut raw: toml::Table,
+        path: &Path,
+    ) -> Result<Config, ConfigError> {
+        for o in self.overrides_for(&raw) {
+            merge_tables(&mut raw, &o);
+        }
+        Config::from_table(raw, &path.display().to_string())
     }
 }
 

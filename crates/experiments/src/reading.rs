@@ -22,8 +22,14 @@ pub struct Reading {
     pub spectral: Option<String>,
     /// Where PGD starts.
     pub pgd_start: String,
-    /// The rank convention: the anchor τ of the penalty and the α fit's ranks.
+    /// The rank convention: the anchor τ of the penalty and the α fit's ranks, in words.
     pub ranks: String,
+    /// The spectral penalty's anchor rank τ, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tau: Option<usize>,
+    /// The α fit's 1-based rank range.
+    #[serde(default)]
+    pub fit_ranks: [usize; 2],
 }
 
 impl Reading {
@@ -86,6 +92,8 @@ impl Reading {
                     "custom"
                 }
             ),
+            tau: config.spectral.as_ref().map(|s| s.tau),
+            fit_ranks: e.fit_ranks,
         }
     }
 
@@ -118,12 +126,11 @@ impl Reading {
             }
             .into(),
         );
-        if let Some(tau) = self.ranks.split("τ = ").nth(1) {
-            parts.push(format!("τ = {}", first_word(tau)));
+        if let Some(tau) = self.tau {
+            parts.push(format!("τ = {tau}"));
         }
-        if let Some(fit) = self.ranks.split("ranks ").last() {
-            parts.push(format!("fit {}", first_word(fit)));
-        }
+        let [first, last] = self.fit_ranks;
+        parts.push(format!("fit {first}–{last}"));
         parts.join(" · ")
     }
 }

@@ -49,10 +49,11 @@ impl Selection {
             // A profile's overrides need only suit the configs it includes (the quick
             // profile's batch sizes break the batch-size rule of excluded ones), so the
             // selection is made on the raw file before validation.
-            if !explicit && peek_id(f).is_some_and(|id| !self.profile.includes(&id)) {
+            let raw = Config::read_table(f)?;
+            if !explicit && raw_id(&raw).is_some_and(|id| !self.profile.includes(&id)) {
                 continue;
             }
-            let mut c = self.profile.load_config(f)?;
+            let mut c = self.profile.config_from_table(raw, f)?;
             if !explicit && !self.profile.includes(&c.id()) {
                 continue;
             }
@@ -78,10 +79,9 @@ impl Selection {
     }
 }
 
-/// `<experiment>/<variant>` of a config file as written, before overrides and validation;
-/// `None` when it cannot be read that far (loading it then reports the error).
-fn peek_id(path: &std::path::Path) -> Option<String> {
-    let table: toml::Table = std::fs::read_to_string(path).ok()?.parse().ok()?;
+/// `<experiment>/<variant>` of a config table as written, before overrides and validation;
+/// `None` when it lacks either (loading it then reports the error).
+fn raw_id(table: &toml::Table) -> Option<String> {
     let exp = table.get("experiment")?.as_str()?;
     let variant = table.get("variant")?.as_str()?;
     Some(format!("{exp}/{variant}"))

@@ -113,21 +113,28 @@ impl Config {
     /// # Errors
     /// As [`Config::load`].
     pub fn load_with(path: &Path, overrides: &[toml::Table]) -> Result<Config, ConfigError> {
+        let mut table = Config::read_table(path)?;
+        for o in overrides {
+            merge_tables(&mut table, o);
+        }
+        Config::from_table(table, &path.display().to_string())
+    }
+
+    /// Reads a config file as a TOML table, neither merged nor validated.
+    ///
+    /// # Errors
+    /// [`ConfigError::Io`] and [`ConfigError::Syntax`], naming the file.
+    pub fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
             path: origin.clone(),
             source,
         })?;
-        let mut table: toml::Table =
-            text.parse()
-                .map_err(|e: toml::de::Error| ConfigError::Syntax {
-                    origin: origin.clone(),
-                    message: e.to_string(),
-                })?;
-        for o in overrides {
-            merge_tables(&mut table, o);
-        }
-        Config::from_table(table, &origin)
+        text.parse()
+            .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                origin,
+                message: e.to_string(),
+            })
     }
 
     /// Parses and validates an already parsed TOML table.
