@@ -197,15 +197,9 @@ pub fn slurm(args: &SlurmArgs, global: &Global, progress: &Progress) -> Result<E
         ((total / (3600.0 * args.hours_per_task)).ceil() as usize).clamp(1, runs)
     });
     // The longest shard's remaining work, priced on this machine.
-    let longest = (1..=shards)
-        .map(|index| {
-            shard_configs(
-                &configs,
-                Shard {
-                    index,
-                    count: shards,
-                },
-            )
+    let mut longest = 0.0f64;
+    for index in 1..=shards {
+        let work: f64 = shard_configs(&configs, Shard::new(index, shards)?)
             .iter()
             .flat_map(|c| c.seeds.iter().map(move |&s| (c.id(), s)))
             .filter_map(|(id, seed)| {
@@ -215,9 +209,9 @@ pub fn slurm(args: &SlurmArgs, global: &Global, progress: &Progress) -> Result<E
                     .find(|r| r.id == id && r.seed == seed)
                     .map(|r| r.estimate.total())
             })
-            .sum::<f64>()
-        })
-        .fold(0.0, f64::max);
+            .sum();
+        longest = longest.max(work);
+    }
     let mut global_args = vec![
         "--out".to_string(),
         global.out.display().to_string(),

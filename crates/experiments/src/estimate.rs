@@ -352,7 +352,7 @@ mod tests {
         let long = Plan {
             runs: vec![planned("exp1/a", 3000.0, 1000.0)],
         };
-        let text = describe(&long, &calibration(), Shard { index: 2, count: 3 }, "paper");
+        let text = describe(&long, &calibration(), Shard::new(2, 3).unwrap(), "paper");
         assert!(text.contains("shard 2/3") && text.contains("--profile quick"));
         assert!(text.contains("--shard K/N"));
     }
@@ -387,7 +387,7 @@ mod tests {
             out.join("timing.json")
         );
         assert_eq!(
-            TimingRecord::path(out, "train", Shard { index: 1, count: 3 }),
+            TimingRecord::path(out, "train", Shard::new(1, 3).unwrap()),
             out.join("timing-train-shard-1-of-3.json")
         );
     }

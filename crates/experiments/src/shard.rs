@@ -41,13 +41,36 @@ pub enum ShardError {
 /// Shard `index` of `count`, 1-based like Slurm's `--array=1-N`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
-    /// 1-based shard number K.
-    pub index: usize,
-    /// Number of shards N.
-    pub count: usize,
+    index: usize,
+    count: usize,
 }
 
 impl Shard {
+    /// Shard `index` (1-based) of `count`.
+    ///
+    /// # Errors
+    /// `count = 0`, or `index` outside `1..=count`.
+    pub fn new(index: usize, count: usize) -> Result<Shard, ShardError> {
+        let given = format!("{index}/{count}");
+        if count == 0 {
+            return Err(ShardError::NoShards { given });
+        }
+        if index == 0 || index > count {
+            return Err(ShardError::OutOfRange { given, count });
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// The 1-based shard number K.
+    pub fn index(self) -> usize {
+        self.index
+    }
+
+    /// The number of shards N.
+    pub fn count(self) -> usize {
+        self.count
+    }
+
     /// The whole sweep as one shard.
     pub const ALL: Shard = Shard { index: 1, count: 1 };
 
@@ -82,23 +105,21 @@ impl FromStr for Shard {
             })
         };
         let (index, count) = (parse(k)?, parse(n)?);
-        if count == 0 {
-            return Err(ShardError::NoShards { given });
-        }
-        if index == 0 || index > count {
-            return Err(ShardError::OutOfRange { given, count });
-        }
-        Ok(Shard { index, count })
+        Shard::new(index, count).map_err(|e| match e {
+            ShardError::NoShards { .. } => ShardError::NoShards { given },
+            ShardError::OutOfRange { count, .. } => ShardError::OutOfRange { given, count },
+            other => other,
+        })
     }
 }
 
 /// The shard (0-based) of each item with cost `costs[i]`, dealt largest first to the
-/// least-loaded of `count` shards.
-///
-/// # Panics
-/// If `count` is zero (a [`Shard`] never has zero shards).
+/// least-loaded of `count` shards (the first of equally loaded ones). With `count = 0`
+/// there is nowhere to deal to and the result is empty; a [`Shard`] always has `count ≥ 1`.
 pub fn assign(costs: &[f64], count: usize) -> Vec<usize> {
-    assert!(count > 0, "assign: at least one shard");
+    if count == 0 {
+        return Vec::new();
+    }
     let mut order: Vec<usize> = (0..costs.len()).collect();
     // Stable sort: equal costs keep their listed order.
     order.sort_by(|&a, &b| costs[b].total_cmp(&costs[a]));

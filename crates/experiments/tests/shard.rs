@@ -192,7 +192,7 @@ fn paper_sweep_shards_are_a_balanced_partition() {
         let mut seen = BTreeSet::new();
         let mut loads = Vec::new();
         for index in 1..=count {
-            let part = shard_configs(&all, Shard { index, count });
+            let part = shard_configs(&all, Shard::new(index, count).unwrap());
             let mut load = 0.0;
             for c in &part {
                 load += c.seeds.len() as f64 * reference_cost(c).total();
