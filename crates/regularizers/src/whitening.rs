@@ -35,7 +35,7 @@
 
 use ndarray::{Array1, Array2};
 use specreg_nn::{Layer, Mode, NnError, Param, Result};
-use specreg_tensor::{BinaryOp, DType, Device, Error as TensorError, Tensor, Triangle};
+use specreg_tensor::{BinaryOp, DType, Device, Error as TensorError, Side, Tensor, Triangle};
 
 /// Which mean and covariance a [`Whitening`] layer uses outside training (see the module
 /// table).
@@ -261,8 +261,8 @@ impl Layer for Whitening {
             let xc = x.broadcast_along(&self.running_mean, 1, BinaryOp::Sub)?;
             (xc, self.running_factor()?)
         };
-        // Y = X_c L⁻ᵀ, i.e. Yᵀ = L⁻¹ X_cᵀ.
-        let y = l.solve_triangular(&xc.t()?, Triangle::Lower, false)?.t()?;
+        // Y = X_c L⁻ᵀ: the right-side solve Y Lᵀ = X_c.
+        let y = l.solve_triangular(&xc, Side::Right, Triangle::Lower, true)?;
         self.cache = Some(Cache {
             batch,
             l,
@@ -286,12 +286,11 @@ impl Layer for Whitening {
                 got: grad_out.shape().to_vec(),
             });
         }
-        // Z L⁻¹ = (L⁻ᵀ Zᵀ)ᵀ.
+        // Z L⁻¹: the right-side solve X L = Z.
         let right_solve = |z: &Tensor| -> Result<Tensor> {
             Ok(cache
                 .l
-                .solve_triangular(&z.t()?, Triangle::Lower, true)?
-                .t()?)
+                .solve_triangular(z, Side::Right, Triangle::Lower, false)?)
         };
         if !cache.batch {
             return right_solve(grad_out);

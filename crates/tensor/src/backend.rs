@@ -53,6 +53,10 @@ pub enum BinaryOp {
     SigmoidBackward,
     /// ReLU backward: `a` is the input `x`, `b` the upstream gradient: `b · [x > 0]`
     ReluBackward,
+    /// `[a > b]`: 1 where `a > b`, else 0 (0 when either is NaN)
+    Greater,
+    /// `[a = b]`: 1 where `a == b`, else 0 (0 when either is NaN)
+    Equal,
 }
 
 pub(crate) trait BackendStorage: Sized {
@@ -70,7 +74,13 @@ pub(crate) trait BackendStorage: Sized {
     fn sum_axis(&self, axis: usize) -> Result<Self>;
     fn sum_all(&self) -> Result<f64>;
     fn max_abs(&self) -> Result<f64>;
-    fn argmax_rows(&self) -> Result<Vec<usize>>;
+    /// Per-row argmax of a `[B, K]` tensor as a `[B]` tensor of indices in `self`'s dtype.
+    fn argmax_rows(&self) -> Result<Self>;
+    /// Rows `idx` (indices along axis 0, validated) of a tensor of rank ≥ 1.
+    fn index_select(&self, idx: &[usize]) -> Result<Self>;
+    /// `self ≠ 0 ? on_true : on_false`, where `self` (the mask) has the operands' shape, or
+    /// is 1-D and runs along their axis 0 (one choice per row).
+    fn where_cond(&self, on_true: &Self, on_false: &Self) -> Result<Self>;
     fn matmul(&self, rhs: &Self, lhs_t: bool, rhs_t: bool) -> Result<Self>;
     fn log_softmax(&self) -> Result<Self>;
     /// Per-sample `−log softmax(x)[y]` (shape `[B]`) and `softmax(x) − onehot(y)` (`[B, C]`).
@@ -83,5 +93,6 @@ pub(crate) trait BackendStorage: Sized {
     fn max_pool2d_gather(&self, argmax: &Self) -> Result<Self>;
     fn symmetric_eigen(&self) -> Result<(Self, Self)>;
     fn cholesky(&self) -> Result<Self>;
-    fn solve_triangular(&self, b: &Self, lower: bool, transpose: bool) -> Result<Self>;
+    /// `op(T) X = B` (`left`) or `X op(T) = B` (right), `self = T`.
+    fn solve_triangular(&self, b: &Self, lower: bool, transpose: bool, left: bool) -> Result<Self>;
 }

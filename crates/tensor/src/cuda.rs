@@ -180,8 +180,14 @@ impl BackendStorage for CudaStorage {
     fn max_abs(&self) -> Result<f64> {
         self.unsupported("max_abs")
     }
-    fn argmax_rows(&self) -> Result<Vec<usize>> {
+    fn argmax_rows(&self) -> Result<Self> {
         self.unsupported("argmax_rows")
+    }
+    fn index_select(&self, _: &[usize]) -> Result<Self> {
+        self.unsupported("index_select")
+    }
+    fn where_cond(&self, _: &Self, _: &Self) -> Result<Self> {
+        self.unsupported("where_cond")
     }
     fn matmul(&self, _: &Self, _: bool, _: bool) -> Result<Self> {
         self.unsupported("matmul")
@@ -216,7 +222,7 @@ impl BackendStorage for CudaStorage {
     fn cholesky(&self) -> Result<Self> {
         self.unsupported("cholesky")
     }
-    fn solve_triangular(&self, _: &Self, _: bool, _: bool) -> Result<Self> {
+    fn solve_triangular(&self, _: &Self, _: bool, _: bool, _: bool) -> Result<Self> {
         self.unsupported("solve_triangular")
     }
 }

@@ -26,6 +26,15 @@ pub enum Triangle {
     Upper,
 }
 
+/// Which side of the unknown a triangular factor stands on in a solve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// `op(T) X = B`.
+    Left,
+    /// `X op(T) = B`.
+    Right,
+}
+
 /// `a · b` for 2-D views of any layout (pass `x.t()` for a transposed operand).
 ///
 /// # Panics

@@ -152,8 +152,34 @@ impl Storage {
     pub(crate) fn max_abs(&self) -> Result<f64> {
         host!(self, s => s.max_abs())
     }
-    pub(crate) fn argmax_rows(&self) -> Result<Vec<usize>> {
-        host!(self, s => s.argmax_rows())
+    pub(crate) fn argmax_rows(&self) -> Result<Storage> {
+        one!(self, s => s.argmax_rows())
+    }
+    pub(crate) fn index_select(&self, idx: &[usize]) -> Result<Storage> {
+        one!(self, s => s.index_select(idx))
+    }
+    pub(crate) fn where_cond(&self, on_true: &Storage, on_false: &Storage) -> Result<Storage> {
+        match (self, on_true, on_false) {
+            (Storage::Cpu(m), Storage::Cpu(t), Storage::Cpu(f)) => {
+                Ok(Storage::Cpu(m.where_cond(t, f)?))
+            }
+            #[cfg(feature = "cuda")]
+            (Storage::Cuda(m), Storage::Cuda(t), Storage::Cuda(f))
+                if m.ordinal() == t.ordinal() && t.ordinal() == f.ordinal() =>
+            {
+                Ok(Storage::Cuda(Arc::new(m.where_cond(t, f)?)))
+            }
+            #[allow(unreachable_patterns)]
+            (m, t, f) => Err(Error::DeviceMismatch {
+                op: "where_cond",
+                lhs: m.device(),
+                rhs: if m.device() != t.device() {
+                    t.device()
+                } else {
+                    f.device()
+                },
+            }),
+        }
     }
     pub(crate) fn matmul(&self, rhs: &Storage, lt: bool, rt: bool) -> Result<Storage> {
         two!("matmul", self, rhs, (a, b) => a.matmul(b, lt, rt))
@@ -193,7 +219,13 @@ impl Storage {
     pub(crate) fn cholesky(&self) -> Result<Storage> {
         one!(self, s => s.cholesky())
     }
-    pub(crate) fn solve_triangular(&self, b: &Storage, lower: bool, tr: bool) -> Result<Storage> {
-        two!("solve_triangular", self, b, (a, b) => a.solve_triangular(b, lower, tr))
+    pub(crate) fn solve_triangular(
+        &self,
+        b: &Storage,
+        lower: bool,
+        tr: bool,
+        left: bool,
+    ) -> Result<Storage> {
+        two!("solve_triangular", self, b, (a, b) => a.solve_triangular(b, lower, tr, left))
     }
 }

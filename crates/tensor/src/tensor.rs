@@ -56,7 +56,7 @@ impl Tensor {
             });
         }
         let a = ArrayD::from_shape_vec(IxDyn(shape), data).expect("length checked");
-        Self::from_array(a).to_device(device)
+        Self::from_array(a).upload(device)
     }
 
     /// A tensor of `shape` filled with `value`.
@@ -65,7 +65,7 @@ impl Tensor {
             DType::F32 => Self::from_array(ArrayD::from_elem(IxDyn(shape), value as f32)),
             DType::F64 => Self::from_array(ArrayD::from_elem(IxDyn(shape), value)),
         };
-        t.to_device(device)
+        t.upload(device)
     }
 
     /// A tensor of zeros.
@@ -128,13 +128,20 @@ impl Tensor {
             }
             DType::F64 => Self::from_vec((0..n).map(|_| f()).collect(), shape, &Device::Cpu)?,
         };
-        t.to_device(device)
+        t.upload(device)
     }
 
     /// A zero-copy view of a CPU tensor's data as an ndarray.
     ///
     /// Errors if the tensor is not on the CPU or `T` is not its dtype.
     pub fn as_array_view<T: Element>(&self) -> Result<ArrayViewD<'_, T>> {
+        crate::host_reads::count("as_array_view");
+        self.host_view()
+    }
+
+    /// [`Tensor::as_array_view`] without counting a host read (for the crate's own reads,
+    /// counted once by their public entry point).
+    fn host_view<T: Element>(&self) -> Result<ArrayViewD<'_, T>> {
         match &self.storage {
             Storage::Cpu(s) => T::unwrap_ref(s)
                 .map(|a| a.view())
@@ -153,13 +160,27 @@ impl Tensor {
 
     /// The data as an owned ndarray (copied from the device if needed).
     pub fn to_array<T: Element>(&self) -> Result<ArrayD<T>> {
+        crate::host_reads::count("to_array");
+        self.host_array()
+    }
+
+    fn host_array<T: Element>(&self) -> Result<ArrayD<T>> {
         let cpu = Tensor::from_storage(Storage::Cpu(self.storage.to_cpu()?));
-        Ok(cpu.as_array_view::<T>()?.to_owned())
+        Ok(cpu.host_view::<T>()?.to_owned())
+    }
+
+    /// The data as `f64`, row-major, without counting a host read (the caller counts).
+    pub(crate) fn host_array_f64(&self) -> Result<Vec<f64>> {
+        Ok(match self.storage.to_cpu()? {
+            CpuStorage::F32(a) => a.iter().map(|&x| f64::from(x)).collect(),
+            CpuStorage::F64(a) => a.iter().copied().collect(),
+        })
     }
 
     /// The data, row-major, as a flat vector.
     pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
-        let a = self.to_array::<T>()?;
+        crate::host_reads::count("to_vec");
+        let a = self.host_array::<T>()?;
         Ok(a.as_standard_layout().iter().copied().collect())
     }
 
@@ -175,7 +196,8 @@ impl Tensor {
                 ),
             });
         }
-        self.sum_all()
+        crate::host_reads::count("to_scalar");
+        self.storage.sum_all()
     }
 
     /// The shape.
@@ -229,6 +251,14 @@ impl Tensor {
 
     /// The same data on `device` (a cheap clone if it is already there).
     pub fn to_device(&self, device: &Device) -> Result<Self> {
+        if device.is_cpu() && !self.device().is_cpu() {
+            crate::host_reads::count("to_device(cpu)");
+        }
+        Ok(Self::from_storage(self.storage.to_device(*device)?))
+    }
+
+    /// A host-built tensor moved to `device` (an upload, never a host read).
+    pub(crate) fn upload(self, device: &Device) -> Result<Self> {
         Ok(Self::from_storage(self.storage.to_device(*device)?))
     }
 

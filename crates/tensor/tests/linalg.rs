@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use ndarray::{Array2, Ix2, array, s};
-use specreg_tensor::{DType, Error, Tensor, Triangle, linalg};
+use specreg_tensor::{DType, Error, Side, Tensor, Triangle, linalg};
 
 fn two(t: &Tensor) -> Array2<f64> {
     to64(t).into_dimensionality::<Ix2>().unwrap()
@@ -195,14 +195,18 @@ fn cholesky_and_triangular_solves() {
             .into_dimensionality::<Ix2>()
             .unwrap();
         let tb = Tensor::from_array(b.clone()).to_dtype(dtype).unwrap();
-        let x = two(&l.solve_triangular(&tb, Triangle::Lower, false).unwrap());
+        let x = two(&l
+            .solve_triangular(&tb, Side::Left, Triangle::Lower, false)
+            .unwrap());
         assert_close(
             &naive_matmul(&l64, &x).into_dyn(),
             &b.clone().into_dyn(),
             tol,
             "L X = B",
         );
-        let x = two(&l.solve_triangular(&tb, Triangle::Lower, true).unwrap());
+        let x = two(&l
+            .solve_triangular(&tb, Side::Left, Triangle::Lower, true)
+            .unwrap());
         assert_close(
             &naive_matmul(&l64.t().to_owned(), &x).into_dyn(),
             &b.clone().into_dyn(),
@@ -211,20 +215,48 @@ fn cholesky_and_triangular_solves() {
         );
         // Upper triangle given as a transposed view.
         let u = l.t().unwrap();
-        let x = two(&u.solve_triangular(&tb, Triangle::Upper, false).unwrap());
+        let x = two(&u
+            .solve_triangular(&tb, Side::Left, Triangle::Upper, false)
+            .unwrap());
         assert_close(
             &naive_matmul(&l64.t().to_owned(), &x).into_dyn(),
             &b.clone().into_dyn(),
             tol,
             "U X = B",
         );
-        let x = two(&u.solve_triangular(&tb, Triangle::Upper, true).unwrap());
+        let x = two(&u
+            .solve_triangular(&tb, Side::Left, Triangle::Upper, true)
+            .unwrap());
         assert_close(
             &naive_matmul(&l64, &x).into_dyn(),
-            &b.into_dyn(),
+            &b.clone().into_dyn(),
             tol,
             "Uᵀ X = B",
         );
+        // Right side: X op(T) = B with B: [4, 30], for each triangle and transpose.
+        let br = b.t().to_owned();
+        let tbr = Tensor::from_array(br.clone()).to_dtype(dtype).unwrap();
+        for (t, tri, t64) in [
+            (&l, Triangle::Lower, l64.clone()),
+            (&u, Triangle::Upper, l64.t().to_owned()),
+        ] {
+            for transpose in [false, true] {
+                let x = two(&t
+                    .solve_triangular(&tbr, Side::Right, tri, transpose)
+                    .unwrap());
+                let op = if transpose {
+                    t64.t().to_owned()
+                } else {
+                    t64.clone()
+                };
+                assert_close(
+                    &naive_matmul(&x, &op).into_dyn(),
+                    &br.clone().into_dyn(),
+                    tol,
+                    &format!("X op(T) = B, {tri:?}, transpose {transpose}"),
+                );
+            }
+        }
     }
     // A matrix that is not positive definite names its failing pivot.
     let bad = Tensor::from_array(array![[4.0f64, 2.0, 0.0], [2.0, 1.0, 0.0], [0.0, 0.0, 1.0]]);
@@ -235,7 +267,12 @@ fn cholesky_and_triangular_solves() {
     let l = Tensor::from_array(Array2::<f64>::eye(3));
     let b = Tensor::from_array(Array2::<f64>::zeros((4, 2)));
     assert!(matches!(
-        l.solve_triangular(&b, Triangle::Lower, false),
+        l.solve_triangular(&b, Side::Left, Triangle::Lower, false),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    // [4, 2] has 2 columns, not 3: no right-side solve either.
+    assert!(matches!(
+        l.solve_triangular(&b, Side::Right, Triangle::Lower, false),
         Err(Error::ShapeMismatch { .. })
     ));
 }

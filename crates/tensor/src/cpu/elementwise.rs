@@ -70,6 +70,8 @@ pub(crate) fn binary_fn<T: Element>(op: BinaryOp) -> fn(T, T) -> T {
         BinaryOp::TanhBackward => |y, g| g * (T::one() - y * y),
         BinaryOp::SigmoidBackward => |y, g| g * y * (T::one() - y),
         BinaryOp::ReluBackward => |x, g| if x > T::zero() { g } else { T::zero() },
+        BinaryOp::Greater => |a, b| if a > b { T::one() } else { T::zero() },
+        BinaryOp::Equal => |a, b| if a == b { T::one() } else { T::zero() },
     }
 }
 
@@ -128,8 +130,9 @@ pub(crate) fn max_abs<T: Element>(a: &Arr<T>) -> f64 {
     })
 }
 
-pub(crate) fn argmax_rows<T: Element>(a: &Arr<T>) -> Vec<usize> {
-    a.axis_iter(Axis(0))
+pub(crate) fn argmax_rows<T: Element>(a: &Arr<T>) -> Arr<T> {
+    let idx: ndarray::Array1<T> = a
+        .axis_iter(Axis(0))
         .map(|row| {
             let mut best = 0;
             for (j, &x) in row.iter().enumerate() {
@@ -137,9 +140,36 @@ pub(crate) fn argmax_rows<T: Element>(a: &Arr<T>) -> Vec<usize> {
                     best = j;
                 }
             }
-            best
+            T::of_f64(best as f64)
         })
-        .collect()
+        .collect();
+    idx.into_dyn().into_shared()
+}
+
+pub(crate) fn index_select<T: Element>(a: &Arr<T>, idx: &[usize]) -> Arr<T> {
+    a.select(Axis(0), idx).into_shared()
+}
+
+/// `mask ≠ 0 ? t : f`, the mask either of the operands' shape or one entry per row.
+pub(crate) fn where_cond<T: Element>(mask: &Arr<T>, t: &Arr<T>, f: &Arr<T>) -> Arr<T> {
+    let zero = T::zero();
+    if mask.shape() == t.shape() {
+        let z = Zip::from(mask).and(t).and(f);
+        return z
+            .map_collect(|&m, &x, &y| if m != zero { x } else { y })
+            .into_shared();
+    }
+    let mut out = f.to_owned();
+    for ((m, mut o), src) in mask
+        .iter()
+        .zip(out.axis_iter_mut(Axis(0)))
+        .zip(t.axis_iter(Axis(0)))
+    {
+        if *m != zero {
+            o.assign(&src);
+        }
+    }
+    out.into_shared()
 }
 
 /// Row-wise `x − max − ln Σ exp(x − max)`.

@@ -89,6 +89,27 @@ fn eigh<T: Element>(a: &ArcArray<T, IxDyn>) -> Result<(ArcArray<T, IxDyn>, ArcAr
     Ok((shared(v), shared(u)))
 }
 
+/// `op(T) X = B`, or for the right side `X op(T) = B` solved as `op(T)ᵀ Xᵀ = Bᵀ` on
+/// transposed views (no copies) and returned as a transposed view.
+fn solve_side<T: Element>(
+    t: &ArcArray<T, IxDyn>,
+    b: &ArcArray<T, IxDyn>,
+    tri: linalg::Triangle,
+    transpose: bool,
+    left: bool,
+) -> Result<ArcArray<T, IxDyn>> {
+    if left {
+        return Ok(shared(linalg::solve_triangular(
+            two(t),
+            two(b),
+            tri,
+            transpose,
+        )?));
+    }
+    let xt = linalg::solve_triangular(two(t), two(b).t(), tri, !transpose)?;
+    Ok(shared(xt.reversed_axes()))
+}
+
 impl CpuStorage {
     pub(crate) fn from_array<T: Element>(a: ArcArray<T, IxDyn>) -> Self {
         T::wrap(a)
@@ -167,11 +188,32 @@ impl BackendStorage for CpuStorage {
         })
     }
 
-    fn argmax_rows(&self) -> Result<Vec<usize>> {
-        Ok(match self {
-            CpuStorage::F32(a) => elementwise::argmax_rows(a),
-            CpuStorage::F64(a) => elementwise::argmax_rows(a),
-        })
+    fn argmax_rows(&self) -> Result<Self> {
+        Ok(each!(self, a => elementwise::argmax_rows(a)))
+    }
+
+    fn index_select(&self, idx: &[usize]) -> Result<Self> {
+        Ok(each!(self, a => elementwise::index_select(a, idx)))
+    }
+
+    fn where_cond(&self, on_true: &Self, on_false: &Self) -> Result<Self> {
+        match (self, on_true, on_false) {
+            (CpuStorage::F32(m), CpuStorage::F32(t), CpuStorage::F32(f)) => {
+                Ok(CpuStorage::F32(elementwise::where_cond(m, t, f)))
+            }
+            (CpuStorage::F64(m), CpuStorage::F64(t), CpuStorage::F64(f)) => {
+                Ok(CpuStorage::F64(elementwise::where_cond(m, t, f)))
+            }
+            (m, t, f) => Err(Error::DTypeMismatch {
+                op: "where_cond",
+                lhs: m.dtype(),
+                rhs: if m.dtype() != t.dtype() {
+                    t.dtype()
+                } else {
+                    f.dtype()
+                },
+            }),
+        }
     }
 
     fn matmul(&self, rhs: &Self, lhs_t: bool, rhs_t: bool) -> Result<Self> {
@@ -254,19 +296,19 @@ impl BackendStorage for CpuStorage {
         })
     }
 
-    fn solve_triangular(&self, b: &Self, lower: bool, transpose: bool) -> Result<Self> {
+    fn solve_triangular(&self, b: &Self, lower: bool, transpose: bool, left: bool) -> Result<Self> {
         let tri = if lower {
             linalg::Triangle::Lower
         } else {
             linalg::Triangle::Upper
         };
         match (self, b) {
-            (CpuStorage::F32(t), CpuStorage::F32(b)) => Ok(CpuStorage::F32(shared(
-                linalg::solve_triangular(two(t), two(b), tri, transpose)?,
-            ))),
-            (CpuStorage::F64(t), CpuStorage::F64(b)) => Ok(CpuStorage::F64(shared(
-                linalg::solve_triangular(two(t), two(b), tri, transpose)?,
-            ))),
+            (CpuStorage::F32(t), CpuStorage::F32(b)) => {
+                Ok(CpuStorage::F32(solve_side(t, b, tri, transpose, left)?))
+            }
+            (CpuStorage::F64(t), CpuStorage::F64(b)) => {
+                Ok(CpuStorage::F64(solve_side(t, b, tri, transpose, left)?))
+            }
             (l, r) => Err(Error::DTypeMismatch {
                 op: "solve_triangular",
                 lhs: l.dtype(),

@@ -66,6 +66,10 @@ impl Tensor {
         maximum => Maximum,
         /// elementwise minimum
         minimum => Minimum,
+        /// `[a > b]` elementwise: 1 or 0, in the operands' dtype (0 where either is NaN)
+        greater => Greater,
+        /// `[a = b]` elementwise: 1 or 0, in the operands' dtype (0 where either is NaN)
+        equal => Equal,
     }
 
     /// Gradient through `y = tanh x` given the output `self = y`: `grad ⊙ (1 − y²)`.
@@ -168,6 +172,7 @@ impl Tensor {
 
     /// Sum of all elements, accumulated in `f64` in a fixed order.
     pub fn sum_all(&self) -> Result<f64> {
+        crate::host_reads::count("sum_all");
         self.storage.sum_all()
     }
 
@@ -179,17 +184,29 @@ impl Tensor {
                 reason: "empty tensor".into(),
             });
         }
-        Ok(self.sum_all()? / self.elem_count() as f64)
+        crate::host_reads::count("mean_all");
+        Ok(self.storage.sum_all()? / self.elem_count() as f64)
     }
 
     /// Largest absolute value (NaN if any element is NaN; 0 for an empty tensor).
     pub fn max_abs(&self) -> Result<f64> {
+        crate::host_reads::count("max_abs");
         self.storage.max_abs()
     }
 
-    /// Index of the largest element of each row of a 2-D tensor (first one on ties).
+    /// Index of the largest element of each row of a 2-D tensor (first one on ties), read
+    /// back to the host. [`Tensor::row_argmax`] keeps them on the device.
     pub fn argmax_rows(&self) -> Result<Vec<usize>> {
-        self.expect_rank("argmax_rows", 2)?;
-        self.storage.argmax_rows()
+        let idx = self.row_argmax()?;
+        crate::host_reads::count("argmax_rows");
+        Ok(idx.host_array_f64()?.iter().map(|&i| i as usize).collect())
+    }
+
+    /// Index of the largest element of each row of a 2-D tensor `[B, K]` (first one on
+    /// ties), as a `[B]` tensor of whole numbers in this tensor's dtype, on its device.
+    /// Exact for `K ≤ 2²⁴` in `f32`.
+    pub fn row_argmax(&self) -> Result<Tensor> {
+        self.expect_rank("row_argmax", 2)?;
+        Ok(Tensor::from_storage(self.storage.argmax_rows()?))
     }
 }

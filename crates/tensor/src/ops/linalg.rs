@@ -1,6 +1,7 @@
 //! Symmetric eigendecomposition, Cholesky and triangular solves on 2-D tensors.
 
-use crate::{Error, Result, Tensor, linalg::Triangle};
+use crate::linalg::{Side, Triangle};
+use crate::{Error, Result, Tensor};
 
 impl Tensor {
     fn expect_square(&self, op: &'static str) -> Result<usize> {
@@ -31,12 +32,20 @@ impl Tensor {
         Ok(Tensor::from_storage(self.storage.cholesky()?))
     }
 
-    /// Solves `op(T) X = B` with `self = T` triangular (`tri` says which triangle is read),
-    /// `op(T) = Tᵀ` when `transpose`. `B: [N, K]`.
-    pub fn solve_triangular(&self, b: &Tensor, tri: Triangle, transpose: bool) -> Result<Tensor> {
+    /// Solves `op(T) X = B` ([`Side::Left`], `B: [N, K]`) or `X op(T) = B`
+    /// ([`Side::Right`], `B: [K, N]`) with `self = T: [N, N]` triangular (`tri` says which
+    /// triangle is read) and `op(T) = Tᵀ` when `transpose`.
+    pub fn solve_triangular(
+        &self,
+        b: &Tensor,
+        side: Side,
+        tri: Triangle,
+        transpose: bool,
+    ) -> Result<Tensor> {
         let n = self.expect_square("solve_triangular")?;
-        let (bn, _) = b.dims2()?;
-        if bn != n {
+        let (rows, cols) = b.dims2()?;
+        let shared = if side == Side::Left { rows } else { cols };
+        if shared != n {
             return Err(Error::ShapeMismatch {
                 op: "solve_triangular",
                 lhs: self.shape().to_vec(),
@@ -44,9 +53,11 @@ impl Tensor {
             });
         }
         let lower = tri == Triangle::Lower;
-        Ok(Tensor::from_storage(
-            self.storage
-                .solve_triangular(&b.storage, lower, transpose)?,
-        ))
+        Ok(Tensor::from_storage(self.storage.solve_triangular(
+            &b.storage,
+            lower,
+            transpose,
+            side == Side::Left,
+        )?))
     }
 }

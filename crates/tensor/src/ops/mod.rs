@@ -7,6 +7,7 @@ mod elementwise;
 mod linalg;
 mod loss;
 mod matmul;
+mod select;
 
 use crate::{Error, Result, Tensor};
 
