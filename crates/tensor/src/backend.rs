@@ -78,6 +78,20 @@ pub(crate) trait BackendStorage: Sized {
     fn argmax_rows(&self) -> Result<Self>;
     /// Rows `idx` (indices along axis 0, validated) of a tensor of rank ≥ 1.
     fn index_select(&self, idx: &[usize]) -> Result<Self>;
+    /// The sum of every element, accumulated in `f64` in a fixed order, as a 0-D `f64`
+    /// storage on the same device.
+    fn sum_all_f64(&self) -> Result<Self>;
+    /// The indices of a 1-D storage sorted by descending value (stable: ties keep index
+    /// order; NaN sorts first, as the largest), as whole numbers in `self`'s dtype.
+    fn argsort_descending(&self) -> Result<Self>;
+    /// `out[k] = self[idx[k]]` for 1-D `self` and `idx` (indices validated by the caller's
+    /// contract: whole numbers below `self`'s length; others are an error).
+    fn gather(&self, idx: &Self) -> Result<Self>;
+    /// `out[idx[k]] = self[k]` into `len` zeros, for 1-D `self` and `idx` (a later `k`
+    /// wins on repeated indices).
+    fn scatter(&self, idx: &Self, len: usize) -> Result<Self>;
+    /// The 1-D storages `parts` one after another.
+    fn concat(parts: &[&Self]) -> Result<Self>;
     /// `self ≠ 0 ? on_true : on_false`, where `self` (the mask) has the operands' shape, or
     /// is 1-D and runs along their axis 0 (one choice per row).
     fn where_cond(&self, on_true: &Self, on_false: &Self) -> Result<Self>;

@@ -183,6 +183,27 @@ impl BackendStorage for CudaStorage {
     fn argmax_rows(&self) -> Result<Self> {
         self.unsupported("argmax_rows")
     }
+    fn sum_all_f64(&self) -> Result<Self> {
+        self.unsupported("sum_all_f64")
+    }
+    fn argsort_descending(&self) -> Result<Self> {
+        self.unsupported("argsort_descending")
+    }
+    fn gather(&self, _: &Self) -> Result<Self> {
+        self.unsupported("gather")
+    }
+    fn scatter(&self, _: &Self, _: usize) -> Result<Self> {
+        self.unsupported("scatter")
+    }
+    fn concat(parts: &[&Self]) -> Result<Self> {
+        match parts.first() {
+            Some(p) => p.unsupported("concat"),
+            None => Err(Error::InvalidArgument {
+                op: "concat",
+                reason: "no parts".into(),
+            }),
+        }
+    }
     fn index_select(&self, _: &[usize]) -> Result<Self> {
         self.unsupported("index_select")
     }

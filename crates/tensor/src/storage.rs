@@ -155,6 +155,58 @@ impl Storage {
     pub(crate) fn argmax_rows(&self) -> Result<Storage> {
         one!(self, s => s.argmax_rows())
     }
+    pub(crate) fn sum_all_f64(&self) -> Result<Storage> {
+        one!(self, s => s.sum_all_f64())
+    }
+    pub(crate) fn argsort_descending(&self) -> Result<Storage> {
+        one!(self, s => s.argsort_descending())
+    }
+    pub(crate) fn gather(&self, idx: &Storage) -> Result<Storage> {
+        two!("gather", self, idx, (a, b) => a.gather(b))
+    }
+    pub(crate) fn scatter(&self, idx: &Storage, len: usize) -> Result<Storage> {
+        two!("scatter", self, idx, (a, b) => a.scatter(b, len))
+    }
+    /// The 1-D storages `parts` (at least one, all on one device) one after another.
+    pub(crate) fn concat(parts: &[&Storage]) -> Result<Storage> {
+        let first = parts.first().ok_or(Error::InvalidArgument {
+            op: "concat",
+            reason: "no parts".into(),
+        })?;
+        if let Some(other) = parts.iter().find(|p| p.device() != first.device()) {
+            return Err(Error::DeviceMismatch {
+                op: "concat",
+                lhs: first.device(),
+                rhs: other.device(),
+            });
+        }
+        match first {
+            Storage::Cpu(_) => {
+                let cpu: Vec<&CpuStorage> = parts
+                    .iter()
+                    .filter_map(|p| match p {
+                        Storage::Cpu(c) => Some(c),
+                        #[allow(unreachable_patterns)]
+                        _ => None,
+                    })
+                    .collect();
+                Ok(Storage::Cpu(CpuStorage::concat(&cpu)?))
+            }
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(_) => {
+                let cuda: Vec<&crate::cuda::CudaStorage> = parts
+                    .iter()
+                    .filter_map(|p| match p {
+                        Storage::Cuda(c) => Some(c.as_ref()),
+                        _ => None,
+                    })
+                    .collect();
+                Ok(Storage::Cuda(Arc::new(crate::cuda::CudaStorage::concat(
+                    &cuda,
+                )?)))
+            }
+        }
+    }
     pub(crate) fn index_select(&self, idx: &[usize]) -> Result<Storage> {
         one!(self, s => s.index_select(idx))
     }

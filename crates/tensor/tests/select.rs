@@ -195,3 +195,62 @@ fn host_reads_counts_each_public_read_once() {
     y.sum_all().unwrap();
     assert_eq!((inner.count(), rec.count()), (1, 9));
 }
+
+#[test]
+fn argsort_gather_scatter_round_trip() {
+    for dtype in DTYPES {
+        let v = Tensor::from_array(array![0.5, 3.0, -1.0, 3.0, 2.0])
+            .to_dtype(dtype)
+            .unwrap();
+        let order = v.argsort_descending().unwrap();
+        // Stable: the two 3.0s keep their index order.
+        assert_eq!(
+            to64(&order).iter().copied().collect::<Vec<_>>(),
+            [1.0, 3.0, 4.0, 0.0, 2.0]
+        );
+        let sorted = v.gather(&order).unwrap();
+        assert_eq!(
+            to64(&sorted).iter().copied().collect::<Vec<_>>(),
+            [3.0, 3.0, 2.0, 0.5, -1.0]
+        );
+        // Scattering the sorted values back through the permutation restores the original.
+        assert_eq!(to64(&sorted.scatter(&order, 5).unwrap()), to64(&v));
+        let bad = Tensor::from_array(array![0.0, 5.0])
+            .to_dtype(dtype)
+            .unwrap();
+        match v.gather(&bad) {
+            Err(Error::InvalidArgument { reason, .. }) => assert!(reason.contains("index 5")),
+            other => panic!("expected an index error, got {other:?}"),
+        }
+        let half = Tensor::from_array(array![0.5]).to_dtype(dtype).unwrap();
+        assert!(v.gather(&half).is_err());
+    }
+    let nan = Tensor::from_array(array![1.0f64, f64::NAN, 2.0]);
+    assert_eq!(
+        nan.argsort_descending().unwrap().to_vec::<f64>().unwrap(),
+        [1.0, 2.0, 0.0]
+    );
+}
+
+#[test]
+fn sum_all_f64_and_concat_stay_on_device() {
+    let x = rand_tensor(&[7, 5], DType::F32, 9);
+    let rec = HostReads::start();
+    let s = x.sum_all_f64().unwrap();
+    let packed = Tensor::concat(&[&s, &x.sum_all_f64().unwrap().reshape(&[1]).unwrap()]).unwrap();
+    assert_eq!(rec.count(), 0);
+    assert_eq!((s.shape(), s.dtype()), (&[][..], DType::F64));
+    let want = x.sum_all().unwrap();
+    assert_eq!(packed.to_vec::<f64>().unwrap(), [want, want]);
+    let a = Tensor::from_array(array![1.0f32, 2.0]);
+    let b = Tensor::from_array(array![3.0f32]);
+    assert_eq!(
+        Tensor::concat(&[&a, &b]).unwrap().to_vec::<f32>().unwrap(),
+        [1.0, 2.0, 3.0]
+    );
+    assert!(matches!(
+        Tensor::concat(&[&a, &s]),
+        Err(Error::DTypeMismatch { .. })
+    ));
+    assert!(Tensor::concat(&[]).is_err());
+}

@@ -201,3 +201,47 @@ pub(crate) fn cross_entropy<T: Element>(a: &Arr<T>, labels: &[usize]) -> (Arr<T>
     }
     (loss.into_dyn().into_shared(), grad.into_shared())
 }
+
+pub(crate) fn argsort_descending<T: Element>(a: &Arr<T>) -> Arr<T> {
+    let v: Vec<T> = a.iter().copied().collect();
+    let mut order: Vec<usize> = (0..v.len()).collect();
+    order.sort_by(|&i, &j| v[j].as_f64().total_cmp(&v[i].as_f64()));
+    let out: ndarray::Array1<T> = order.into_iter().map(|i| T::of_f64(i as f64)).collect();
+    out.into_dyn().into_shared()
+}
+
+/// Reads a whole-number index stored as a float, or says why it is not one below `len`.
+pub(crate) fn index_of<T: Element>(x: T, len: usize) -> std::result::Result<usize, String> {
+    let f = x.as_f64();
+    if f >= 0.0 && f.fract() == 0.0 && f < len as f64 {
+        Ok(f as usize)
+    } else {
+        Err(format!("index {f} is not a whole number below {len}"))
+    }
+}
+
+pub(crate) fn gather<T: Element>(a: &Arr<T>, idx: &Arr<T>) -> std::result::Result<Arr<T>, String> {
+    let src: Vec<T> = a.iter().copied().collect();
+    let out = idx
+        .iter()
+        .map(|&i| index_of(i, src.len()).map(|i| src[i]))
+        .collect::<std::result::Result<ndarray::Array1<T>, String>>()?;
+    Ok(out.into_dyn().into_shared())
+}
+
+pub(crate) fn scatter<T: Element>(
+    a: &Arr<T>,
+    idx: &Arr<T>,
+    len: usize,
+) -> std::result::Result<Arr<T>, String> {
+    let mut out = ndarray::Array1::<T>::zeros(len);
+    for (&v, &i) in a.iter().zip(idx.iter()) {
+        out[index_of(i, len)?] = v;
+    }
+    Ok(out.into_dyn().into_shared())
+}
+
+pub(crate) fn concat<T: Element>(parts: &[&Arr<T>]) -> Arr<T> {
+    let out: ndarray::Array1<T> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+    out.into_dyn().into_shared()
+}

@@ -192,6 +192,58 @@ impl BackendStorage for CpuStorage {
         Ok(each!(self, a => elementwise::argmax_rows(a)))
     }
 
+    fn sum_all_f64(&self) -> Result<Self> {
+        let total = self.sum_all()?;
+        Ok(CpuStorage::F64(shared(ndarray::arr0(total))))
+    }
+
+    fn argsort_descending(&self) -> Result<Self> {
+        Ok(each!(self, a => elementwise::argsort_descending(a)))
+    }
+
+    fn gather(&self, idx: &Self) -> Result<Self> {
+        pair!("gather", self, idx, (a, i) =>
+            elementwise::gather(a, i).map_err(|reason| Error::InvalidArgument { op: "gather", reason })?)
+    }
+
+    fn scatter(&self, idx: &Self, len: usize) -> Result<Self> {
+        pair!("scatter", self, idx, (a, i) =>
+            elementwise::scatter(a, i, len).map_err(|reason| Error::InvalidArgument { op: "scatter", reason })?)
+    }
+
+    fn concat(parts: &[&Self]) -> Result<Self> {
+        let dtype = parts.first().map_or(DType::F32, |p| p.dtype());
+        if let Some(other) = parts.iter().find(|p| p.dtype() != dtype) {
+            return Err(Error::DTypeMismatch {
+                op: "concat",
+                lhs: dtype,
+                rhs: other.dtype(),
+            });
+        }
+        Ok(match dtype {
+            DType::F32 => {
+                let arrs: Vec<&ArcArray<f32, IxDyn>> = parts
+                    .iter()
+                    .filter_map(|p| match p {
+                        CpuStorage::F32(a) => Some(a),
+                        CpuStorage::F64(_) => None,
+                    })
+                    .collect();
+                CpuStorage::F32(elementwise::concat(&arrs))
+            }
+            DType::F64 => {
+                let arrs: Vec<&ArcArray<f64, IxDyn>> = parts
+                    .iter()
+                    .filter_map(|p| match p {
+                        CpuStorage::F64(a) => Some(a),
+                        CpuStorage::F32(_) => None,
+                    })
+                    .collect();
+                CpuStorage::F64(elementwise::concat(&arrs))
+            }
+        })
+    }
+
     fn index_select(&self, idx: &[usize]) -> Result<Self> {
         Ok(each!(self, a => elementwise::index_select(a, idx)))
     }

@@ -23,6 +23,50 @@ impl Tensor {
         Ok(Tensor::from_storage(self.storage.index_select(rows)?))
     }
 
+    /// The sum of every element, accumulated in `f64` in a fixed order (the same as
+    /// [`Tensor::sum_all`]), as a 0-D `f64` tensor that stays on the device.
+    pub fn sum_all_f64(&self) -> Result<Tensor> {
+        Ok(Tensor::from_storage(self.storage.sum_all_f64()?))
+    }
+
+    /// The indices of a 1-D tensor's elements by descending value, as whole numbers in its
+    /// dtype, on its device. Stable (ties keep index order); NaN sorts first.
+    pub fn argsort_descending(&self) -> Result<Tensor> {
+        self.expect_rank("argsort_descending", 1)?;
+        Ok(Tensor::from_storage(self.storage.argsort_descending()?))
+    }
+
+    /// `out[k] = self[idx[k]]` for a 1-D `self` and a 1-D `idx` of whole numbers below
+    /// `self`'s length (e.g. from [`Tensor::argsort_descending`]).
+    pub fn gather(&self, idx: &Tensor) -> Result<Tensor> {
+        self.expect_rank("gather", 1)?;
+        idx.expect_rank("gather", 1)?;
+        Ok(Tensor::from_storage(self.storage.gather(&idx.storage)?))
+    }
+
+    /// `out[idx[k]] = self[k]` into a 1-D tensor of `len` zeros (the inverse of
+    /// [`Tensor::gather`] for a permutation). A later `k` wins on repeated indices.
+    pub fn scatter(&self, idx: &Tensor, len: usize) -> Result<Tensor> {
+        self.expect_rank("scatter", 1)?;
+        self.expect_same_shape("scatter", idx)?;
+        Ok(Tensor::from_storage(
+            self.storage.scatter(&idx.storage, len)?,
+        ))
+    }
+
+    /// 1-D tensors (or 0-D scalars) of one dtype and device, one after another: to pack
+    /// several per-step scalars into one tensor and read them in one host read.
+    pub fn concat(parts: &[&Tensor]) -> Result<Tensor> {
+        let flat = parts
+            .iter()
+            .map(|p| p.reshape(&[p.elem_count()]))
+            .collect::<Result<Vec<_>>>()?;
+        let storages: Vec<&crate::storage::Storage> = flat.iter().map(|t| &t.storage).collect();
+        Ok(Tensor::from_storage(crate::storage::Storage::concat(
+            &storages,
+        )?))
+    }
+
     /// `mask ≠ 0 ? on_true : on_false` elementwise, with `self` the mask. The mask has the
     /// operands' shape, or is 1-D with one entry per row (axis 0) to choose whole rows. A
     /// NaN mask entry counts as true (it is not 0).
