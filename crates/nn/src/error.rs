@@ -34,6 +34,14 @@ pub enum NnError {
         /// The shape it got.
         got: Vec<usize>,
     },
+    /// No hidden representation of the network has this name.
+    #[error("no hidden representation called {name:?}; valid names: {}", available.join(", "))]
+    UnknownRepresentation {
+        /// The name asked for.
+        name: String,
+        /// The network's representation names, in network order.
+        available: Vec<String>,
+    },
     /// A constructor or method argument is out of range.
     #[error("{what}: {reason}")]
     InvalidArgument {

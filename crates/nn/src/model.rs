@@ -270,7 +270,7 @@ impl Network {
     /// The index of the layer whose output is representation `name`.
     ///
     /// # Errors
-    /// [`NnError::InvalidArgument`] listing the valid names when there is none called `name`.
+    /// [`NnError::UnknownRepresentation`] listing the valid names when there is none called `name`.
     pub fn hidden_layer_index(&self, name: &str) -> Result<usize> {
         self.rep(name).map(|r| r.layer)
     }
@@ -283,12 +283,9 @@ impl Network {
         self.reps
             .iter()
             .position(|r| r.name == name)
-            .ok_or_else(|| NnError::InvalidArgument {
-                what: "Network".into(),
-                reason: format!(
-                    "no hidden representation called {name:?}; valid names: {}",
-                    self.hidden_names().join(", ")
-                ),
+            .ok_or_else(|| NnError::UnknownRepresentation {
+                name: name.into(),
+                available: self.hidden_names().iter().map(|n| n.to_string()).collect(),
             })
     }
 
@@ -303,7 +300,7 @@ impl Network {
     /// representation sees it as `[B, N]`, and its output is reshaped back.
     ///
     /// # Errors
-    /// [`NnError::InvalidArgument`] listing the valid names for an unknown `name`.
+    /// [`NnError::UnknownRepresentation`] listing the valid names for an unknown `name`.
     pub fn insert_after(&mut self, name: &str, layer: Box<dyn Layer>) -> Result<()> {
         let at = self.rep(name)?.layer + 1;
         let mut old = std::mem::take(&mut self.seq);
