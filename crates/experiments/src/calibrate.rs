@@ -98,11 +98,11 @@ impl Calibration {
             .kind
             .hidden_layers()
             .iter()
-            .map(|&(name, width)| {
+            .map(|(name, width)| {
                 Some(LayerCost {
-                    name: name.to_string(),
+                    name: name.clone(),
                     covariance_per_image: *net.covariance_per_image.get(name)?,
-                    eigh: t.eigh_seconds(width)?,
+                    eigh: t.eigh_seconds(*width)?,
                 })
             })
             .collect::<Option<Vec<_>>>()?;

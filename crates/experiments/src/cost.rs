@@ -233,8 +233,8 @@ pub fn reference_units(config: &Config) -> UnitCosts {
         layers: kind
             .hidden_layers()
             .iter()
-            .map(|&(name, width)| LayerCost {
-                name: name.to_string(),
+            .map(|&(ref name, width)| LayerCost {
+                name: name.clone(),
                 // 2N² flops per image at 150 GFLOP/s, after the forward pass.
                 covariance_per_image: forward + 2.0 * (width * width) as f64 / 1.5e11,
                 eigh: reference_eigh(width),

@@ -285,7 +285,8 @@ pub fn spectra(
         .map(|s| s.layer_names(config.model.kind))
         .unwrap_or_default();
     let mut out = Vec::new();
-    for &(name, width) in config.model.kind.hidden_layers() {
+    for (name, width) in config.model.kind.hidden_layers() {
+        let (name, width) = (name.as_str(), *width);
         let s = layer_spectrum(net, name, x, config.train.chunk)
             .with_context(|| format!("spectrum of {name}"))?;
         out.push(layer_metrics(

@@ -147,7 +147,8 @@ pub(crate) fn time_network(
     // The FGSM curve runs the clean logits, the gradient and the attacked logits.
     let gradient = (t_fgsm / n as f64 - 2.0 * forward).max(forward);
     let mut covariance_per_image = BTreeMap::new();
-    for &(name, _) in config.model.kind.hidden_layers() {
+    for (name, _) in config.model.kind.hidden_layers() {
+        let name = name.as_str();
         let (t, _) = seconds(|| {
             Ok(representation_covariances(
                 &mut net,

@@ -86,13 +86,17 @@ fn wrong_types_are_named() {
 fn negative_beta_is_rejected() {
     let (key, msg) = error_of("beta = 2.0", "beta = -1.0");
     assert_eq!(key, "spectral.beta");
-    assert_eq!(msg, "must be ≥ 0, got -1");
+    // The regulariser's own check, named under the config key.
+    assert!(msg.contains("beta must be finite and ≥ 0, got -1"), "{msg}");
     let text = format!("{BASE}\n").replace(
         "[spectral]\nlayers = [\"fc3\"]\nbeta = 2.0\ntau = 10\n",
         "[jacobian]\nbeta = -0.01\n",
     );
     let err = Config::from_toml_str(&text, "j").unwrap_err().to_string();
-    assert!(err.contains("jacobian.beta: must be ≥ 0"), "{err}");
+    assert!(
+        err.contains("jacobian.beta: ") && err.contains("beta must be finite and ≥ 0"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -304,4 +308,38 @@ fn shipped_configs_carry_roles_and_the_reference_jacobian() {
             }
         }
     }
+}
+
+#[test]
+fn alpha_schedules_follow_the_regularizer_rule() {
+    // The library requires a schedule that ends at 1 (the 1/n law); validation used to
+    // accept one that did not, which then failed when the run started.
+    let (key, msg) = error_of("tau = 10", "tau = 10\nalpha = 2.0");
+    assert_eq!(key, "spectral.alpha");
+    assert!(msg.contains("must end at 1"), "{msg}");
+}
+
+#[test]
+fn architecture_comes_from_the_network() {
+    let mlp: Vec<(&str, usize)> = ModelKind::Mlp
+        .hidden_layers()
+        .iter()
+        .map(|(n, w)| (n.as_str(), *w))
+        .collect();
+    assert_eq!(mlp, [("fc1", 1000), ("fc2", 1000), ("fc3", 1000)]);
+    let cnn: Vec<(&str, usize)> = ModelKind::Cnn
+        .hidden_layers()
+        .iter()
+        .map(|(n, w)| (n.as_str(), *w))
+        .collect();
+    assert_eq!(
+        cnn,
+        [
+            ("conv1", 16 * 13 * 13),
+            ("conv2", 32 * 5 * 5),
+            ("fc1", 1000)
+        ]
+    );
+    assert_eq!(ModelKind::Shallow.last_hidden(), "hidden");
+    assert_eq!(ModelKind::Shallow.width("hidden"), Some(2000));
 }

@@ -1,7 +1,11 @@
 //! The TOML schema of a run's network, training and regularisers: `[model]`, `[train]`,
 //! `[spectral]`, `[whitening]`, `[jacobian]`, and the claim `role` of a variant.
 
+use std::sync::OnceLock;
+
 use serde::{Deserialize, Serialize};
+use specreg_nn::{Mode, Network};
+use specreg_tensor::{DType, Device, Rng, Tensor};
 
 /// The three experiments of the paper's section 4.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -52,26 +56,51 @@ pub enum ModelKind {
 }
 
 impl ModelKind {
-    /// The hidden representations of the network and their widths, in network order.
-    pub fn hidden_layers(self) -> &'static [(&'static str, usize)] {
-        match self {
-            ModelKind::Shallow => &[("hidden", 2000)],
-            ModelKind::Mlp => &[("fc1", 1000), ("fc2", 1000), ("fc3", 1000)],
-            ModelKind::Cnn => &[("conv1", 2704), ("conv2", 800), ("fc1", 1000)],
+    /// The hidden representations of the network and their widths, in network order, as
+    /// the nn crate builds it (see [`ModelKind::architecture`]); empty only if the nn
+    /// crate cannot build the network, which config validation reports.
+    pub fn hidden_layers(self) -> &'static [(String, usize)] {
+        self.architecture().unwrap_or(&[])
+    }
+
+    /// The hidden representations and widths of the network, read once per process from
+    /// the network itself: the nn crate's constructor (seed 0, `f32`, CPU) and one `Eval`
+    /// forward pass of a zero image, so that names and widths cannot drift from the model.
+    ///
+    /// # Errors
+    /// The nn crate's error, as text, if it cannot build or run the network.
+    pub fn architecture(self) -> std::result::Result<&'static [(String, usize)], &'static str> {
+        static TABLE: OnceLock<[std::result::Result<Vec<(String, usize)>, String>; 3]> =
+            OnceLock::new();
+        let table = TABLE.get_or_init(|| {
+            [ModelKind::Shallow, ModelKind::Mlp, ModelKind::Cnn].map(|kind| {
+                read_architecture(kind)
+                    .map_err(|e| format!("building the {} network: {e}", kind.name()))
+            })
+        });
+        let index = match self {
+            ModelKind::Shallow => 0,
+            ModelKind::Mlp => 1,
+            ModelKind::Cnn => 2,
+        };
+        match &table[index] {
+            Ok(layers) => Ok(layers.as_slice()),
+            Err(e) => Err(e.as_str()),
         }
     }
 
     /// The last hidden representation (the one sensitivity maps are taken of).
     pub fn last_hidden(self) -> &'static str {
-        let layers = self.hidden_layers();
-        layers[layers.len() - 1].0
+        self.hidden_layers()
+            .last()
+            .map_or("", |(name, _)| name.as_str())
     }
 
     /// Width of hidden representation `name`, if the network has one.
     pub fn width(self, name: &str) -> Option<usize> {
         self.hidden_layers()
             .iter()
-            .find(|(n, _)| *n == name)
+            .find(|(n, _)| n == name)
             .map(|&(_, w)| w)
     }
 
@@ -83,6 +112,31 @@ impl ModelKind {
             ModelKind::Cnn => "cnn",
         }
     }
+}
+
+/// Builds `kind` and reads each representation's name and per-sample width from a forward
+/// pass of one zero image.
+fn read_architecture(kind: ModelKind) -> specreg_nn::Result<Vec<(String, usize)>> {
+    let (mut rng, cpu) = (Rng::new(0), Device::Cpu);
+    let mut net = match kind {
+        ModelKind::Shallow => Network::shallow(&mut rng, DType::F32, &cpu)?,
+        ModelKind::Mlp => Network::mlp(&mut rng, DType::F32, &cpu)?,
+        ModelKind::Cnn => Network::cnn(&mut rng, DType::F32, &cpu)?,
+    };
+    let x = Tensor::zeros(&[1, 784], DType::F32, &cpu)?;
+    let pass = net.forward(&x, Mode::Eval)?;
+    net.hidden_names()
+        .into_iter()
+        .map(|name| {
+            let width = pass.get(name).map(|h| h.elem_count()).ok_or_else(|| {
+                specreg_nn::NnError::UnknownRepresentation {
+                    name: name.to_string(),
+                    available: Vec::new(),
+                }
+            })?;
+            Ok((name.to_string(), width))
+        })
+        .collect()
 }
 
 /// Floating-point type of the parameters and activations.
@@ -280,13 +334,13 @@ impl SpectralConfig {
             LayerSelection::All(_) => model
                 .hidden_layers()
                 .iter()
-                .map(|(n, _)| n.to_string())
+                .map(|(n, _)| n.clone())
                 .collect(),
             LayerSelection::Names(names) => {
                 let mut out: Vec<String> = Vec::new();
                 for (n, _) in model.hidden_layers() {
                     if names.iter().any(|m| m == n) {
-                        out.push(n.to_string());
+                        out.push(n.clone());
                     }
                 }
                 out

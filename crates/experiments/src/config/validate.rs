@@ -2,6 +2,17 @@
 
 use super::*;
 
+/// Files the error of a library constructor's own check under `key` (so that config
+/// validation and the libraries cannot disagree about what is valid).
+fn library<T, E: std::fmt::Display>(
+    key: &str,
+    check: Result<T, E>,
+) -> Result<(), (String, String)> {
+    check
+        .map(|_| ())
+        .map_err(|e| (key.to_string(), e.to_string()))
+}
+
 impl Config {
     /// Checks every value range; the error is `(key, message)`.
     pub(super) fn validate(&self) -> Result<(), (String, String)> {
@@ -56,11 +67,15 @@ impl Config {
             return err("train.chunk", "must be at least 1, got 0".into());
         }
         let model = self.model.kind;
-        let names: Vec<&str> = model.hidden_layers().iter().map(|(n, _)| *n).collect();
+        if let Err(e) = model.architecture() {
+            return err("model.kind", e.to_string());
+        }
+        let names: Vec<&str> = model
+            .hidden_layers()
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
         if let Some(s) = &self.spectral {
-            if !(s.beta.is_finite() && s.beta >= 0.0) {
-                return err("spectral.beta", format!("must be ≥ 0, got {}", s.beta));
-            }
             if let LayerSelection::Names(list) = &s.layers {
                 if list.is_empty() {
                     return err("spectral.layers", "must name at least one layer".into());
@@ -79,9 +94,21 @@ impl Config {
                 }
             }
             let layers = s.layer_names(model);
-            if s.tau == 0 {
-                return err("spectral.tau", "must be at least 1, got 0".into());
-            }
+            // The regulariser's own per-layer check, one parameter at a time so that the
+            // error names the key.
+            let layer = |alpha, tau, beta| {
+                specreg_regularizers::SpectralRegularizer::new(
+                    vec![specreg_regularizers::SpectralLayer {
+                        name: "check".into(),
+                        alpha,
+                        tau,
+                        beta,
+                    }],
+                    specreg_regularizers::EigenMode::Projected,
+                )
+            };
+            library("spectral.beta", layer(1.0, 1, s.beta))?;
+            library("spectral.tau", layer(1.0, s.tau, 0.0))?;
             for l in &layers {
                 let width = model.width(l).unwrap_or(0);
                 if s.tau >= width {
@@ -102,15 +129,10 @@ impl Config {
                     ),
                 );
             }
-            if let Some(a) = alphas.iter().find(|a| !(a.is_finite() && **a > 0.0)) {
-                return err("spectral.alpha", format!("must be > 0, got {a}"));
-            }
-            if alphas.windows(2).any(|w| w[0] < w[1]) {
-                return err(
-                    "spectral.alpha",
-                    format!("must not increase with depth, got {alphas:?}"),
-                );
-            }
+            library(
+                "spectral.alpha",
+                specreg_regularizers::check_alpha_schedule(&alphas),
+            )?;
         }
         if let Some(w) = &self.whitening {
             if !names.contains(&w.layer.as_str()) {
@@ -124,9 +146,11 @@ impl Config {
                     ),
                 );
             }
-            if !(w.eps.is_finite() && w.eps > 0.0) {
-                return err("whitening.eps", format!("must be > 0, got {}", w.eps));
-            }
+            let width = model.width(&w.layer).unwrap_or(0);
+            library(
+                "whitening.eps",
+                specreg_regularizers::Whitening::new(&w.layer, width, w.eps),
+            )?;
         }
         if !self.model.batchnorm && model != ModelKind::Shallow {
             return err(
@@ -139,12 +163,15 @@ impl Config {
         }
         self.validate_batch_sizes()?;
         if let Some(j) = &self.jacobian {
-            if !(j.beta.is_finite() && j.beta >= 0.0) {
-                return err("jacobian.beta", format!("must be ≥ 0, got {}", j.beta));
-            }
-            if j.projections == 0 {
-                return err("jacobian.projections", "must be at least 1, got 0".into());
-            }
+            // The regulariser's own constructor check, one parameter at a time so that the
+            // error names the key.
+            let jacobian = |beta, projections| {
+                specreg_regularizers::JacobianRegularizer::new(
+                    specreg_regularizers::JacobianKind::Logit { beta, projections },
+                )
+            };
+            library("jacobian.beta", jacobian(j.beta, 1))?;
+            library("jacobian.projections", jacobian(0.0, j.projections))?;
             if self.spectral.is_some() {
                 return err(
                     "jacobian",
