@@ -20,7 +20,7 @@ fn step(net: &mut Network, adam: &mut Adam, x: &Tensor, labels: &[usize]) -> f64
     let (loss, gz) = softmax_cross_entropy(&pass.logits, labels).expect("loss");
     net.backward(&gz, &[]).expect("backward");
     adam.step(&mut net.params_mut()).expect("adam step");
-    loss
+    loss.to_scalar().expect("loss")
 }
 
 fn train_step(c: &mut Criterion) {

@@ -28,13 +28,7 @@ fn main() -> Result<()> {
         spec.refresh(&mut net, images, 5000)?; // eigenvectors over the training set
         let batches = batch_indices(images.nrows(), 3500, Some(epoch as u64))?;
         let stats = train_epoch(
-            &mut net,
-            &mut adam,
-            images,
-            labels,
-            &batches,
-            epoch,
-            &mut |pass, _| spec.hook(pass),
+            &mut net, &mut adam, images, labels, &batches, epoch, &mut spec,
         )?;
         println!(
             "epoch {}: cross-entropy {:.4}, spectral term {:.4}",

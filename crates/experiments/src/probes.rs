@@ -7,8 +7,8 @@ use std::time::Instant;
 use anyhow::Result;
 use ndarray::{Array2, ArrayView2, s};
 use specreg_attacks::{Attack, EvalOptions};
-use specreg_nn::{Adam, AdamConfig, evaluate, train_epoch};
-use specreg_regularizers::{Spectrum, representation_covariances};
+use specreg_nn::{Adam, AdamConfig, NoHook, evaluate, train_epoch};
+use specreg_regularizers::{Spectrum, representation_statistics};
 use specreg_tensor::{Device, Rng};
 
 use crate::calibrate::NetworkTimes;
@@ -74,19 +74,11 @@ pub(crate) fn time_step(
         let start = Instant::now();
         match &mut reg {
             Regularizer::None => {
-                train_epoch(&mut net, &mut adam, xs, ys, &batches, epoch, &mut |_, _| {
-                    Ok((0.0, Vec::new()))
-                })?
+                train_epoch(&mut net, &mut adam, xs, ys, &batches, epoch, &mut NoHook)?
             }
-            Regularizer::Spectral(spec) => train_epoch(
-                &mut net,
-                &mut adam,
-                xs,
-                ys,
-                &batches,
-                epoch,
-                &mut |pass, _| spec.hook(pass),
-            )?,
+            Regularizer::Spectral(spec) => {
+                train_epoch(&mut net, &mut adam, xs, ys, &batches, epoch, spec.as_mut())?
+            }
             Regularizer::Jacobian(jac) => {
                 jac.train_epoch(&mut net, &mut adam, xs, ys, &batches, epoch, &mut rng)?
             }
@@ -150,7 +142,7 @@ pub(crate) fn time_network(
     for (name, _) in config.model.kind.hidden_layers() {
         let name = name.as_str();
         let (t, _) = seconds(|| {
-            Ok(representation_covariances(
+            Ok(representation_statistics(
                 &mut net,
                 &[name],
                 xs,
@@ -181,7 +173,8 @@ pub(crate) fn time_eigh(width: usize) -> Result<f64> {
     for i in 0..width {
         a[[i, i]] += width as f64;
     }
-    let (secs, _) = seconds(|| Ok(Spectrum::of_covariance(a.view())?))?;
+    let a = specreg_tensor::Tensor::from_array(a);
+    let (secs, _) = seconds(|| Ok(Spectrum::of_covariance(&a)?))?;
     Ok(secs)
 }
 

@@ -13,7 +13,7 @@ use anyhow::{Context as _, Result, bail};
 use ndarray::{ArrayView2, s};
 use specreg_data::{Mnist, batch_indices};
 use specreg_nn::{Adam, AdamConfig, Network, NnError, evaluate, load_checkpoint, load_optimizer};
-use specreg_nn::{save_checkpoint, save_optimizer, train_epoch};
+use specreg_nn::{NoHook, save_checkpoint, save_optimizer, train_epoch};
 use specreg_regularizers::{
     EigenMode, JacobianKind, JacobianRegularizer, SpectralLayer, SpectralRegularizer, Whitening,
     WhiteningStatistics,
@@ -295,10 +295,11 @@ pub fn train(ctx: &Context<'_>, config: &Config, seed: u64) -> Result<TrainOutco
                 train_y,
                 &batches,
                 epoch,
-                &mut |_, _| Ok((0.0, Vec::new())),
+                &mut NoHook,
             ),
             Regularizer::Spectral(spec) => spec
                 .refresh(&mut net, train_x, config.train.chunk)
+                .map_err(NnError::from)
                 .and_then(|()| {
                     train_epoch(
                         &mut net,
@@ -307,12 +308,14 @@ pub fn train(ctx: &Context<'_>, config: &Config, seed: u64) -> Result<TrainOutco
                         train_y,
                         &batches,
                         epoch,
-                        &mut |pass, _| spec.hook(pass),
+                        spec.as_mut(),
                     )
                 }),
-            Regularizer::Jacobian(jac) => jac.train_epoch(
-                &mut net, &mut adam, train_x, train_y, &batches, epoch, &mut rng,
-            ),
+            Regularizer::Jacobian(jac) => jac
+                .train_epoch(
+                    &mut net, &mut adam, train_x, train_y, &batches, epoch, &mut rng,
+                )
+                .map_err(NnError::from),
         };
         let stats = match stats {
             Ok(s) => s,

@@ -126,6 +126,11 @@ pub enum NnError {
         /// The pass.
         pass: &'static str,
     },
+    /// A training hook or step (a regulariser) failed with its own error type. Match this
+    /// variant and `downcast_ref` the box to the hook's error type (e.g. the regularizers
+    /// crate's `RegularizerError`) to see which failure it was.
+    #[error("{0}")]
+    Hook(Box<dyn std::error::Error + Send + Sync + 'static>),
     /// The training loss became NaN or infinite.
     #[error("training diverged: loss {loss} at epoch {epoch}, batch {batch}")]
     Diverged {

@@ -126,10 +126,8 @@ impl Param {
 /// by the symmetry of mixed partials. So one `forward` + `backward` (giving `v` and
 /// `∇_θ L`) followed by one `forward_tangent(v)` + `backward_tangent` (giving `R_v{∇_θ L}`
 /// in [`Param::grad_tangent`]) yields the exact gradient, with no finite differences and
-/// about twice the cost of a training step. [`Sequential::jacobian_penalty_grad`] wires
-/// this up.
-///
-/// [`Sequential::jacobian_penalty_grad`]: crate::Sequential::jacobian_penalty_grad
+/// about twice the cost of a training step. The regularizers crate's Jacobian penalty wires
+/// this up on any `&mut dyn Layer`.
 pub trait Layer: Send + std::fmt::Debug {
     /// `y = f(x; θ)`, caching what the other passes need.
     fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor>;

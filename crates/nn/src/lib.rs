@@ -8,8 +8,10 @@
 //! gradients accumulated in [`Param::grad`]), and Pearlmutter's R-operator along an input
 //! direction, `forward_tangent` and `backward_tangent` (tangent parameter gradients in
 //! [`Param::grad_tangent`]). The tangent passes give the *exact* weight gradient of the
-//! Jacobian regulariser `(β/B) Σ_n ‖∂L_n/∂x_n‖²` in one extra pass — see [`Layer`] and
-//! [`Sequential::jacobian_penalty_grad`].
+//! Jacobian regulariser `(β/B) Σ_n ‖∂L_n/∂x_n‖²` in one extra pass — see [`Layer`]; the
+//! penalty itself is built on them in the regularizers crate, which this crate does not
+//! know about. Training ([`train_epoch`]) makes one host read per step; regularisers plug
+//! in through [`TrainHook`].
 //!
 //! Layers: [`Linear`], [`Conv2d`], [`MaxPool2d`], [`Flatten`], [`BatchNorm1d`], [`Tanh`],
 //! [`Relu`], [`Sigmoid`]; the loss is in [`loss`]. Layer math uses only
@@ -30,11 +32,13 @@
 //! let x = Tensor::randn(&[5, 4], 0.0, 1.0, DType::F64, &mut rng, &dev)?;
 //! let labels = [0, 2, 1, 1, 0];
 //!
-//! // Cross-entropy plus the Jacobian penalty, with its exact parameter gradient.
+//! // Mean cross-entropy (on the device) and its parameter gradients.
 //! net.zero_grad();
-//! let step = net.jacobian_penalty_grad(&x, &labels, 0.01, Mode::Train)?;
-//! assert!(step.loss > 0.0 && step.penalty > 0.0);
-//! assert_eq!(step.input_grad.shape(), &[5, 4]);
+//! let z = net.forward(&x, Mode::Train)?;
+//! let (loss, gz) = specreg_nn::loss::softmax_cross_entropy(&z, &labels)?;
+//! let gx = net.backward(&gz)?;
+//! assert!(loss.to_scalar()? > 0.0);
+//! assert_eq!(gx.shape(), &[5, 4]);
 //! for p in net.params() {
 //!     assert_eq!(p.grad.as_ref().unwrap().shape(), p.value.shape());
 //! }
@@ -59,5 +63,8 @@ pub use layer::{Layer, Mode, Param};
 pub use layers::{BatchNorm1d, Conv2d, Flatten, Linear, MaxPool2d, Relu, Sigmoid, Tanh};
 pub use model::{ForwardPass, Network};
 pub use optim::{Adam, AdamConfig};
-pub use sequential::{JacobianStep, Sequential};
-pub use train::{EpochStats, StepLoss, evaluate, to_input, train_epoch, train_epoch_with};
+pub use sequential::Sequential;
+pub use train::{
+    EpochStats, HookOutput, NoHook, StepLoss, TrainHook, evaluate, to_input, train_epoch,
+    train_epoch_with,
+};

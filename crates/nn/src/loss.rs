@@ -7,13 +7,53 @@
 //!   softmax Jacobian `diag(p) − p pᵀ` applied to `dz_n`), and the one-hot is constant, so
 //!   `R{∂L/∂z_n} = (p_n ⊙ dz_n − p_n (p_nᵀ dz_n)) / B`.
 
-use specreg_tensor::{BinaryOp, Tensor};
+use ndarray::Array2;
+use specreg_tensor::{BinaryOp, DType, Tensor};
 
 use crate::{NnError, Result};
 
-/// The mean cross-entropy of `logits: [B, K]` and its gradient with respect to the logits.
-pub fn softmax_cross_entropy(logits: &Tensor, labels: &[usize]) -> Result<(f64, Tensor)> {
-    Ok(logits.softmax_cross_entropy(labels)?)
+/// The mean cross-entropy of `logits: [B, K]`, as a 0-D `f64` tensor on the logits' device
+/// (per-sample losses summed in `f64` in sample order, then divided by `B`), and its
+/// gradient with respect to the logits, `(softmax(z) − onehot(y))/B`. Nothing is read back
+/// to the host.
+///
+/// # Errors
+/// A batch of zero rows, `labels.len() ≠ B`, or a label `≥ K`.
+pub fn softmax_cross_entropy(logits: &Tensor, labels: &[usize]) -> Result<(Tensor, Tensor)> {
+    let (b, k) = logits.dims2()?;
+    if b == 0 {
+        return Err(NnError::ShapeMismatch {
+            layer: "softmax_cross_entropy".into(),
+            expected: "[B > 0, K]".into(),
+            got: logits.shape().to_vec(),
+        });
+    }
+    let total = logits.cross_entropy_per_sample(labels)?.sum_all_f64()?;
+    let mean = total.div(&total.full_like(b as f64, &[])?)?;
+    let grad = logits
+        .softmax()?
+        .sub(&one_hot(labels, k, logits)?)?
+        .scale(1.0 / b as f64)?;
+    Ok((mean, grad))
+}
+
+/// `onehot(y): [B, K]` in `like`'s dtype, on its device (uploaded; nothing is read back).
+fn one_hot(labels: &[usize], classes: usize, like: &Tensor) -> Result<Tensor> {
+    let mut m = Array2::<f64>::zeros((labels.len(), classes));
+    for (i, &y) in labels.iter().enumerate() {
+        m[[i, y]] = 1.0;
+    }
+    let t = Tensor::from_array(m);
+    let t = if like.dtype() == DType::F64 {
+        t
+    } else {
+        t.to_dtype(like.dtype())?
+    };
+    Ok(if like.device().is_cpu() {
+        t
+    } else {
+        t.to_device(&like.device())?
+    })
 }
 
 /// The per-sample cross-entropies `−log softmax(z_n)[y_n]`, shape `[B]`.

@@ -36,7 +36,9 @@
 //! let mut adam = Adam::new(AdamConfig::new(1e-3))?;
 //! for _ in 0..2 {
 //!     net.zero_grad();
-//!     net.jacobian_penalty_grad(&x, &[0, 1, 2, 0, 1, 2], 0.01, Mode::Train)?;
+//!     let z = net.forward(&x, Mode::Train)?;
+//!     let (_, gz) = specreg_nn::loss::softmax_cross_entropy(&z, &[0, 1, 2, 0, 1, 2])?;
+//!     net.backward(&gz)?;
 //!     adam.step(&mut net.params_mut())?;
 //! }
 //! assert_eq!(adam.steps_taken(), 2);
@@ -46,7 +48,7 @@
 
 use std::collections::BTreeMap;
 
-use specreg_tensor::{Device, Tensor};
+use specreg_tensor::Tensor;
 
 use crate::{NnError, Param, Result};
 
@@ -328,8 +330,7 @@ impl Adam {
             if let Some(t) = &s.max_exp_avg_sq {
                 out.push((format!("{i}.max_exp_avg_sq"), t.clone()));
             }
-            let step = Tensor::from_vec(vec![s.step as f64], &[], &Device::Cpu)
-                .expect("a one-element scalar tensor");
+            let step = Tensor::from_array(ndarray::arr0(s.step as f64));
             out.push((format!("{i}.step"), step));
         }
         out

@@ -1,41 +1,19 @@
-//! A stack of layers, and the Jacobian regulariser computed with it.
+//! A stack of layers.
 //!
 //! `f = f_L ∘ ⋯ ∘ f_1` maps `x: [B, …]` to logits `z: [B, K]`. Every pass runs through the
 //! layers in order (forward, forward tangent) or in reverse (backward, backward tangent).
-//!
-//! The Jacobian penalty (eq. 11 of Nassar et al.) is, with `L_n` the loss of sample `n` and
-//! `L̄ = (1/B) Σ_n L_n` the mean loss,
-//!
-//! `P = (β/B) Σ_n ‖∂L_n/∂x_n‖² = β B ‖G‖²`, `G = ∂L̄/∂x: [B, …]`,
-//!
-//! since `∂L_n/∂x_n = B G_n` when samples do not interact. Its parameter gradient is
-//! `∇_θ P = 2βB (∂G/∂θ)ᵀ G = 2βB R_G{∇_θ L̄}` (symmetry of mixed partials), which one
-//! tangent pass along `dx = G` gives exactly.
+//! The Jacobian regulariser built on the tangent passes lives in the regularizers crate.
 
 use std::collections::{HashMap, HashSet};
 
 use specreg_tensor::Tensor;
 
-use crate::loss::{softmax_cross_entropy, softmax_cross_entropy_tangent};
 use crate::{Layer, Mode, NnError, Param, Result};
 
 /// Layers applied in order; itself a [`Layer`].
 #[derive(Debug, Default)]
 pub struct Sequential {
     layers: Vec<Box<dyn Layer>>,
-}
-
-/// What [`Sequential::jacobian_penalty_grad`] returns.
-#[derive(Debug, Clone)]
-pub struct JacobianStep {
-    /// The mean cross-entropy `L̄`.
-    pub loss: f64,
-    /// The penalty `P = (β/B) Σ_n ‖∂L_n/∂x_n‖²`.
-    pub penalty: f64,
-    /// The logits `z: [B, K]`.
-    pub logits: Tensor,
-    /// `G = ∂L̄/∂x`, the input gradient of the mean loss (`B G_n` is sample `n`'s own).
-    pub input_grad: Tensor,
 }
 
 impl Sequential {
@@ -157,89 +135,18 @@ impl Sequential {
                 });
             }
         }
+        let mut take = |name: String| given.remove(&name).ok_or(NnError::MissingTensor { name });
         for (i, l) in self.layers.iter_mut().enumerate() {
             for p in l.params_mut() {
-                let t = given
-                    .remove(&format!("{i}.{}", p.name))
-                    .expect("checked above");
+                let t = take(format!("{i}.{}", p.name))?;
                 p.value = t.to_device(&p.value.device())?;
             }
             for (name, _) in l.buffers() {
-                let t = given.remove(&format!("{i}.{name}")).expect("checked above");
+                let t = take(format!("{i}.{name}"))?;
                 l.set_buffer(&name, t)?;
             }
         }
         Ok(())
-    }
-
-    /// Mean cross-entropy `L̄` and its input gradient `∂L̄/∂x`, for adversarial attacks and
-    /// input-gradient norms. Parameter gradients are left as they were (in `Train` mode
-    /// BatchNorm still updates its running statistics).
-    pub fn input_gradient(
-        &mut self,
-        x: &Tensor,
-        labels: &[usize],
-        mode: Mode,
-    ) -> Result<(f64, Tensor)> {
-        let z = self.forward(x, mode)?;
-        let (loss, gz) = softmax_cross_entropy(&z, labels)?;
-        Ok((loss, self.backward_input(&gz)?))
-    }
-
-    /// The penalty `P = (β/B) Σ_n ‖∂L_n/∂x_n‖² = βB ‖∂L̄/∂x‖²` alone, with parameter
-    /// gradients left as they were.
-    pub fn jacobian_penalty(
-        &mut self,
-        x: &Tensor,
-        labels: &[usize],
-        beta: f64,
-        mode: Mode,
-    ) -> Result<f64> {
-        let (_, gx) = self.input_gradient(x, labels, mode)?;
-        Ok(beta * labels.len() as f64 * gx.sqr()?.sum_all()?)
-    }
-
-    /// One regularised training step's gradients: adds `∇_θ (L̄ + P)` into every
-    /// [`Param::grad`], exactly, with one forward, one backward and one tangent pass.
-    ///
-    /// `∇_θ L̄` comes from the backward pass; `∇_θ P = 2βB R_G{∇_θ L̄}` from the tangent
-    /// pass along `G = ∂L̄/∂x`, through the loss tangent
-    /// [`softmax_cross_entropy_tangent`]. Tangent gradients are consumed (left `None`).
-    ///
-    /// With BatchNorm in `Train` mode, samples interact through the batch statistics;
-    /// `G` is then the gradient of the mean loss through them (what autograd gives for
-    /// `∂L̄/∂x`), and `P = βB‖G‖²` with the parameter gradient of that exact quantity.
-    pub fn jacobian_penalty_grad(
-        &mut self,
-        x: &Tensor,
-        labels: &[usize],
-        beta: f64,
-        mode: Mode,
-    ) -> Result<JacobianStep> {
-        let b = labels.len() as f64;
-        let z = self.forward(x, mode)?;
-        let (loss, gz) = softmax_cross_entropy(&z, labels)?;
-        let gx = self.backward(&gz)?;
-        let penalty = beta * b * gx.sqr()?.sum_all()?;
-        if beta != 0.0 {
-            for p in self.params_mut() {
-                p.grad_tangent = None;
-            }
-            let rz = self.forward_tangent(&gx)?;
-            let rgz = softmax_cross_entropy_tangent(&z, &rz)?;
-            self.backward_tangent(&rgz)?;
-            for p in self.params_mut() {
-                if let Some(rg) = p.grad_tangent.take() {
-                    p.accumulate_grad(rg.scale(2.0 * beta * b)?)?;
-                }
-            }
-        }
-        Ok(JacobianStep {
-            loss,
-            penalty,
-            logits: z,
-            input_grad: gx,
-        })
     }
 }
 

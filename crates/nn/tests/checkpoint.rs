@@ -53,8 +53,9 @@ fn batch(shape: &[usize], dtype: DType, seed: u64) -> (Tensor, Vec<usize>) {
 /// One Adam step on the cross-entropy (BatchNorm updates its running statistics).
 fn train_step(net: &mut Sequential, adam: &mut Adam, x: &Tensor, labels: &[usize]) {
     net.zero_grad();
-    net.jacobian_penalty_grad(x, labels, 0.0, Mode::Train)
-        .unwrap();
+    let z = net.forward(x, Mode::Train).unwrap();
+    let (_, gz) = specreg_nn::loss::softmax_cross_entropy(&z, labels).unwrap();
+    net.backward(&gz).unwrap();
     adam.step(&mut net.params_mut()).unwrap();
 }
 

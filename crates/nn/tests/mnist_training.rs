@@ -6,7 +6,7 @@
 //! about a minute there.
 
 use specreg_data::{Mnist, batch_indices};
-use specreg_nn::{Adam, AdamConfig, Network, evaluate, train_epoch};
+use specreg_nn::{Adam, AdamConfig, Network, NoHook, evaluate, train_epoch};
 use specreg_tensor::{DType, Device, Rng};
 
 type Builder = fn(&mut Rng, DType, &Device) -> specreg_nn::Result<Network>;
@@ -37,7 +37,7 @@ fn train(mnist: &Mnist, build: Builder, lr: f64, batch: usize, epochs: usize) ->
             mnist.train.labels(),
             &batches,
             epoch,
-            &mut |_, _| Ok((0.0, Vec::new())),
+            &mut NoHook,
         )
         .unwrap();
         assert_eq!(stats.samples, 60_000);

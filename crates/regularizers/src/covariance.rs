@@ -1,26 +1,45 @@
 //! Covariance of a representation over a whole data set, streamed in chunks.
 //!
 //! The projected spectral regulariser needs, once per epoch, the eigenvectors of each
-//! regularised layer's covariance over all 60 000 training images; the spectrum metrics need
-//! the same matrix. [`CovarianceAccumulator`] builds it from `[b, N]` chunks with memory
-//! `O(N²)`: each chunk is shifted by a fixed reference mean (the first chunk's) before its
-//! Gram matrix is formed, so the products stay well conditioned even when the activations
-//! have a large mean, and the sums are accumulated in `f64`.
+//! regularised layer's covariance over all 60 000 training images; the spectrum metrics and
+//! the sensitivity maps need the same matrix. [`CovarianceAccumulator`] builds it from
+//! `[b, N]` chunks with memory `O(N²)`: each chunk is shifted by a fixed reference mean (the
+//! first chunk's) before its Gram matrix is formed, so the products stay well conditioned
+//! even when the activations have a large mean, and the sums are accumulated in `f64`.
+//! Everything stays on the representation's device; [`CovarianceAccumulator::finish`]
+//! reads one number back (to check that the covariance is finite).
+//!
+//! With `M` rows `h_i`, shift `s`, Gram sum `G = Σ_i (h_i − s)(h_i − s)ᵀ` and column sum
+//! `c = Σ_i (h_i − s)`: `μ = s + c/M` and `Σ = (G − M (c/M)(c/M)ᵀ)/(M − 1)`.
+//! [`representation_statistics`] makes one `Eval`-mode pass over a data set for every
+//! representation asked for.
 
-use ndarray::{Array1, Array2, ArrayView2, Axis, s};
-use specreg_nn::{Mode, Network, NnError, Result};
-use specreg_tensor::{BinaryOp, DType, Device, Tensor};
+use ndarray::{ArrayView2, s};
+use specreg_nn::{Mode, Network, to_input};
+use specreg_tensor::{BinaryOp, DType, Tensor};
+
+use crate::error::{RegularizerError, Result, invalid};
 
 /// Streams `[b, N]` chunks into an `f64` covariance `Σ = Σ_i (h_i − μ)(h_i − μ)ᵀ / (M − 1)`.
 #[derive(Debug, Clone)]
 pub struct CovarianceAccumulator {
     what: String,
     width: usize,
-    shift: Option<Tensor>,
-    shift_f64: Array1<f64>,
-    sum: Array1<f64>,
-    gram: Array2<f64>,
+    sums: Option<Sums>,
     count: usize,
+}
+
+/// The running sums, on the first chunk's device.
+#[derive(Debug, Clone)]
+struct Sums {
+    /// The first chunk's column means, in the representation's dtype.
+    shift: Tensor,
+    /// `shift` in `f64`.
+    shift_f64: Tensor,
+    /// `Σ_i (h_i − shift)`, `[N]` in `f64`.
+    sum: Tensor,
+    /// `Σ_i (h_i − shift)(h_i − shift)ᵀ`, `[N, N]` in `f64`.
+    gram: Tensor,
 }
 
 impl CovarianceAccumulator {
@@ -30,10 +49,7 @@ impl CovarianceAccumulator {
         Self {
             what: what.into(),
             width,
-            shift: None,
-            shift_f64: Array1::zeros(width),
-            sum: Array1::zeros(width),
-            gram: Array2::zeros((width, width)),
+            sums: None,
             count: 0,
         }
     }
@@ -43,13 +59,21 @@ impl CovarianceAccumulator {
         self.count
     }
 
+    /// The width `N`.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
     /// Adds the rows of `h: [b, N]`. The chunk's Gram matrix is formed in `h`'s dtype (one
-    /// GEMM) after the shift, then added in `f64`.
+    /// GEMM) after the shift, then added in `f64`, on `h`'s device.
+    ///
+    /// # Errors
+    /// A shape other than `[b, N]`, or a chunk on another device or dtype than the first.
     pub fn push(&mut self, h: &Tensor) -> Result<()> {
         let (b, n) = h.dims2()?;
         if n != self.width {
-            return Err(NnError::ShapeMismatch {
-                layer: format!("covariance of {}", self.what),
+            return Err(RegularizerError::ShapeMismatch {
+                what: format!("covariance of {}", self.what),
                 expected: format!("[b, {}]", self.width),
                 got: h.shape().to_vec(),
             });
@@ -57,84 +81,97 @@ impl CovarianceAccumulator {
         if b == 0 {
             return Ok(());
         }
-        let shift = match &self.shift {
-            Some(s) => s.clone(),
+        let sums = match self.sums.take() {
+            Some(s) => s,
             None => {
-                let m = h.col_means()?;
-                self.shift_f64 = Array1::from(m.to_dtype(DType::F64)?.to_vec::<f64>()?);
-                self.shift = Some(m.clone());
-                m
+                let shift = h.col_means()?;
+                let shift_f64 = shift.to_dtype(DType::F64)?;
+                let device = h.device();
+                Sums {
+                    sum: Tensor::zeros(&[n], DType::F64, &device)?,
+                    gram: Tensor::zeros(&[n, n], DType::F64, &device)?,
+                    shift,
+                    shift_f64,
+                }
             }
         };
-        let hs = h.broadcast_along(&shift, 1, BinaryOp::Sub)?;
-        let gram = hs.gram()?.to_dtype(DType::F64)?;
-        let gram = gram
-            .as_array_view::<f64>()?
-            .into_dimensionality::<ndarray::Ix2>()
-            .map_err(|e| NnError::InvalidArgument {
-                what: format!("covariance of {}", self.what),
-                reason: e.to_string(),
-            })?;
-        self.gram += &gram;
-        let sums = hs.col_sums()?.to_dtype(DType::F64)?.to_vec::<f64>()?;
-        self.sum += &Array1::from(sums);
+        let hs = h.broadcast_along(&sums.shift, 1, BinaryOp::Sub)?;
+        let gram = sums.gram.add(&hs.gram()?.to_dtype(DType::F64)?)?;
+        let sum = sums.sum.add(&hs.col_sums()?.to_dtype(DType::F64)?)?;
+        self.sums = Some(Sums { gram, sum, ..sums });
         self.count += b;
         Ok(())
     }
 
-    /// The unbiased covariance of every row pushed, `[N, N]` in `f64`.
+    /// The unbiased covariance of every row pushed, `[N, N]` in `f64` on the rows' device.
+    /// Reads one number back to the host (to check that every entry is finite).
     ///
     /// # Errors
     /// Fewer than two rows, or a non-finite entry (the representation held NaN or ∞).
-    pub fn finish(&self) -> Result<Array2<f64>> {
-        if self.count < 2 {
-            return Err(NnError::InvalidArgument {
-                what: format!("covariance of {}", self.what),
-                reason: format!("needs at least 2 samples, got {}", self.count),
-            });
-        }
-        let m = self.count as f64;
-        let mean = &self.sum / m;
-        let outer = mean
-            .view()
-            .insert_axis(Axis(1))
-            .dot(&mean.view().insert_axis(Axis(0)));
-        let cov = (&self.gram - &(outer * m)) / (m - 1.0);
-        if cov.iter().any(|v| !v.is_finite()) {
-            return Err(NnError::InvalidArgument {
-                what: format!("covariance of {}", self.what),
-                reason: "the representation holds NaN or infinite values".into(),
+    pub fn finish(&self) -> Result<Tensor> {
+        let cov = self.covariance()?;
+        if !finiteness_probe(&cov)?.to_scalar()?.is_finite() {
+            return Err(RegularizerError::NonFiniteCovariance {
+                representation: self.what.clone(),
             });
         }
         Ok(cov)
     }
 
-    /// The mean of every row pushed, in `f64`.
-    pub fn mean(&self) -> Array1<f64> {
-        if self.count == 0 {
-            return Array1::zeros(self.width);
+    /// [`CovarianceAccumulator::finish`] without the finiteness check (no host read).
+    fn covariance(&self) -> Result<Tensor> {
+        let sums = match &self.sums {
+            Some(s) if self.count >= 2 => s,
+            _ => {
+                return Err(RegularizerError::TooFewSamples {
+                    what: format!("covariance of {}", self.what),
+                    needed: 2,
+                    got: self.count,
+                });
+            }
+        };
+        let n = self.width;
+        let m = self.count as f64;
+        let mean = sums.sum.div(&sums.sum.full_like(m, &[n])?)?;
+        // (μ μᵀ)[i, j] = μ_i μ_j, each a single rounded product.
+        let outer = sums
+            .gram
+            .full_like(1.0, &[n, n])?
+            .broadcast_along(&mean, 0, BinaryOp::Mul)?
+            .broadcast_along(&mean, 1, BinaryOp::Mul)?;
+        let cov = sums
+            .gram
+            .sub(&outer.scale(m)?)?
+            .div(&sums.gram.full_like(m - 1.0, &[n, n])?)?;
+        Ok(cov)
+    }
+
+    /// The mean of every row pushed, `[N]` in `f64` on the rows' device (zeros on the CPU
+    /// before the first row).
+    pub fn mean(&self) -> Result<Tensor> {
+        match &self.sums {
+            Some(s) if self.count > 0 => {
+                let per = s
+                    .sum
+                    .div(&s.sum.full_like(self.count as f64, &[self.width])?)?;
+                Ok(s.shift_f64.add(&per)?)
+            }
+            _ => Ok(Tensor::zeros(
+                &[self.width],
+                DType::F64,
+                &specreg_tensor::Device::Cpu,
+            )?),
         }
-        &self.shift_f64 + &(&self.sum / self.count as f64)
     }
 }
 
-/// `rows` (pixels) as a tensor in the network's dtype, on its device.
-pub(crate) fn input_tensor(
-    rows: ArrayView2<'_, f32>,
-    dtype: DType,
-    device: &Device,
-) -> Result<Tensor> {
-    let mut x = Tensor::from_array(rows.to_owned());
-    if dtype != DType::F32 {
-        x = x.to_dtype(dtype)?;
-    }
-    if !device.is_cpu() {
-        x = x.to_device(device)?;
-    }
-    Ok(x)
+/// A 0-D `f64` tensor that is 0 when every entry of `t` is finite and NaN otherwise
+/// (`Σ 0·t_ij`: `0·∞` and `0·NaN` are NaN), computed on the device.
+fn finiteness_probe(t: &Tensor) -> Result<Tensor> {
+    Ok(t.scale(0.0)?.sum_all_f64()?)
 }
 
-/// The row ranges of the chunks of [`representation_covariances`]: consecutive blocks of
+/// The row ranges of the chunks of [`representation_statistics`]: consecutive blocks of
 /// `batch_size` rows in order, the last one also taking the `rows mod batch_size` left over
 /// (so every chunk has between `batch_size` and `2·batch_size − 1` rows), or one chunk of
 /// every row when `rows < batch_size`. Deterministic, and never a short final chunk.
@@ -143,10 +180,7 @@ pub(crate) fn input_tensor(
 /// `batch_size = 0`.
 pub fn chunk_ranges(rows: usize, batch_size: usize) -> Result<Vec<std::ops::Range<usize>>> {
     if batch_size == 0 {
-        return Err(NnError::InvalidArgument {
-            what: "chunk_ranges".into(),
-            reason: "batch size must be positive".into(),
-        });
+        return Err(invalid("chunk_ranges", "batch size must be positive"));
     }
     let full = (rows / batch_size).max(1);
     Ok((0..full)
@@ -162,8 +196,23 @@ pub fn chunk_ranges(rows: usize, batch_size: usize) -> Result<Vec<std::ops::Rang
         .collect())
 }
 
-/// The covariance (`f64`, unbiased) of each named representation of `net` over `images:
-/// [M, 784]`, from one `Eval`-mode pass in the chunks of [`chunk_ranges`]`(M, batch_size)`.
+/// The statistics of one representation over a data set, from
+/// [`representation_statistics`].
+#[derive(Debug, Clone)]
+pub struct RepresentationStatistics {
+    /// The representation's name.
+    pub name: String,
+    /// `M`, the number of rows (images).
+    pub count: usize,
+    /// The mean `μ`, `[N]` in `f64`, on the network's device.
+    pub mean: Tensor,
+    /// The unbiased covariance `Σ`, `[N, N]` in `f64`, on the network's device.
+    pub covariance: Tensor,
+}
+
+/// The mean and covariance (`f64`, unbiased) of each named representation of `net` over
+/// `images: [M, D]`, from one `Eval`-mode pass in the chunks of
+/// [`chunk_ranges`]`(M, batch_size)`, in the order of `names`.
 ///
 /// The chunking only matters for layers whose `Eval` output depends on the batch: a
 /// [`Whitening`] layer with [`WhiteningStatistics::Batch`] whitens each chunk with that
@@ -174,6 +223,8 @@ pub fn chunk_ranges(rows: usize, batch_size: usize) -> Result<Vec<std::ops::Rang
 /// that many rows. For every other layer (BatchNorm and running-statistics whitening use
 /// their running statistics in `Eval` mode) the chunks change only rounding.
 ///
+/// Host reads: one (the finiteness check of every covariance at once).
+///
 /// [`Whitening`]: crate::Whitening
 /// [`WhiteningStatistics::Batch`]: crate::WhiteningStatistics::Batch
 /// [`Whitening::check_batch_size`]: crate::Whitening::check_batch_size
@@ -181,42 +232,59 @@ pub fn chunk_ranges(rows: usize, batch_size: usize) -> Result<Vec<std::ops::Rang
 /// # Errors
 /// Unknown names (listing the valid ones), a zero batch size, fewer than two images, or
 /// non-finite activations.
-pub fn representation_covariances(
+pub fn representation_statistics(
     net: &mut Network,
     names: &[&str],
     images: ArrayView2<'_, f32>,
     batch_size: usize,
-) -> Result<Vec<Array2<f64>>> {
-    let chunks =
-        chunk_ranges(images.nrows(), batch_size).map_err(|_| NnError::InvalidArgument {
-            what: "representation_covariances".into(),
-            reason: "batch size must be positive".into(),
-        })?;
+) -> Result<Vec<RepresentationStatistics>> {
+    let chunks = chunk_ranges(images.nrows(), batch_size)?;
     for name in names {
         net.hidden_layer_index(name)?;
     }
     let (dtype, device) = net.dtype_device();
     let mut accs: Vec<Option<CovarianceAccumulator>> = vec![None; names.len()];
     for range in chunks {
-        let x = input_tensor(images.slice(s![range, ..]), dtype, &device)?;
+        let x = to_input(images.slice(s![range, ..]).to_owned(), dtype, &device)?;
         let pass = net.forward(&x, Mode::Eval)?;
         for (acc, name) in accs.iter_mut().zip(names) {
-            let h = pass.get(name).ok_or_else(|| NnError::InvalidArgument {
-                what: "representation_covariances".into(),
-                reason: format!("the forward pass has no representation {name:?}"),
+            let h = pass.get(name).ok_or_else(|| {
+                invalid(
+                    "representation_statistics",
+                    format!("the forward pass has no representation {name:?}"),
+                )
             })?;
             let acc = acc.get_or_insert_with(|| CovarianceAccumulator::new(*name, h.shape()[1]));
             acc.push(h)?;
         }
     }
-    accs.into_iter()
-        .zip(names)
-        .map(|(acc, name)| match acc {
-            Some(acc) => acc.finish(),
-            None => Err(NnError::InvalidArgument {
-                what: format!("covariance of {name}"),
-                reason: "no images given".into(),
-            }),
-        })
-        .collect()
+    let mut stats = Vec::with_capacity(names.len());
+    let mut probes = Vec::with_capacity(names.len());
+    for (acc, name) in accs.into_iter().zip(names) {
+        let acc = acc.ok_or_else(|| RegularizerError::TooFewSamples {
+            what: format!("covariance of {name}"),
+            needed: 2,
+            got: 0,
+        })?;
+        let covariance = acc.covariance()?;
+        probes.push(finiteness_probe(&covariance)?);
+        stats.push(RepresentationStatistics {
+            name: (*name).to_string(),
+            count: acc.count(),
+            covariance,
+            mean: acc.mean()?,
+        });
+    }
+    if probes.is_empty() {
+        return Ok(stats);
+    }
+    // The pass's one host read: every covariance's finiteness at once.
+    let refs: Vec<&Tensor> = probes.iter().collect();
+    let finite = Tensor::concat(&refs)?.to_vec::<f64>()?;
+    if let Some((st, _)) = stats.iter().zip(&finite).find(|(_, p)| !p.is_finite()) {
+        return Err(RegularizerError::NonFiniteCovariance {
+            representation: st.name.clone(),
+        });
+    }
+    Ok(stats)
 }

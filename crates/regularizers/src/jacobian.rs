@@ -10,13 +10,98 @@
 //! Both weight gradients are mixed second derivatives. With `u = ∂Q/∂x` for a scalar `Q`
 //! (the mean loss, or `Σ_n v_nᵀ f(s_n)`), `∇_θ ½‖u‖² = R_u{∇_θ Q}`: one tangent pass of
 //! the nn crate's R-operator along `u` gives it exactly.
+//!
+//! **Eq. 11 on any layer stack.** With `L_n` the loss of sample `n` and `L̄ = (1/B) Σ_n L_n`
+//! the mean loss, `P = (β/B) Σ_n ‖∂L_n/∂x_n‖² = β B ‖G‖²` with `G = ∂L̄/∂x: [B, …]`, since
+//! `∂L_n/∂x_n = B G_n` when samples do not interact. Its parameter gradient is
+//! `∇_θ P = 2βB (∂G/∂θ)ᵀ G = 2βB R_G{∇_θ L̄}` (symmetry of mixed partials), which one
+//! tangent pass along `dx = G` gives exactly: [`jacobian_penalty_grad`] does this on any
+//! `&mut dyn Layer` whose layers implement the tangent passes.
+//!
+//! Penalties and losses stay on the device as 0-D `f64` tensors; the training loop reads
+//! them with the step's one host read.
 
 use ndarray::ArrayView2;
 use specreg_nn::{
-    Adam, EpochStats, Layer, Mode, Network, NnError, Result, StepLoss, loss::softmax_cross_entropy,
+    Adam, EpochStats, Layer, Mode, Network, StepLoss,
+    loss::{softmax_cross_entropy, softmax_cross_entropy_tangent},
     train_epoch_with,
 };
 use specreg_tensor::{Rng, Tensor};
+
+use crate::error::{Result, invalid};
+
+/// What [`jacobian_penalty_grad`] returns.
+#[derive(Debug, Clone)]
+pub struct JacobianStep {
+    /// The mean cross-entropy `L̄` (0-D, `f64`).
+    pub loss: Tensor,
+    /// The penalty `P = (β/B) Σ_n ‖∂L_n/∂x_n‖²` (0-D, `f64`).
+    pub penalty: Tensor,
+    /// The logits `z: [B, K]`.
+    pub logits: Tensor,
+    /// `G = ∂L̄/∂x`, the input gradient of the mean loss (`B G_n` is sample `n`'s own).
+    pub input_grad: Tensor,
+}
+
+/// The penalty `P = (β/B) Σ_n ‖∂L_n/∂x_n‖² = βB ‖∂L̄/∂x‖²` of eq. 11 alone (0-D, `f64`),
+/// with the parameter gradients of `model` left as they were.
+pub fn jacobian_penalty(
+    model: &mut dyn Layer,
+    x: &Tensor,
+    labels: &[usize],
+    beta: f64,
+    mode: Mode,
+) -> Result<Tensor> {
+    let z = model.forward(x, mode)?;
+    let (_, gz) = softmax_cross_entropy(&z, labels)?;
+    let gx = model.backward_input(&gz)?;
+    Ok(gx.sqr()?.sum_all_f64()?.scale(beta * labels.len() as f64)?)
+}
+
+/// One training step's gradients of `L̄ + P` (eq. 11) for `model`: adds `∇_θ (L̄ + P)` into
+/// every [`Param::grad`](specreg_nn::Param), exactly, with one forward, one backward and one
+/// tangent pass.
+///
+/// `∇_θ L̄` comes from the backward pass; `∇_θ P = 2βB R_G{∇_θ L̄}` from the tangent pass
+/// along `G = ∂L̄/∂x`, through the loss tangent [`softmax_cross_entropy_tangent`]. Tangent
+/// gradients are consumed (left `None`).
+///
+/// With BatchNorm in `Train` mode, samples interact through the batch statistics; `G` is
+/// then the gradient of the mean loss through them (what autograd gives for `∂L̄/∂x`), and
+/// `P = βB‖G‖²` with the parameter gradient of that exact quantity.
+pub fn jacobian_penalty_grad(
+    model: &mut dyn Layer,
+    x: &Tensor,
+    labels: &[usize],
+    beta: f64,
+    mode: Mode,
+) -> Result<JacobianStep> {
+    let b = labels.len() as f64;
+    let z = model.forward(x, mode)?;
+    let (loss, gz) = softmax_cross_entropy(&z, labels)?;
+    let gx = model.backward(&gz)?;
+    let penalty = gx.sqr()?.sum_all_f64()?.scale(beta * b)?;
+    if beta != 0.0 {
+        for p in model.params_mut() {
+            p.grad_tangent = None;
+        }
+        let rz = model.forward_tangent(&gx)?;
+        let rgz = softmax_cross_entropy_tangent(&z, &rz)?;
+        model.backward_tangent(&rgz)?;
+        for p in model.params_mut() {
+            if let Some(rg) = p.grad_tangent.take() {
+                p.accumulate_grad(rg.scale(2.0 * beta * b)?)?;
+            }
+        }
+    }
+    Ok(JacobianStep {
+        loss,
+        penalty,
+        logits: z,
+        input_grad: gx,
+    })
+}
 
 /// Which Jacobian penalty.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -41,13 +126,13 @@ impl Default for JacobianKind {
     }
 }
 
-/// What one penalised step computed.
+/// What one penalised step computed (on the device).
 #[derive(Debug, Clone)]
 pub struct JacobianValue {
-    /// Mean cross-entropy of the batch.
-    pub cross_entropy: f64,
-    /// The penalty `P` (including `β`).
-    pub penalty: f64,
+    /// Mean cross-entropy of the batch (0-D, `f64`).
+    pub cross_entropy: Tensor,
+    /// The penalty `P` (including `β`; 0-D, `f64`).
+    pub penalty: Tensor,
     /// The logits.
     pub logits: Tensor,
 }
@@ -69,12 +154,10 @@ impl JacobianRegularizer {
             JacobianKind::Logit { beta, projections } => (beta, projections),
         };
         if !(beta.is_finite() && beta >= 0.0) || proj == 0 {
-            return Err(NnError::InvalidArgument {
-                what: "Jacobian regulariser".into(),
-                reason: format!(
-                    "beta must be finite and ≥ 0 and projections ≥ 1, got {beta} and {proj}"
-                ),
-            });
+            return Err(invalid(
+                "Jacobian regulariser",
+                format!("beta must be finite and ≥ 0 and projections ≥ 1, got {beta} and {proj}"),
+            ));
         }
         Ok(Self { kind })
     }
@@ -84,8 +167,8 @@ impl JacobianRegularizer {
         self.kind
     }
 
-    /// The penalty alone for `(x, labels)` in `mode`; parameter gradients untouched. The
-    /// logit variant draws its projections from `rng`.
+    /// The penalty alone for `(x, labels)` in `mode` (0-D, `f64`, on the device);
+    /// parameter gradients untouched. The logit variant draws its projections from `rng`.
     pub fn penalty(
         &self,
         net: &mut Network,
@@ -93,22 +176,24 @@ impl JacobianRegularizer {
         labels: &[usize],
         mode: Mode,
         rng: &mut Rng,
-    ) -> Result<f64> {
+    ) -> Result<Tensor> {
         let b = labels.len() as f64;
         match self.kind {
             JacobianKind::InputLoss { beta } => {
                 let (_, g) = net.input_gradient(x, labels, mode)?;
-                Ok(beta * b * g.sqr()?.sum_all()?)
+                Ok(g.sqr()?.sum_all_f64()?.scale(beta * b)?)
             }
             JacobianKind::Logit { beta, projections } => {
                 let logits = net.forward(x, mode)?.logits;
                 let c = logits.shape()[1] as f64;
-                let mut sum = 0.0;
+                let mut sum: Option<Tensor> = None;
                 for _ in 0..projections {
                     let v = unit_rows(&logits, rng)?;
-                    sum += net.backward_input(&v, &[])?.sqr()?.sum_all()?;
+                    let s = net.backward_input(&v, &[])?.sqr()?.sum_all_f64()?;
+                    sum = Some(add_into(sum, s)?);
                 }
-                Ok(beta * 0.5 * c / (projections as f64 * b) * sum)
+                let sum = sum.ok_or_else(|| invalid("Jacobian penalty", "no projections"))?;
+                Ok(sum.scale(beta * 0.5 * c / (projections as f64 * b))?)
             }
         }
     }
@@ -133,8 +218,7 @@ impl JacobianRegularizer {
                     x.reshape(&shape)?
                 };
                 let s =
-                    net.sequential_mut()
-                        .jacobian_penalty_grad(&xs, labels, beta, Mode::Train)?;
+                    jacobian_penalty_grad(net.sequential_mut(), &xs, labels, beta, Mode::Train)?;
                 Ok(JacobianValue {
                     cross_entropy: s.loss,
                     penalty: s.penalty,
@@ -148,7 +232,7 @@ impl JacobianRegularizer {
                 let c = logits.shape()[1] as f64;
                 let scale = beta * c / (projections as f64 * b);
                 let zero = logits.scale(0.0)?;
-                let mut sum = 0.0;
+                let mut sum: Option<Tensor> = None;
                 for p in net.params_mut() {
                     p.grad_tangent = None;
                 }
@@ -156,7 +240,7 @@ impl JacobianRegularizer {
                     // u = Jᵀv; ∇_θ ½‖u‖² = R_u{∇_θ vᵀf}, and ∂(vᵀf)/∂f = v has no tangent.
                     let v = unit_rows(&logits, rng)?;
                     let u = net.backward_input(&v, &[])?;
-                    sum += u.sqr()?.sum_all()?;
+                    sum = Some(add_into(sum, u.sqr()?.sum_all_f64()?)?);
                     let du = u.reshape(&tangent_shape(net, &u)?)?;
                     net.sequential_mut().forward_tangent(&du)?;
                     net.sequential_mut().backward_tangent(&zero)?;
@@ -168,9 +252,10 @@ impl JacobianRegularizer {
                         p.accumulate_grad(rg.scale(scale)?)?;
                     }
                 }
+                let sum = sum.ok_or_else(|| invalid("Jacobian penalty", "no projections"))?;
                 Ok(JacobianValue {
                     cross_entropy: ce,
-                    penalty: 0.5 * scale * sum,
+                    penalty: sum.scale(0.5 * scale)?,
                     logits,
                 })
             }
@@ -178,7 +263,8 @@ impl JacobianRegularizer {
     }
 
     /// One epoch of Adam with this penalty (see [`specreg_nn::train_epoch_with`]); the
-    /// epoch's `extra_loss` is the mean penalty.
+    /// epoch's `extra_loss` is the mean penalty. One host read per step (the loss and the
+    /// penalty together) and one per epoch (the accuracy).
     #[allow(clippy::too_many_arguments)]
     pub fn train_epoch(
         &self,
@@ -190,16 +276,27 @@ impl JacobianRegularizer {
         epoch: usize,
         rng: &mut Rng,
     ) -> Result<EpochStats> {
-        let mut step = |net: &mut Network, x: &Tensor, y: &[usize]| -> Result<StepLoss> {
-            let v = self.step(net, x, y, rng)?;
-            Ok(StepLoss {
-                cross_entropy: v.cross_entropy,
-                extra: v.penalty,
-                logits: v.logits,
-            })
-        };
-        train_epoch_with(net, adam, images, labels, batches, epoch, &mut step)
+        let mut step =
+            |net: &mut Network, x: &Tensor, y: &[usize]| -> specreg_nn::Result<StepLoss> {
+                let v = self.step(net, x, y, rng)?;
+                Ok(StepLoss {
+                    cross_entropy: v.cross_entropy,
+                    extra: Some(v.penalty),
+                    logits: v.logits,
+                })
+            };
+        Ok(train_epoch_with(
+            net, adam, images, labels, batches, epoch, &mut step,
+        )?)
     }
+}
+
+/// `acc + more`, or `more` when there is no `acc` yet.
+fn add_into(acc: Option<Tensor>, more: Tensor) -> Result<Tensor> {
+    Ok(match acc {
+        Some(a) => a.add(&more)?,
+        None => more,
+    })
 }
 
 /// The shape the first layer expects: `[B, …input shape]`.

@@ -16,22 +16,38 @@
 //! - [`Spectrum`]: eigenspectra over a data set, power-law exponent, effective dimension
 //!   and participation ratio.
 //!
-//! Errors are the nn crate's [`NnError`](specreg_nn::NnError): these pieces run inside its
-//! training loop.
+//! - [`representation_statistics`] and [`eigen_descending`]: the one dataset-covariance
+//!   pass (all representations at once, accumulated in `f64` on the device) and the one
+//!   eigendecomposition that the refresh, the spectra and the sensitivity maps share.
+//!
+//! Errors are [`RegularizerError`], with its own variants for the numerical failures
+//! (`λ_τ ≤ 0`, NaN representations, a missing refresh). Inside the nn crate's training
+//! loop they travel in [`NnError::Hook`](specreg_nn::NnError::Hook) (see [`error`]).
+//!
+//! Every per-step computation stays on the network's device: the training loop makes one
+//! host read per step, and a refresh one.
 #![warn(missing_docs)]
 
 pub mod covariance;
+pub mod error;
 pub mod jacobian;
 pub mod penalty;
 pub mod spectral;
 pub mod spectrum;
 pub mod whitening;
 
-pub use covariance::{CovarianceAccumulator, chunk_ranges, representation_covariances};
-pub use jacobian::{JacobianKind, JacobianRegularizer, JacobianValue};
+pub use covariance::{
+    CovarianceAccumulator, RepresentationStatistics, chunk_ranges, representation_statistics,
+};
+pub use error::{RegularizerError, Result};
+pub use jacobian::{
+    JacobianKind, JacobianRegularizer, JacobianStep, JacobianValue, jacobian_penalty,
+    jacobian_penalty_grad,
+};
 pub use spectral::{
     EigenMode, SpectralLayer, SpectralRegularizer, SpectralValue, check_alpha_schedule,
     exact_penalty, projected_penalty, projected_penalty_sorted, spectral_penalty,
+    spectral_penalty_tensor,
 };
-pub use spectrum::{PowerLaw, Spectrum, layer_spectrum};
+pub use spectrum::{PowerLaw, Spectrum, eigen_descending, layer_spectrum};
 pub use whitening::{Whitening, WhiteningStatistics};

@@ -25,32 +25,35 @@
 //! **Exact mode** eigendecomposes the batch covariance, `O(N³)`; the gradient uses
 //! `dλ_n = v_nᵀ dΣ v_n`, which gives the same formula with the batch's own eigenvectors. It
 //! never divides by eigenvalue gaps, so repeated eigenvalues are harmless.
+//!
+//! **On the device.** [`projected_penalty`], [`projected_penalty_sorted`] and
+//! [`exact_penalty`] read nothing back to the host: the eigenvalues, `R`, `∂R/∂λ` and the
+//! sort are tensor ops (in `f64`, as [`spectral_penalty`], the host reference, computes
+//! them, operation for operation). Whether `λ_τ > 0` is therefore not checked there: it is
+//! returned in [`SpectralValue::lambda_tau`] for the caller to read with the step's other
+//! scalars ([`SpectralValue::check`] reads and checks it at once).
 
-use ndarray::Array1;
-use specreg_nn::{NnError, Result};
 use specreg_tensor::{BinaryOp, DType, Tensor};
+
+use crate::error::{RegularizerError, Result, invalid};
 
 /// The penalty `R` of eq. 2 for eigenvalues `lambda` in rank order (`lambda[0]` is `λ_1`),
 /// and `∂R/∂λ_n` with `κ` held constant (zero for `n ≤ τ`: the term at `n = τ` is zero by
-/// the choice of `κ`). `tau` is the 1-based anchor rank (see the module docs).
+/// the choice of `κ`). `tau` is the 1-based anchor rank (see the module docs). This is the
+/// host reference of the device computation the penalties use.
 ///
 /// # Errors
-/// `τ` not below `N`, or `λ_τ` not positive (a representation of rank below `τ`).
+/// `τ` not below `N` ([`RegularizerError::TauNotBelowWidth`]), or `λ_τ` not positive
+/// ([`RegularizerError::RankBelowTau`]: a representation of rank below `τ`).
 pub fn spectral_penalty(lambda: &[f64], alpha: f64, tau: usize) -> Result<(f64, Vec<f64>)> {
     let n_total = lambda.len();
-    if tau == 0 || tau >= n_total {
-        return Err(NnError::InvalidArgument {
-            what: "spectral penalty".into(),
-            reason: format!("tau ({tau}) must be ≥ 1 and < the width ({n_total})"),
-        });
-    }
+    check_tau(tau, n_total)?;
     let lam_tau = lambda[tau - 1];
     if !(lam_tau.is_finite() && lam_tau > 0.0) {
-        return Err(NnError::InvalidArgument {
-            what: "spectral penalty".into(),
-            reason: format!(
-                "λ_τ = λ_{tau} = {lam_tau} is not positive: the representation has rank < τ"
-            ),
+        return Err(RegularizerError::RankBelowTau {
+            layer: "spectral penalty".into(),
+            tau,
+            lambda_tau: lam_tau,
         });
     }
     let kappa = lam_tau * (tau as f64).powf(alpha);
@@ -69,38 +72,127 @@ pub fn spectral_penalty(lambda: &[f64], alpha: f64, tau: usize) -> Result<(f64, 
     Ok((value * inv_n, grad))
 }
 
-/// The value, eigenvalues and gradient of the penalty for one batch.
+fn check_tau(tau: usize, width: usize) -> Result<()> {
+    if tau == 0 || tau >= width {
+        return Err(RegularizerError::TauNotBelowWidth {
+            layer: "spectral penalty".into(),
+            tau,
+            width,
+        });
+    }
+    Ok(())
+}
+
+/// [`spectral_penalty`] on the device: `lambda: [N]` in `f64` (rank order) gives `R` (0-D),
+/// `∂R/∂λ` (`[N]`) and `λ_τ` (`[1]`), all `f64`, with the same operations in the same order
+/// as the host reference, so the same bits. `λ_τ > 0` is not checked (see the module docs):
+/// where it fails, `R` and the gradient are not finite.
+///
+/// # Errors
+/// `τ` not below `N`, or `lambda` not a 1-D `f64` tensor.
+pub fn spectral_penalty_tensor(
+    lambda: &Tensor,
+    alpha: f64,
+    tau: usize,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let n_total = match (lambda.shape(), lambda.dtype()) {
+        (&[n], DType::F64) => n,
+        _ => {
+            return Err(RegularizerError::ShapeMismatch {
+                what: "spectral penalty".into(),
+                expected: "[N] in f64".into(),
+                got: lambda.shape().to_vec(),
+            });
+        }
+    };
+    check_tau(tau, n_total)?;
+    let tail = n_total - tau;
+    let lam_tau = lambda.index_select_rows(&[tau - 1])?;
+    let kappa = lam_tau.scale((tau as f64).powf(alpha))?;
+    let powers: Vec<f64> = (tau..n_total)
+        .map(|i| ((i + 1) as f64).powf(alpha))
+        .collect();
+    let inv_gamma = Tensor::from_vec(powers, &[1, tail], &lambda.device())?
+        .broadcast_along(&kappa, 0, BinaryOp::Div)?
+        .reshape(&[tail])?;
+    let inv_n = 1.0 / n_total as f64;
+    let l = lambda.index_select_rows(&(tau..n_total).collect::<Vec<_>>())?;
+    let r = l.mul(&inv_gamma)?.add_scalar(-1.0)?;
+    let hinge = r.greater(&r.full_like(0.0, &[tail])?)?;
+    let value = r.sqr()?.add(&hinge.mul(&r)?)?.sum_all_f64()?.scale(inv_n)?;
+    let grad_tail = r.scale(2.0)?.add(&hinge)?.scale(inv_n)?.mul(&inv_gamma)?;
+    let grad = Tensor::concat(&[&lambda.full_like(0.0, &[tau])?, &grad_tail])?;
+    Ok((value, grad, lam_tau))
+}
+
+/// The value, eigenvalues and gradient of the penalty for one batch, on the device.
 #[derive(Debug, Clone)]
 pub struct SpectralValue {
-    /// `R` (without `β`).
-    pub value: f64,
-    /// The eigenvalues the penalty was applied to, in the order it used them: descending
-    /// for exact mode and sorted projected mode, `V`'s column order for unsorted projected
-    /// mode.
-    pub eigenvalues: Vec<f64>,
-    /// `order[k]` is the eigenvector column whose eigenvalue is `eigenvalues[k]`: the
-    /// sorting permutation in sorted projected mode, the identity otherwise.
-    pub order: Vec<usize>,
+    /// `R` (without `β`), a 0-D `f64` tensor.
+    pub value: Tensor,
+    /// The eigenvalues the penalty was applied to (`[N]`, `f64`), in the order it used
+    /// them: descending for exact mode and sorted projected mode, `V`'s column order for
+    /// unsorted projected mode.
+    pub eigenvalues: Tensor,
+    /// `order[k]` is the eigenvector column whose eigenvalue is `eigenvalues[k]` (`[N]`,
+    /// whole numbers in `f64`): the sorting permutation in sorted projected mode, the
+    /// identity otherwise.
+    pub order: Tensor,
+    /// The anchor eigenvalue `λ_τ` (`[1]`, `f64`), which must be positive for `value` and
+    /// `grad` to mean anything.
+    pub lambda_tau: Tensor,
     /// `∂R/∂H`, `[B, N]`, in `H`'s dtype.
     pub grad: Tensor,
+}
+
+impl SpectralValue {
+    /// Reads `λ_τ` (one host read) and checks it: finite (else
+    /// [`RegularizerError::NonFiniteRepresentation`] at `step`) and positive (else
+    /// [`RegularizerError::RankBelowTau`]). `layer` names the representation.
+    pub fn check(&self, layer: &str, tau: usize, step: usize) -> Result<()> {
+        check_lambda_tau(self.lambda_tau.to_scalar()?, layer, tau, step)
+    }
+}
+
+/// The checks of [`SpectralValue::check`] on a value already read.
+pub(crate) fn check_lambda_tau(
+    lambda_tau: f64,
+    layer: &str,
+    tau: usize,
+    step: usize,
+) -> Result<()> {
+    if !lambda_tau.is_finite() {
+        return Err(RegularizerError::NonFiniteRepresentation {
+            layer: layer.into(),
+            step,
+        });
+    }
+    if lambda_tau <= 0.0 {
+        return Err(RegularizerError::RankBelowTau {
+            layer: layer.into(),
+            tau,
+            lambda_tau,
+        });
+    }
+    Ok(())
 }
 
 fn batch_rows(h: &Tensor, what: &str) -> Result<(usize, usize)> {
     let (b, n) = h.dims2()?;
     if b < 2 {
-        return Err(NnError::InvalidArgument {
-            what: what.into(),
-            reason: format!("a covariance needs a batch of at least 2 samples, got {b}"),
+        return Err(RegularizerError::TooFewSamples {
+            what: format!("{what} (a batch covariance)"),
+            needed: 2,
+            got: b,
         });
     }
     Ok((b, n))
 }
 
-/// The column indices of `lambda` by descending value, ties in column order.
-fn descending_order(lambda: &[f64]) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..lambda.len()).collect();
-    order.sort_by(|&a, &b| lambda[b].total_cmp(&lambda[a]));
-    order
+/// `0, 1, …, n − 1` as an `f64` tensor on `like`'s device.
+fn identity_order(n: usize, like: &Tensor) -> Result<Tensor> {
+    let v: Vec<f64> = (0..n).map(|i| i as f64).collect();
+    Ok(Tensor::from_vec(v, &[n], &like.device())?)
 }
 
 /// `R`, `λ` and `∂R/∂H` given eigenvectors `v: [N, N]`; `lambda` (exact mode) is already in
@@ -108,7 +200,7 @@ fn descending_order(lambda: &[f64]) -> Vec<usize> {
 fn value_grad_with(
     hc: &Tensor,
     v: &Tensor,
-    lambda: Option<Vec<f64>>,
+    lambda: Option<Tensor>,
     alpha: f64,
     tau: usize,
     sort: bool,
@@ -117,41 +209,31 @@ fn value_grad_with(
     let p = hc.matmul(v)?;
     let scale = 1.0 / (b as f64 - 1.0);
     let (lambda, order) = match lambda {
-        Some(l) => (l, (0..n).collect()),
+        Some(l) => (l, None),
         None => {
-            let columns: Vec<f64> = p
-                .sqr()?
-                .col_sums()?
-                .to_dtype(DType::F64)?
-                .to_vec::<f64>()?
-                .into_iter()
-                .map(|s| s * scale)
-                .collect();
+            let columns = p.sqr()?.col_sums()?.to_dtype(DType::F64)?.scale(scale)?;
             if sort {
-                let order = descending_order(&columns);
-                (order.iter().map(|&j| columns[j]).collect(), order)
+                let order = columns.argsort_descending()?;
+                (columns.gather(&order)?, Some(order))
             } else {
-                (columns, (0..n).collect())
+                (columns, None)
             }
         }
     };
-    let (value, dranked) = spectral_penalty(&lambda, alpha, tau)?;
+    let (value, dranked, lambda_tau) = spectral_penalty_tensor(&lambda, alpha, tau)?;
     // Back to V's columns through the permutation.
-    let mut dcolumn = vec![0.0; n];
-    for (&j, d) in order.iter().zip(&dranked) {
-        dcolumn[j] = 2.0 * scale * d;
-    }
-    let w = Tensor::from_array(Array1::from(dcolumn)).to_dtype(hc.dtype())?;
-    let w = if hc.device().is_cpu() {
-        w
-    } else {
-        w.to_device(&hc.device())?
+    let dranked = dranked.scale(2.0 * scale)?;
+    let (dcolumn, order) = match order {
+        Some(order) => (dranked.scatter(&order, n)?, order),
+        None => (dranked, identity_order(n, hc)?),
     };
+    let w = dcolumn.to_dtype(hc.dtype())?;
     let grad = p.broadcast_along(&w, 1, BinaryOp::Mul)?.matmul_nt(v)?;
     Ok(SpectralValue {
         value,
         eigenvalues: lambda,
         order,
+        lambda_tau,
         grad,
     })
 }
@@ -159,8 +241,8 @@ fn value_grad_with(
 fn check_eigenvectors(h: &Tensor, v: &Tensor, what: &str) -> Result<()> {
     let (_, n) = batch_rows(h, what)?;
     if v.shape() != [n, n] {
-        return Err(NnError::ShapeMismatch {
-            layer: format!("{what} (eigenvectors)"),
+        return Err(RegularizerError::ShapeMismatch {
+            what: format!("{what} (eigenvectors)"),
             expected: format!("[{n}, {n}]"),
             got: v.shape().to_vec(),
         });
@@ -196,14 +278,29 @@ pub fn exact_penalty(h: &Tensor, alpha: f64, tau: usize) -> Result<SpectralValue
     value_grad_with(&hc, &v, Some(lambda), alpha, tau, false)
 }
 
-/// The centred batch, the eigenvalues (descending, `f64`) and the eigenvectors of its
-/// unbiased covariance: what the exact penalty and the projected-vs-exact diagnostic share.
-pub(crate) fn batch_eigen(h: &Tensor) -> Result<(Tensor, Vec<f64>, Tensor)> {
+/// The centred batch, the eigenvalues (descending, `f64`, on the device) and the
+/// eigenvectors of its unbiased covariance: what the exact penalty and the
+/// projected-vs-exact diagnostic share.
+pub(crate) fn batch_eigen(h: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
     batch_rows(h, "exact spectral penalty")?;
     let hc = h.center_rows()?;
     let (b, _) = hc.dims2()?;
     let sigma = hc.gram()?.scale(1.0 / (b as f64 - 1.0))?;
-    let (lambda, v) = sigma.symmetric_eigen()?;
-    let lambda = lambda.to_dtype(DType::F64)?.to_vec::<f64>()?;
-    Ok((hc, lambda, v))
+    let (lambda, v) = crate::spectrum::eigen_descending(&sigma)?;
+    Ok((hc, lambda.to_dtype(DType::F64)?, v))
+}
+
+/// `‖a − e‖₂ / ‖e‖₂` of two `[K]` `f64` tensors, as a 0-D `f64` tensor (the denominator
+/// floored at the smallest positive normal): the projected-vs-exact diagnostic.
+pub(crate) fn relative_error(approx: &Tensor, exact: &Tensor) -> Result<Tensor> {
+    if approx.shape() != exact.shape() {
+        return Err(invalid(
+            "relative error",
+            format!("shapes {:?} and {:?} differ", approx.shape(), exact.shape()),
+        ));
+    }
+    let num = approx.sub(exact)?.sqr()?.sum_all_f64()?;
+    let den = exact.sqr()?.sum_all_f64()?;
+    let floor = den.full_like(f64::MIN_POSITIVE, &[])?;
+    Ok(num.div(&den.maximum(&floor)?)?.sqrt()?)
 }

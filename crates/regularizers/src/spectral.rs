@@ -24,14 +24,17 @@
 //! **Exact mode** eigendecomposes the batch covariance every step, `O(N³)`.
 
 use ndarray::ArrayView2;
-use specreg_nn::{ForwardPass, Network, NnError, Result};
-use specreg_tensor::Tensor;
+use specreg_nn::{ForwardPass, HookOutput, Network, NnError, TrainHook};
+use specreg_tensor::{DType, Tensor};
 
-use crate::covariance::representation_covariances;
-use crate::penalty::batch_eigen;
+use crate::covariance::representation_statistics;
+use crate::error::{RegularizerError, Result, invalid};
 pub use crate::penalty::{
     SpectralValue, exact_penalty, projected_penalty, projected_penalty_sorted, spectral_penalty,
+    spectral_penalty_tensor,
 };
+use crate::penalty::{batch_eigen, check_lambda_tau, relative_error};
+use crate::spectrum::eigen_descending;
 
 /// The regularisation of one hidden representation.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,10 +66,10 @@ impl SpectralLayer {
 
     fn validate(&self) -> Result<()> {
         let bad = |reason: String| {
-            Err(NnError::InvalidArgument {
-                what: format!("spectral regulariser of {}", self.name),
+            Err(invalid(
+                format!("spectral regulariser of {}", self.name),
                 reason,
-            })
+            ))
         };
         if !(self.alpha.is_finite() && self.alpha > 0.0) {
             return bad(format!("alpha must be finite and > 0, got {}", self.alpha));
@@ -85,12 +88,7 @@ impl SpectralLayer {
 /// extension: faster decay in early layers, `1/n` at the last). Every `α` must be finite
 /// and positive.
 pub fn check_alpha_schedule(alphas: &[f64]) -> Result<()> {
-    let bad = |reason: String| {
-        Err(NnError::InvalidArgument {
-            what: "alpha schedule".into(),
-            reason,
-        })
-    };
+    let bad = |reason: String| Err(invalid("alpha schedule", reason));
     let Some(&last) = alphas.last() else {
         return bad("is empty".into());
     };
@@ -126,13 +124,20 @@ pub enum EigenMode {
 }
 
 /// The spectral regulariser of a network: one [`SpectralLayer`] per regularised
-/// representation, plugged into [`specreg_nn::train_epoch`] through [`Self::hook`].
+/// representation, plugged into [`specreg_nn::train_epoch`] as its [`TrainHook`].
+///
+/// Per step it reads nothing back itself: each layer's `R_l` and `λ_τ` (and, on the first
+/// batch after a refresh, the diagnostic) go into [`HookOutput::scalars`], which the
+/// training loop reads with the loss in the step's one host read and hands back to
+/// [`TrainHook::observe`]; that is where `λ_τ ≤ 0` becomes
+/// [`RegularizerError::RankBelowTau`] (carried in [`NnError::Hook`]) and a non-finite
+/// `λ_τ` [`RegularizerError::NonFiniteRepresentation`], before the optimiser step.
 ///
 /// ```no_run
 /// # use specreg_regularizers::{EigenMode, SpectralLayer, SpectralRegularizer};
 /// # use specreg_nn::{Adam, AdamConfig, Network, train_epoch};
 /// # use specreg_tensor::{DType, Device, Rng};
-/// # fn main() -> specreg_nn::Result<()> {
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let mut rng = Rng::new(0);
 /// # let mut net = Network::shallow(&mut rng, DType::F32, &Device::Cpu)?;
 /// # let mut adam = Adam::new(AdamConfig::new(1e-3))?;
@@ -142,7 +147,7 @@ pub enum EigenMode {
 /// for epoch in 0..2 {
 ///     spec.refresh(&mut net, images.view(), 2000)?; // eigenvectors over the training set
 ///     let stats = train_epoch(&mut net, &mut adam, images.view(), &labels, &batches, epoch,
-///                             &mut |pass, _| spec.hook(pass))?;
+///                             &mut spec)?;
 ///     let terms = spec.take_epoch_terms(); // mean R per layer
 /// }
 /// # Ok(()) }
@@ -158,6 +163,18 @@ pub struct SpectralRegularizer {
     term_sums: Vec<f64>,
     term_samples: usize,
     eigen_errors: Vec<Option<f64>>,
+    /// Batches seen (the `step` of [`RegularizerError::NonFiniteRepresentation`]).
+    steps: usize,
+    /// What the last [`SpectralRegularizer::hook`] left for [`TrainHook::observe`].
+    pending: Option<Pending>,
+}
+
+/// The host-side facts of a step whose scalars are still on the device.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    step: usize,
+    batch: usize,
+    measured: bool,
 }
 
 impl SpectralRegularizer {
@@ -168,18 +185,15 @@ impl SpectralRegularizer {
     /// No layers, a repeated name, or a layer with `α ≤ 0`, `τ = 0` or `β < 0`.
     pub fn new(layers: Vec<SpectralLayer>, mode: EigenMode) -> Result<Self> {
         if layers.is_empty() {
-            return Err(NnError::InvalidArgument {
-                what: "spectral regulariser".into(),
-                reason: "needs at least one layer".into(),
-            });
+            return Err(invalid("spectral regulariser", "needs at least one layer"));
         }
         for (i, l) in layers.iter().enumerate() {
             l.validate()?;
             if layers[..i].iter().any(|o| o.name == l.name) {
-                return Err(NnError::InvalidArgument {
-                    what: "spectral regulariser".into(),
-                    reason: format!("layer {:?} is listed twice", l.name),
-                });
+                return Err(invalid(
+                    "spectral regulariser",
+                    format!("layer {:?} is listed twice", l.name),
+                ));
             }
         }
         let k = layers.len();
@@ -193,6 +207,8 @@ impl SpectralRegularizer {
             term_sums: vec![0.0; k],
             term_samples: 0,
             eigen_errors: vec![None; k],
+            steps: 0,
+            pending: None,
         })
     }
 
@@ -245,6 +261,9 @@ impl SpectralRegularizer {
     /// For those, use a `batch_size ≥` the layer's [`min_batch`](crate::Whitening::min_batch)
     /// (`N + 1`), ideally the training batch size; the reference forwards the whole set at
     /// once (`batch_size ≥ M`).
+    ///
+    /// Host reads: one (the covariances' finiteness check); the eigenvectors stay on the
+    /// device.
     pub fn refresh(
         &mut self,
         net: &mut Network,
@@ -255,70 +274,68 @@ impl SpectralRegularizer {
             return Ok(());
         }
         let names: Vec<&str> = self.layers.iter().map(|l| l.name.as_str()).collect();
-        let covs = representation_covariances(net, &names, images, batch_size)?;
-        let (dtype, device) = net.dtype_device();
-        for (slot, (cov, layer)) in self
+        let stats = representation_statistics(net, &names, images, batch_size)?;
+        let (dtype, _) = net.dtype_device();
+        for (slot, (st, layer)) in self
             .eigenvectors
             .iter_mut()
-            .zip(covs.iter().zip(&self.layers))
+            .zip(stats.iter().zip(&self.layers))
         {
-            if layer.tau >= cov.nrows() {
-                return Err(NnError::InvalidArgument {
-                    what: format!("spectral regulariser of {}", layer.name),
-                    reason: format!("tau ({}) must be < the width ({})", layer.tau, cov.nrows()),
+            let width = st.covariance.shape()[0];
+            if layer.tau >= width {
+                return Err(RegularizerError::TauNotBelowWidth {
+                    layer: layer.name.clone(),
+                    tau: layer.tau,
+                    width,
                 });
             }
-            let (_, v) = specreg_tensor::linalg::symmetric_eigen(cov.view())?;
-            let mut v = Tensor::from_array(v).to_dtype(dtype)?;
-            if !device.is_cpu() {
-                v = v.to_device(&device)?;
-            }
-            *slot = Some(v);
+            let (_, v) = eigen_descending(&st.covariance)?;
+            *slot = Some(v.to_dtype(dtype)?);
         }
         self.measure_next = true;
         Ok(())
     }
 
-    /// The hook for [`specreg_nn::train_epoch`]: `Σ_l β_l R_l` of this batch's
-    /// representations and the injected gradients `β_l ∂R_l/∂H_l`.
-    pub fn hook(&mut self, pass: &ForwardPass) -> Result<(f64, Vec<(String, Tensor)>)> {
-        let mut total = 0.0;
+    /// This batch's `Σ_l β_l R_l` (0-D, `f64`) and the injected gradients `β_l ∂R_l/∂H_l`,
+    /// with, as [`HookOutput::scalars`], each layer's `R_l` and `λ_τ` (then, on a
+    /// diagnostic batch, each layer's projected-vs-exact error) for
+    /// [`TrainHook::observe`]. Nothing is read back here.
+    ///
+    /// # Errors
+    /// A layer the pass lacks, `τ` not below a width, a batch of fewer than two rows, or
+    /// projected mode before the first [`refresh`](Self::refresh).
+    fn hook(&mut self, pass: &ForwardPass) -> Result<HookOutput> {
+        self.pending = None;
+        let mut values = Vec::with_capacity(2 * self.layers.len());
+        let mut errors = Vec::new();
         let mut injections = Vec::with_capacity(self.layers.len());
+        let mut total: Option<Tensor> = None;
         let mut batch = 0;
         let measure = self.measure_next && self.diagnose && self.mode == EigenMode::Projected;
         for (i, layer) in self.layers.iter().enumerate() {
             let h = pass
                 .get(&layer.name)
-                .ok_or_else(|| NnError::InvalidArgument {
-                    what: format!("spectral regulariser of {}", layer.name),
-                    reason: format!(
-                        "the network has no representation {:?}; it has {:?}",
-                        layer.name,
-                        pass.hidden
-                            .iter()
-                            .map(|(n, _)| n.as_str())
-                            .collect::<Vec<_>>()
-                    ),
+                .ok_or_else(|| NnError::UnknownRepresentation {
+                    name: layer.name.clone(),
+                    available: pass.hidden.iter().map(|(n, _)| n.clone()).collect(),
                 })?;
             let (b, n) = h.dims2()?;
             if layer.tau >= n {
-                return Err(NnError::InvalidArgument {
-                    what: format!("spectral regulariser of {}", layer.name),
-                    reason: format!("tau ({}) must be < the width ({n})", layer.tau),
+                return Err(RegularizerError::TauNotBelowWidth {
+                    layer: layer.name.clone(),
+                    tau: layer.tau,
+                    width: n,
                 });
             }
             batch = b;
             let sv = match self.mode {
                 EigenMode::Exact => exact_penalty(h, layer.alpha, layer.tau)?,
                 EigenMode::Projected => {
-                    let v =
-                        self.eigenvectors[i]
-                            .as_ref()
-                            .ok_or_else(|| NnError::InvalidArgument {
-                                what: format!("spectral regulariser of {}", layer.name),
-                                reason: "projected mode needs refresh() before the first batch"
-                                    .into(),
-                            })?;
+                    let v = self.eigenvectors[i].as_ref().ok_or_else(|| {
+                        RegularizerError::RefreshRequired {
+                            layer: layer.name.clone(),
+                        }
+                    })?;
                     if self.sort_projected {
                         projected_penalty_sorted(h, v, layer.alpha, layer.tau)?
                     } else {
@@ -329,20 +346,66 @@ impl SpectralRegularizer {
             if measure {
                 // Only the batch eigenvalues are needed, not the exact gradient.
                 let (_, exact, _) = batch_eigen(h)?;
-                self.eigen_errors[i] = Some(relative_error(
-                    &sv.eigenvalues[layer.tau - 1..],
-                    &exact[layer.tau - 1..],
-                ));
+                let ranks: Vec<usize> = (layer.tau - 1..n).collect();
+                errors.push(relative_error(
+                    &sv.eigenvalues.index_select_rows(&ranks)?,
+                    &exact.index_select_rows(&ranks)?,
+                )?);
             }
-            self.term_sums[i] += sv.value * b as f64;
-            total += layer.beta * sv.value;
+            let weighted = sv.value.scale(layer.beta)?;
+            total = Some(match total {
+                Some(t) => t.add(&weighted)?,
+                None => sv.value.full_like(0.0, &[])?.add(&weighted)?,
+            });
+            values.push(sv.value);
+            values.push(sv.lambda_tau.to_dtype(DType::F64)?);
             injections.push((layer.name.clone(), sv.grad.scale(layer.beta)?));
         }
-        self.term_samples += batch;
-        if measure {
+        self.pending = Some(Pending {
+            step: self.steps,
+            batch,
+            measured: measure,
+        });
+        self.steps += 1;
+        values.extend(errors);
+        Ok(HookOutput {
+            extra: total,
+            injections,
+            scalars: values,
+        })
+    }
+
+    /// The step's scalars read back (`R_l`, `λ_τ` per layer, then the diagnostic errors):
+    /// checks every `λ_τ`, then adds the terms to the epoch averages.
+    fn observe_values(&mut self, values: &[f64]) -> Result<()> {
+        let pending = self.pending.take().ok_or_else(|| {
+            invalid(
+                "spectral regulariser",
+                "observe() called without a hook() before it",
+            )
+        })?;
+        let k = self.layers.len();
+        let expected = 2 * k + if pending.measured { k } else { 0 };
+        if values.len() != expected {
+            return Err(invalid(
+                "spectral regulariser",
+                format!("observe() got {} values, expected {expected}", values.len()),
+            ));
+        }
+        for (layer, pair) in self.layers.iter().zip(values.chunks_exact(2)) {
+            check_lambda_tau(pair[1], &layer.name, layer.tau, pending.step)?;
+        }
+        for (sum, pair) in self.term_sums.iter_mut().zip(values.chunks_exact(2)) {
+            *sum += pair[0] * pending.batch as f64;
+        }
+        self.term_samples += pending.batch;
+        if pending.measured {
+            for (slot, &e) in self.eigen_errors.iter_mut().zip(&values[2 * k..]) {
+                *slot = Some(e);
+            }
             self.measure_next = false;
         }
-        Ok((total, injections))
+        Ok(())
     }
 
     /// Each layer's `R_l` (without `β`) averaged over the samples since the last call, and
@@ -375,12 +438,28 @@ impl SpectralRegularizer {
     }
 }
 
-fn relative_error(approx: &[f64], exact: &[f64]) -> f64 {
-    let num: f64 = approx
-        .iter()
-        .zip(exact)
-        .map(|(a, e)| (a - e) * (a - e))
-        .sum();
-    let den: f64 = exact.iter().map(|e| e * e).sum();
-    (num / den.max(f64::MIN_POSITIVE)).sqrt()
+/// The regulariser in [`specreg_nn::train_epoch`]: `regularize` gives this batch's
+/// `Σ_l β_l R_l` (0-D, `f64`) and the injected gradients `β_l ∂R_l/∂H_l`, with, as
+/// [`HookOutput::scalars`], each layer's `R_l` and `λ_τ` (then, on the first batch after a
+/// refresh, each layer's projected-vs-exact error); `observe` must get their values back
+/// (as the training loop does): it checks every `λ_τ` and adds the terms to the epoch
+/// averages and the diagnostic.
+///
+/// `regularize` fails on a layer the pass lacks, `τ` not below a width, a batch of fewer
+/// than two rows, or projected mode before the first [`refresh`](SpectralRegularizer::refresh)
+/// ([`RegularizerError::RefreshRequired`]); `observe` on `λ_τ ≤ 0`
+/// ([`RegularizerError::RankBelowTau`]) or a non-finite `λ_τ`
+/// ([`RegularizerError::NonFiniteRepresentation`]). Both carry the error in [`NnError::Hook`].
+impl TrainHook for SpectralRegularizer {
+    fn regularize(
+        &mut self,
+        pass: &ForwardPass,
+        _labels: &[usize],
+    ) -> specreg_nn::Result<HookOutput> {
+        Ok(self.hook(pass)?)
+    }
+
+    fn observe(&mut self, values: &[f64]) -> specreg_nn::Result<()> {
+        Ok(self.observe_values(values)?)
+    }
 }

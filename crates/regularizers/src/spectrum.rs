@@ -1,5 +1,7 @@
 //! Spectrum metrics of a representation: eigenspectrum, power-law exponent, effective
-//! dimension and participation ratio.
+//! dimension and participation ratio, and [`eigen_descending`], the one eigendecomposition
+//! of a covariance that the spectral regulariser's refresh, the spectra and the sensitivity
+//! maps share.
 //!
 //! The power-law exponent is the **rank** exponent `α` of `λ_n ∝ n^(−α)` (Stringer et al.
 //! 2019's convention, as in the paper), fitted by least squares of `log λ_n` against
@@ -8,9 +10,29 @@
 //! exponent `α` corresponds to a density exponent `1 + 1/α`.
 
 use ndarray::ArrayView2;
-use specreg_nn::{Network, NnError, Result};
+use specreg_nn::Network;
+use specreg_tensor::{DType, Tensor};
 
-use crate::covariance::representation_covariances;
+use crate::covariance::representation_statistics;
+use crate::error::{RegularizerError, Result, invalid};
+
+/// The eigendecomposition of a symmetric `covariance: [N, N]` (only its lower triangle is
+/// read), on its device and in its dtype: the eigenvalues `[N]` in **descending** order and
+/// the unit eigenvectors as the columns of `[N, N]` (column `n − 1` belongs to rank `n`),
+/// each signed so that its entry of largest magnitude is positive. No host read.
+///
+/// # Errors
+/// A matrix that is not square, or a failed decomposition.
+pub fn eigen_descending(covariance: &Tensor) -> Result<(Tensor, Tensor)> {
+    match *covariance.shape() {
+        [r, c] if r == c => Ok(covariance.symmetric_eigen()?),
+        _ => Err(RegularizerError::ShapeMismatch {
+            what: "eigen_descending".into(),
+            expected: "a square [N, N] matrix".into(),
+            got: covariance.shape().to_vec(),
+        }),
+    }
+}
 
 /// The eigenvalues of a covariance, descending, in `f64`.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,13 +56,6 @@ pub struct PowerLaw {
     pub last: usize,
 }
 
-fn invalid(what: &str, reason: String) -> NnError {
-    NnError::InvalidArgument {
-        what: what.into(),
-        reason,
-    }
-}
-
 impl Spectrum {
     /// A spectrum from eigenvalues in any order (sorted descending here).
     ///
@@ -48,7 +63,7 @@ impl Spectrum {
     /// An empty list or a non-finite value.
     pub fn new(mut eigenvalues: Vec<f64>) -> Result<Self> {
         if eigenvalues.is_empty() {
-            return Err(invalid("spectrum", "no eigenvalues".into()));
+            return Err(invalid("spectrum", "no eigenvalues"));
         }
         if let Some((i, v)) = eigenvalues.iter().enumerate().find(|(_, v)| !v.is_finite()) {
             return Err(invalid("spectrum", format!("eigenvalue {i} is {v}")));
@@ -58,10 +73,11 @@ impl Spectrum {
     }
 
     /// The spectrum of a symmetric matrix (e.g. a covariance from
-    /// [`representation_covariances`]).
-    pub fn of_covariance(cov: ArrayView2<'_, f64>) -> Result<Self> {
-        let (lambda, _) = specreg_tensor::linalg::symmetric_eigen(cov)?;
-        Self::new(lambda.to_vec())
+    /// [`representation_statistics`]), through [`eigen_descending`]; one host read (the
+    /// eigenvalues).
+    pub fn of_covariance(cov: &Tensor) -> Result<Self> {
+        let (lambda, _) = eigen_descending(cov)?;
+        Self::new(lambda.to_dtype(DType::F64)?.to_vec::<f64>()?)
     }
 
     /// The width `N`.
@@ -155,7 +171,7 @@ impl Spectrum {
         if total <= 0.0 {
             return Err(invalid(
                 "effective dimension",
-                "the spectrum has no positive variance".into(),
+                "the spectrum has no positive variance",
             ));
         }
         let mut acc = 0.0;
@@ -179,13 +195,18 @@ impl Spectrum {
 }
 
 /// The spectrum of representation `name` of `net` over `images: [M, 784]` (`Eval` mode,
-/// covariance accumulated in `f64`, chunks of `batch_size`).
+/// covariance accumulated in `f64`, chunks of `batch_size`): two host reads (the
+/// covariance's finiteness check and the eigenvalues).
 pub fn layer_spectrum(
     net: &mut Network,
     name: &str,
     images: ArrayView2<'_, f32>,
     batch_size: usize,
 ) -> Result<Spectrum> {
-    let cov = representation_covariances(net, &[name], images, batch_size)?;
-    Spectrum::of_covariance(cov[0].view())
+    let stats = representation_statistics(net, &[name], images, batch_size)?;
+    let cov = &stats
+        .first()
+        .ok_or_else(|| invalid("layer_spectrum", format!("no statistics of {name}")))?
+        .covariance;
+    Spectrum::of_covariance(cov)
 }

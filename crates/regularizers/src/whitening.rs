@@ -34,8 +34,13 @@
 //! With running statistics the layer is affine and `∂ℓ/∂X = G L⁻¹`.
 
 use ndarray::{Array1, Array2};
-use specreg_nn::{Layer, Mode, NnError, Param, Result};
+use specreg_nn::{Layer, Mode, NnError, Param};
 use specreg_tensor::{BinaryOp, DType, Device, Error as TensorError, Side, Tensor, Triangle};
+
+use crate::error::{RegularizerError, Result, invalid};
+
+/// The layer passes' result type (the [`Layer`] trait's).
+type LayerResult<T> = specreg_nn::Result<T>;
 
 /// Which mean and covariance a [`Whitening`] layer uses outside training (see the module
 /// table).
@@ -63,7 +68,20 @@ pub struct Whitening {
     /// The Cholesky factor of `running_cov + εI`, computed on the first `Eval` batch with
     /// running statistics and dropped whenever `running_cov` changes.
     running_factor: Option<Tensor>,
+    /// `εI` and the mask of `Φ`, built once per dtype and device.
+    constants: Option<Constants>,
     cache: Option<Cache>,
+}
+
+/// The constant matrices of the forward and backward passes, for one dtype and device.
+#[derive(Debug, Clone)]
+struct Constants {
+    dtype: DType,
+    device: Device,
+    /// `ε I`.
+    eye_eps: Tensor,
+    /// 1 below the diagonal, ½ on it, 0 above: `Φ(A) = A ⊙ mask`.
+    phi: Tensor,
 }
 
 #[derive(Debug)]
@@ -86,10 +104,10 @@ impl Whitening {
     pub fn new(name: impl Into<String>, width: usize, eps: f64) -> Result<Self> {
         let name = name.into();
         if width == 0 || !(eps.is_finite() && eps > 0.0) {
-            return Err(NnError::InvalidArgument {
-                what: format!("whitening of {name}"),
-                reason: format!("width must be ≥ 1 and eps finite and > 0, got {width} and {eps}"),
-            });
+            return Err(invalid(
+                format!("whitening of {name}"),
+                format!("width must be ≥ 1 and eps finite and > 0, got {width} and {eps}"),
+            ));
         }
         let running_mean = Tensor::zeros(&[width], DType::F32, &Device::Cpu)?;
         let running_cov = Tensor::from_array(Array2::<f32>::eye(width));
@@ -102,6 +120,7 @@ impl Whitening {
             running_mean,
             running_cov,
             running_factor: None,
+            constants: None,
             cache: None,
         })
     }
@@ -146,14 +165,13 @@ impl Whitening {
     /// `batch ≤ N`, naming the layer.
     pub fn check_batch_size(&self, batch: usize) -> Result<()> {
         if batch < self.min_batch() {
-            return Err(NnError::InvalidArgument {
-                what: format!("whitening of {}", self.name),
-                reason: format!(
-                    "a batch of {batch} samples has a covariance of rank < the width {}: \
-                     batch statistics need at least {} samples",
-                    self.width,
-                    self.min_batch()
+            return Err(RegularizerError::TooFewSamples {
+                what: format!(
+                    "whitening of {} (a full-rank covariance of width {})",
+                    self.name, self.width
                 ),
+                needed: self.min_batch(),
+                got: batch,
             });
         }
         Ok(())
@@ -162,10 +180,10 @@ impl Whitening {
     /// The running-average momentum (default 0.1), in `[0, 1]`.
     pub fn with_momentum(mut self, momentum: f64) -> Result<Self> {
         if !(0.0..=1.0).contains(&momentum) {
-            return Err(NnError::InvalidArgument {
-                what: format!("whitening of {}", self.name),
-                reason: format!("momentum must be in [0, 1], got {momentum}"),
-            });
+            return Err(invalid(
+                format!("whitening of {}", self.name),
+                format!("momentum must be in [0, 1], got {momentum}"),
+            ));
         }
         self.momentum = momentum;
         Ok(self)
@@ -176,13 +194,29 @@ impl Whitening {
         self.eps
     }
 
-    fn eye_eps(&self, like: &Tensor) -> Result<Tensor> {
-        let eye = Tensor::from_array(Array2::<f64>::eye(self.width) * self.eps);
-        Ok(eye.to_dtype(like.dtype())?.to_device(&like.device())?)
+    /// `εI` and the `Φ` mask in `like`'s dtype and on its device, built on the first call
+    /// and again only when the dtype or device changes.
+    fn constants(&mut self, like: &Tensor) -> LayerResult<Constants> {
+        let (dtype, device) = (like.dtype(), like.device());
+        if let Some(c) = &self.constants
+            && c.dtype == dtype
+            && c.device == device
+        {
+            return Ok(c.clone());
+        }
+        let n = self.width;
+        let c = Constants {
+            dtype,
+            device,
+            eye_eps: Tensor::tril_mask(n, self.eps, 0.0, dtype, &device)?,
+            phi: Tensor::tril_mask(n, 0.5, 1.0, dtype, &device)?,
+        };
+        self.constants = Some(c.clone());
+        Ok(c)
     }
 
-    fn cholesky(&self, sigma: &Tensor) -> Result<Tensor> {
-        let s = sigma.add(&self.eye_eps(sigma)?)?;
+    fn cholesky(&mut self, sigma: &Tensor) -> LayerResult<Tensor> {
+        let s = sigma.add(&self.constants(sigma)?.eye_eps)?;
         s.cholesky().map_err(|e| match e {
             TensorError::NotPositiveDefinite { pivot, .. } => NnError::NotPositiveDefinite {
                 layer: format!("whitening of {}", self.name),
@@ -193,16 +227,17 @@ impl Whitening {
     }
 
     /// The (cached) Cholesky factor of the running covariance plus `εI`.
-    fn running_factor(&mut self) -> Result<Tensor> {
+    fn running_factor(&mut self) -> LayerResult<Tensor> {
         if let Some(l) = &self.running_factor {
             return Ok(l.clone());
         }
-        let l = self.cholesky(&self.running_cov)?;
+        let cov = self.running_cov.clone();
+        let l = self.cholesky(&cov)?;
         self.running_factor = Some(l.clone());
         Ok(l)
     }
 
-    fn check(&self, t: &Tensor, pass: &str) -> Result<usize> {
+    fn check(&self, t: &Tensor, pass: &str) -> LayerResult<usize> {
         match *t.shape() {
             [b, n] if n == self.width => Ok(b),
             _ => Err(NnError::ShapeMismatch {
@@ -212,24 +247,10 @@ impl Whitening {
             }),
         }
     }
-
-    /// `Φ(A)`: the lower triangle of a square `A` with its diagonal halved.
-    fn lower_half_diag(&self, a: &Tensor) -> Result<Tensor> {
-        let n = self.width;
-        let mask = Array2::<f64>::from_shape_fn((n, n), |(i, j)| match i.cmp(&j) {
-            std::cmp::Ordering::Greater => 1.0,
-            std::cmp::Ordering::Equal => 0.5,
-            std::cmp::Ordering::Less => 0.0,
-        });
-        let mask = Tensor::from_array(mask)
-            .to_dtype(a.dtype())?
-            .to_device(&a.device())?;
-        Ok(a.mul(&mask)?)
-    }
 }
 
 impl Layer for Whitening {
-    fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+    fn forward(&mut self, x: &Tensor, mode: Mode) -> LayerResult<Tensor> {
         let b = self.check(x, "forward")?;
         let running = self.statistics == WhiteningStatistics::Running;
         let batch = mode.uses_batch_statistics() || !running;
@@ -271,7 +292,7 @@ impl Layer for Whitening {
         Ok(y)
     }
 
-    fn backward(&mut self, grad_out: &Tensor) -> Result<Tensor> {
+    fn backward(&mut self, grad_out: &Tensor) -> LayerResult<Tensor> {
         let b = self.check(grad_out, "backward")?;
         let cache = self
             .cache
@@ -287,7 +308,7 @@ impl Layer for Whitening {
             });
         }
         // Z L⁻¹: the right-side solve X L = Z.
-        let right_solve = |z: &Tensor| -> Result<Tensor> {
+        let right_solve = |z: &Tensor| -> LayerResult<Tensor> {
             Ok(cache
                 .l
                 .solve_triangular(z, Side::Right, Triangle::Lower, false)?)
@@ -295,21 +316,28 @@ impl Layer for Whitening {
         if !cache.batch {
             return right_solve(grad_out);
         }
-        let p = self.lower_half_diag(&grad_out.matmul_tn(&cache.y)?.scale(-1.0)?)?;
+        let phi = &self
+            .constants
+            .as_ref()
+            .ok_or_else(|| NnError::BackwardBeforeForward {
+                layer: format!("whitening of {}", self.name),
+            })?
+            .phi;
+        let p = grad_out.matmul_tn(&cache.y)?.scale(-1.0)?.mul(phi)?;
         let sym = p.add(&p.t()?)?;
         let z = grad_out.add(&cache.y.matmul(&sym)?.scale(1.0 / (b as f64 - 1.0))?)?;
         let gxc = right_solve(&z)?;
         Ok(gxc.broadcast_along(&gxc.col_means()?, 1, BinaryOp::Sub)?)
     }
 
-    fn forward_tangent(&mut self, _dx: &Tensor) -> Result<Tensor> {
+    fn forward_tangent(&mut self, _dx: &Tensor) -> LayerResult<Tensor> {
         Err(NnError::Unsupported {
             layer: format!("whitening of {}", self.name),
             pass: "forward_tangent (the Jacobian regulariser through a whitened layer)",
         })
     }
 
-    fn backward_tangent(&mut self, _dgrad_out: &Tensor) -> Result<Tensor> {
+    fn backward_tangent(&mut self, _dgrad_out: &Tensor) -> LayerResult<Tensor> {
         Err(NnError::Unsupported {
             layer: format!("whitening of {}", self.name),
             pass: "backward_tangent (the Jacobian regulariser through a whitened layer)",
@@ -334,7 +362,7 @@ impl Layer for Whitening {
         ]
     }
 
-    fn set_buffer(&mut self, name: &str, value: Tensor) -> Result<()> {
+    fn set_buffer(&mut self, name: &str, value: Tensor) -> LayerResult<()> {
         let (slot, shape) = match name {
             "running_mean" => (&mut self.running_mean, vec![self.width]),
             "running_cov" => (&mut self.running_cov, vec![self.width, self.width]),
@@ -370,9 +398,7 @@ impl Whitening {
     /// The running covariance, as `f64`.
     pub fn running_cov(&self) -> Result<Array2<f64>> {
         let v = self.running_cov.to_dtype(DType::F64)?.to_vec::<f64>()?;
-        Array2::from_shape_vec((self.width, self.width), v).map_err(|e| NnError::InvalidArgument {
-            what: format!("whitening of {}", self.name),
-            reason: e.to_string(),
-        })
+        Array2::from_shape_vec((self.width, self.width), v)
+            .map_err(|e| invalid(format!("whitening of {}", self.name), e.to_string()))
     }
 }

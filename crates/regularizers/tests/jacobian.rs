@@ -36,7 +36,8 @@ fn check_step(net: &mut Network, reg: &JacobianRegularizer, x: &Tensor, y: &[usi
     let pen = reg
         .penalty(net, x, y, Mode::Train, &mut Rng::new(seed))
         .unwrap();
-    assert_close("penalty", &[got.penalty], &[pen], 1e-10, 1e-12);
+    let (got_penalty, pen) = (got.penalty.to_scalar().unwrap(), pen.to_scalar().unwrap());
+    assert_close("penalty", &[got_penalty], &[pen], 1e-10, 1e-12);
     let grads: Vec<Vec<f64>> = net
         .params()
         .iter()
@@ -47,9 +48,11 @@ fn check_step(net: &mut Network, reg: &JacobianRegularizer, x: &Tensor, y: &[usi
         let fd = central_diff(&value, 1e-6, |v| {
             net.params_mut()[k].value = v.clone();
             let z = net.forward(x, Mode::Train).unwrap().logits;
-            let ce = softmax_cross_entropy(&z, y).unwrap().0;
+            let ce = softmax_cross_entropy(&z, y).unwrap().0.to_scalar().unwrap();
             ce + reg
                 .penalty(net, x, y, Mode::Train, &mut Rng::new(seed))
+                .unwrap()
+                .to_scalar()
                 .unwrap()
         });
         net.params_mut()[k].value = value;
@@ -100,6 +103,8 @@ fn eq11_is_the_mean_squared_per_sample_input_gradient() {
     let reg = JacobianRegularizer::new(JacobianKind::InputLoss { beta }).unwrap();
     let got = reg
         .penalty(&mut net, &x, &y, Mode::Eval, &mut Rng::new(0))
+        .unwrap()
+        .to_scalar()
         .unwrap();
     // (β/B) Σ_n ‖∂L(f(s_n), y_n)/∂s_n‖², one sample at a time.
     let mut want = 0.0;
@@ -125,6 +130,8 @@ fn the_logit_penalty_is_an_unbiased_frobenius_estimate() {
     .unwrap();
     let est = reg
         .penalty(&mut net, &x, &[0], Mode::Eval, &mut Rng::new(1))
+        .unwrap()
+        .to_scalar()
         .unwrap();
     let mut frob = 0.0;
     for c in 0..3 {

@@ -7,7 +7,7 @@
 //! Reads MNIST from `SPECREG_DATA` (skips with a notice when unset); meant for release mode.
 
 use specreg_data::{Mnist, batch_indices};
-use specreg_nn::{Adam, AdamConfig, Network, evaluate, train_epoch};
+use specreg_nn::{Adam, AdamConfig, Network, NoHook, evaluate, train_epoch};
 use specreg_regularizers::{EigenMode, SpectralLayer, SpectralRegularizer, layer_spectrum};
 use specreg_tensor::{DType, Device, Rng};
 
@@ -29,16 +29,8 @@ fn run(mnist: &Mnist, spectral: Option<f64>, epochs: usize) -> (f64, f64, f64) {
         let stats = match spec.as_mut() {
             Some(spec) => {
                 spec.refresh(&mut net, images, 5000).unwrap();
-                let stats = train_epoch(
-                    &mut net,
-                    &mut adam,
-                    images,
-                    labels,
-                    &batches,
-                    epoch,
-                    &mut |p, _| spec.hook(p),
-                )
-                .unwrap();
+                let stats = train_epoch(&mut net, &mut adam, images, labels, &batches, epoch, spec)
+                    .unwrap();
                 let terms = spec.take_epoch_terms();
                 let errors = spec.take_eigen_errors();
                 eprintln!(
@@ -55,7 +47,7 @@ fn run(mnist: &Mnist, spectral: Option<f64>, epochs: usize) -> (f64, f64, f64) {
                 labels,
                 &batches,
                 epoch,
-                &mut |_, _| Ok((0.0, Vec::new())),
+                &mut NoHook,
             )
             .unwrap(),
         };

@@ -9,15 +9,28 @@ use common::{
 };
 use ndarray::Array2;
 use proptest::prelude::*;
-use specreg_nn::{Linear, Mode, Network, Sequential, Tanh};
+use specreg_nn::{ForwardPass, Linear, Mode, Network, Sequential, Tanh, TrainHook};
 use specreg_regularizers::{
-    EigenMode, SpectralLayer, SpectralRegularizer, check_alpha_schedule, exact_penalty,
-    projected_penalty, spectral_penalty,
+    EigenMode, RegularizerError, SpectralLayer, SpectralRegularizer, check_alpha_schedule,
+    exact_penalty, projected_penalty, spectral_penalty,
 };
 use specreg_tensor::{DType, Device, Rng, Tensor, linalg::symmetric_eigen};
 
-fn kappa_of(lambda: &[f64], alpha: f64, tau: usize) -> f64 {
-    lambda[tau - 1] * (tau as f64).powf(alpha)
+fn kappa_of(lambda: &Tensor, alpha: f64, tau: usize) -> f64 {
+    vals(lambda)[tau - 1] * (tau as f64).powf(alpha)
+}
+
+fn scalar(t: &Tensor) -> f64 {
+    t.to_scalar().unwrap()
+}
+
+/// The hook as the training loop runs it: the extra loss and the injections, with the
+/// scalars read and handed to `observe`.
+fn run_hook(spec: &mut SpectralRegularizer, pass: &ForwardPass) -> (f64, Vec<(String, Tensor)>) {
+    let out = spec.regularize(pass, &[]).unwrap();
+    let values: Vec<f64> = out.scalars.iter().flat_map(vals).collect();
+    spec.observe(&values).unwrap();
+    (scalar(out.extra.as_ref().unwrap()), out.injections)
 }
 
 /// Exact mode's objective with `κ` frozen, by a naive f64 eigendecomposition.
@@ -83,8 +96,12 @@ fn penalty_arguments_are_checked() {
     let lambda = [3.0, 2.0, 1.0, 0.0, 0.0];
     assert!(spectral_penalty(&lambda, 1.0, 5).is_err(), "τ = N");
     assert!(spectral_penalty(&lambda, 1.0, 0).is_err(), "τ = 0");
-    let err = spectral_penalty(&lambda, 1.0, 4).unwrap_err().to_string();
-    assert!(err.contains("rank < τ"), "{err}");
+    let err = spectral_penalty(&lambda, 1.0, 4).unwrap_err();
+    assert!(
+        matches!(err, RegularizerError::RankBelowTau { tau: 4, lambda_tau, .. } if lambda_tau == 0.0),
+        "{err}"
+    );
+    assert!(err.to_string().contains("rank below τ"), "{err}");
     assert!(SpectralRegularizer::new(vec![], EigenMode::Exact).is_err());
     for (alpha, tau, beta) in [
         (0.0, 10, 1.0),
@@ -127,7 +144,7 @@ fn check_exact(h: &Tensor, alpha: f64, tau: usize) {
     let got = exact_penalty(h, alpha, tau).unwrap();
     let kappa = kappa_of(&got.eigenvalues, alpha, tau);
     let want = exact_reference(h, kappa, alpha, tau);
-    assert_close("exact value", &[got.value], &[want], 1e-9, 1e-12);
+    assert_close("exact value", &[scalar(&got.value)], &[want], 1e-9, 1e-12);
     let fd = central_diff(h, 1e-6, |hp| exact_reference(hp, kappa, alpha, tau));
     assert_close("exact ∂R/∂H", &vals(&got.grad), &fd, 2e-5, 1e-3);
 }
@@ -148,7 +165,7 @@ proptest! {
         let kappa = kappa_of(&got.eigenvalues, alpha, tau);
         prop_assume!(kappa > 1e-3);
         let want = projected_reference(&h, &v, kappa, alpha, tau);
-        assert_close("projected value", &[got.value], &[want], 1e-9, 1e-12);
+        assert_close("projected value", &[scalar(&got.value)], &[want], 1e-9, 1e-12);
         let fd = central_diff(&h, 1e-6, |hp| projected_reference(hp, &v, kappa, alpha, tau));
         assert_close("projected ∂R/∂H", &vals(&got.grad), &fd, 2e-5, 1e-3);
     }
@@ -196,18 +213,14 @@ fn exact_mode_handles_repeated_eigenvalues() {
     let mut rng = Rng::new(7);
     // A triple eigenvalue at the top (ranks below τ) and a nondegenerate tail.
     let h = batch_with_singular_values(12, &[3.0, 3.0, 3.0, 2.0, 1.5, 1.0, 0.7, 0.5], &mut rng);
-    let got = exact_penalty(&h, 1.0, 4).unwrap();
-    assert!((got.eigenvalues[0] - got.eigenvalues[2]).abs() < 1e-9 * got.eigenvalues[0]);
+    let got = vals(&exact_penalty(&h, 1.0, 4).unwrap().eigenvalues);
+    assert!((got[0] - got[2]).abs() < 1e-9 * got[0]);
     check_exact(&h, 1.0, 4);
     // A rank-deficient batch (B ≤ N): a cluster of zero eigenvalues in the penalised tail,
     // where the eigenvectors are arbitrary but the gradient is still well defined.
     let h = batch_with_singular_values(6, &[2.0, 1.2, 0.9, 0.6, 0.4, 0.0, 0.0, 0.0], &mut rng);
-    let got = exact_penalty(&h, 1.0, 2).unwrap();
-    assert!(
-        got.eigenvalues[5..].iter().all(|l| l.abs() < 1e-12),
-        "{:?}",
-        got.eigenvalues
-    );
+    let got = vals(&exact_penalty(&h, 1.0, 2).unwrap().eigenvalues);
+    assert!(got[5..].iter().all(|l| l.abs() < 1e-12), "{got:?}");
     check_exact(&h, 1.0, 2);
 }
 
@@ -219,11 +232,17 @@ fn projected_mode_with_the_batch_eigenvectors_is_exact_mode() {
     let c = covariance(&vals(&h), 20, 6);
     let v = Tensor::from_array(symmetric_eigen(c.view()).unwrap().1);
     let proj = projected_penalty(&h, &v, 1.0, 2).unwrap();
-    assert_close("value", &[proj.value], &[exact.value], 1e-10, 1e-12);
+    assert_close(
+        "value",
+        &[scalar(&proj.value)],
+        &[scalar(&exact.value)],
+        1e-10,
+        1e-12,
+    );
     assert_close(
         "eigenvalues",
-        &proj.eigenvalues,
-        &exact.eigenvalues,
+        &vals(&proj.eigenvalues),
+        &vals(&exact.eigenvalues),
         1e-10,
         1e-12,
     );
@@ -257,16 +276,20 @@ fn the_regularizer_hooks_weighted_penalties_and_measures_the_projection_error() 
         .to_dtype(DType::F64)
         .unwrap();
     let pass = net.forward(&x, Mode::Train).unwrap();
-    let err = spec.hook(&pass).unwrap_err().to_string();
-    assert!(err.contains("refresh"), "{err}");
+    let err = spec.regularize(&pass, &[]).unwrap_err();
+    assert!(
+        matches!(&err, specreg_nn::NnError::Hook(e)
+            if matches!(e.downcast_ref(), Some(RegularizerError::RefreshRequired { layer }) if layer == "h")),
+        "{err}"
+    );
 
     // Eigenvectors over the same 40 images: the whole data set is the batch, so the
     // projected eigenvalues are the exact ones and the diagnostic reads ~0.
     spec.refresh(&mut net, images.view(), 16).unwrap();
-    let (total, inj) = spec.hook(&pass).unwrap();
+    let (total, inj) = run_hook(&mut spec, &pass);
     let h = pass.get("h").unwrap();
     let exact = exact_penalty(h, 1.0, 2).unwrap();
-    assert_close("β R", &[total], &[2.5 * exact.value], 1e-8, 1e-12);
+    assert_close("β R", &[total], &[2.5 * scalar(&exact.value)], 1e-8, 1e-12);
     assert_eq!(inj.len(), 1);
     assert_close(
         "β ∂R/∂H",
@@ -283,7 +306,13 @@ fn the_regularizer_hooks_weighted_penalties_and_measures_the_projection_error() 
         "measured once per refresh"
     );
     let terms = spec.take_epoch_terms();
-    assert_close("epoch term", &[terms[0].1], &[exact.value], 1e-8, 1e-12);
+    assert_close(
+        "epoch term",
+        &[terms[0].1],
+        &[scalar(&exact.value)],
+        1e-8,
+        1e-12,
+    );
 
     // A different batch: the fixed eigenvectors no longer diagonalise its covariance.
     spec.refresh(&mut net, images.view(), 16).unwrap();
@@ -291,7 +320,7 @@ fn the_regularizer_hooks_weighted_penalties_and_measures_the_projection_error() 
         .to_dtype(DType::F64)
         .unwrap();
     let pass2 = net.forward(&x2, Mode::Train).unwrap();
-    spec.hook(&pass2).unwrap();
+    run_hook(&mut spec, &pass2);
     let e = spec.take_eigen_errors()[0].1;
     assert!(e > 1e-4 && e.is_finite(), "{e}");
 
@@ -303,11 +332,79 @@ fn the_regularizer_hooks_weighted_penalties_and_measures_the_projection_error() 
         beta: 1.0,
     };
     let mut bad = SpectralRegularizer::new(vec![wide], EigenMode::Exact).unwrap();
-    let err = bad.hook(&pass).unwrap_err().to_string();
+    let err = bad.regularize(&pass, &[]).unwrap_err().to_string();
     assert!(err.contains("tau (7)") && err.contains("h"), "{err}");
     let mut missing =
         SpectralRegularizer::new(vec![SpectralLayer::new("fc9", 1.0)], EigenMode::Exact).unwrap();
-    let err = missing.hook(&pass).unwrap_err().to_string();
+    let err = missing.regularize(&pass, &[]).unwrap_err().to_string();
     assert!(err.contains("fc9"), "{err}");
     let _ = tensor(vec![0.0], &[1]);
+}
+
+/// One epoch of one batch over `images` with `spec`, the error it stops with, and whether
+/// the parameters are unchanged.
+fn failing_epoch(
+    net: &mut Network,
+    spec: &mut SpectralRegularizer,
+    images: &ndarray::Array2<f32>,
+) -> (specreg_nn::NnError, bool) {
+    let labels: Vec<u8> = (0..images.nrows()).map(|i| (i % 3) as u8).collect();
+    let before: Vec<Vec<f64>> = net.params().iter().map(|p| vals(&p.value)).collect();
+    let mut adam = specreg_nn::Adam::new(specreg_nn::AdamConfig::new(1e-2)).unwrap();
+    let batches = vec![(0..images.nrows()).collect::<Vec<_>>()];
+    let err = specreg_nn::train_epoch(net, &mut adam, images.view(), &labels, &batches, 0, spec)
+        .unwrap_err();
+    let after: Vec<Vec<f64>> = net.params().iter().map(|p| vals(&p.value)).collect();
+    (err, before == after && adam.steps_taken() == 0)
+}
+
+#[test]
+fn rank_below_tau_and_nan_representations_stop_training_with_their_own_errors() {
+    let mut rng = Rng::new(17);
+    let images = ndarray::Array2::from_shape_vec((20, 5), vals(&randn(&[20, 5], &mut rng)))
+        .unwrap()
+        .mapv(|v| v as f32);
+    let layer = SpectralLayer {
+        tau: 2,
+        ..SpectralLayer::new("h", 1.0)
+    };
+    // A zero representation (zero weights and biases): every eigenvalue is 0, so λ_τ = 0.
+    for mode in [EigenMode::Projected, EigenMode::Exact] {
+        let mut net = tiny_net(&mut rng);
+        net.params_mut()[0].value = Tensor::zeros(&[7, 5], DType::F64, &Device::Cpu).unwrap();
+        net.params_mut()[1].value = Tensor::zeros(&[7], DType::F64, &Device::Cpu).unwrap();
+        let mut spec = SpectralRegularizer::new(vec![layer.clone()], mode).unwrap();
+        spec.refresh(&mut net, images.view(), 20).unwrap();
+        let (err, untouched) = failing_epoch(&mut net, &mut spec, &images);
+        let specreg_nn::NnError::Hook(inner) = &err else {
+            panic!("{mode:?}: not a hook error: {err}");
+        };
+        assert!(
+            matches!(
+                inner.downcast_ref::<RegularizerError>(),
+                Some(RegularizerError::RankBelowTau { layer, tau: 2, lambda_tau })
+                    if layer == "h" && *lambda_tau == 0.0
+            ),
+            "{mode:?}: {err}"
+        );
+        assert!(untouched, "{mode:?}: no step after the error");
+    }
+    // NaN inputs: a NaN λ_τ is a non-finite representation, reported before divergence.
+    let mut net = tiny_net(&mut rng);
+    let mut spec = SpectralRegularizer::new(vec![layer], EigenMode::Projected).unwrap();
+    spec.refresh(&mut net, images.view(), 20).unwrap();
+    let mut bad = images.clone();
+    bad[[3, 1]] = f32::NAN;
+    let (err, untouched) = failing_epoch(&mut net, &mut spec, &bad);
+    let specreg_nn::NnError::Hook(inner) = &err else {
+        panic!("not a hook error: {err}");
+    };
+    assert!(
+        matches!(
+            inner.downcast_ref::<RegularizerError>(),
+            Some(RegularizerError::NonFiniteRepresentation { layer, step: 0 }) if layer == "h"
+        ),
+        "{err}"
+    );
+    assert!(untouched);
 }

@@ -10,7 +10,7 @@ use common::{
 use ndarray::{Array1, Array2, s};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
-use specreg_nn::{Linear, Mode, Network, Sequential, Tanh};
+use specreg_nn::{Linear, Mode, Network, Sequential, Tanh, TrainHook};
 use specreg_regularizers::{
     EigenMode, SpectralLayer, SpectralRegularizer, exact_penalty, projected_penalty,
     projected_penalty_sorted, spectral_penalty,
@@ -36,6 +36,15 @@ fn sorted_reference(h: &Tensor, v: &Array2<f64>, kappa: f64, alpha: f64, tau: us
     penalty_with_kappa(&sorted_desc(projected(h, v)), kappa, alpha, tau)
 }
 
+fn scalar(t: &Tensor) -> f64 {
+    t.to_scalar().unwrap()
+}
+
+/// A permutation held as whole numbers in a tensor.
+fn order(t: &Tensor) -> Vec<usize> {
+    vals(t).into_iter().map(|i| i as usize).collect()
+}
+
 fn is_descending(l: &[f64]) -> bool {
     l.windows(2).all(|w| w[0] >= w[1])
 }
@@ -45,12 +54,14 @@ fn check_sorted(h: &Tensor, v: &Array2<f64>, alpha: f64, tau: usize) {
     let got = projected_penalty_sorted(h, &Tensor::from_array(v.clone()), alpha, tau).unwrap();
     let columns = projected(h, v);
     let want = sorted_desc(columns.clone());
-    assert_close("sorted λ̂", &got.eigenvalues, &want, 1e-10, 1e-12);
-    let permuted: Vec<f64> = got.order.iter().map(|&j| columns[j]).collect();
+    let eigenvalues = vals(&got.eigenvalues);
+    assert_close("sorted λ̂", &eigenvalues, &want, 1e-10, 1e-12);
+    let permuted: Vec<f64> = order(&got.order).iter().map(|&j| columns[j]).collect();
     assert_close("λ̂ through the order", &permuted, &want, 1e-10, 1e-12);
-    let kappa = got.eigenvalues[tau - 1] * (tau as f64).powf(alpha);
+    let kappa = eigenvalues[tau - 1] * (tau as f64).powf(alpha);
+    assert_eq!(vals(&got.lambda_tau), [eigenvalues[tau - 1]]);
     let value = sorted_reference(h, v, kappa, alpha, tau);
-    assert_close("sorted value", &[got.value], &[value], 1e-9, 1e-12);
+    assert_close("sorted value", &[scalar(&got.value)], &[value], 1e-9, 1e-12);
     let fd = central_diff(h, 1e-6, |hp| sorted_reference(hp, v, kappa, alpha, tau));
     assert_close("sorted ∂R/∂H", &vals(&got.grad), &fd, 2e-5, 1e-3);
 }
@@ -95,14 +106,28 @@ fn sorting_undoes_a_permutation_of_the_eigenvectors() {
     let reversed = v.slice(s![.., ..;-1]).to_owned();
     let vt = Tensor::from_array(reversed.clone());
     let unsorted = projected_penalty(&h, &vt, 1.0, 2).unwrap();
-    assert!(!is_descending(&unsorted.eigenvalues), "the order changes");
+    assert!(
+        !is_descending(&vals(&unsorted.eigenvalues)),
+        "the order changes"
+    );
     let sorted = projected_penalty_sorted(&h, &vt, 1.0, 2).unwrap();
-    assert_eq!(sorted.order, (0..n).rev().collect::<Vec<_>>());
+    assert_eq!(order(&sorted.order), (0..n).rev().collect::<Vec<_>>());
     let exact = exact_penalty(&h, 1.0, 2).unwrap();
-    assert_close("λ", &sorted.eigenvalues, &exact.eigenvalues, 1e-10, 1e-12);
-    assert_close("R", &[sorted.value], &[exact.value], 1e-10, 1e-12);
+    assert_close(
+        "λ",
+        &vals(&sorted.eigenvalues),
+        &vals(&exact.eigenvalues),
+        1e-10,
+        1e-12,
+    );
+    let (sv, ev, uv) = (
+        scalar(&sorted.value),
+        scalar(&exact.value),
+        scalar(&unsorted.value),
+    );
+    assert_close("R", &[sv], &[ev], 1e-10, 1e-12);
     assert_close("∂R/∂H", &vals(&sorted.grad), &vals(&exact.grad), 1e-8, 1e-6);
-    assert!((unsorted.value - sorted.value).abs() > 1e-3 * sorted.value);
+    assert!((uv - sv).abs() > 1e-3 * sv);
     check_sorted(&h, &reversed, 1.0, 2);
     // A random rotation reorders the tail too; the gradient still matches.
     let w = random_orthogonal(n, &mut rng);
@@ -170,32 +195,35 @@ fn the_regularizer_sorts_by_default_and_the_diagnostic_compares_what_it_used() {
     let x = Tensor::from_array(images.slice(s![..12, ..]).mapv(f64::from) * &scales);
     let pass = net.forward(&x, Mode::Train).unwrap();
     let h = pass.get("h").unwrap();
-    let exact = exact_penalty(h, 1.0, 2).unwrap().eigenvalues;
+    let exact = vals(&exact_penalty(h, 1.0, 2).unwrap().eigenvalues);
     let mut errors = Vec::new();
     for (spec, sort) in [(&mut on, true), (&mut off, false)] {
         spec.refresh(&mut net, images.view(), 16).unwrap();
         let v = spec.eigenvectors(0).unwrap().clone();
-        let (total, inj) = spec.hook(&pass).unwrap();
+        let out = spec.regularize(&pass, &[]).unwrap();
+        let values: Vec<f64> = out.scalars.iter().flat_map(vals).collect();
+        spec.observe(&values).unwrap();
+        let (total, inj) = (scalar(out.extra.as_ref().unwrap()), out.injections);
         let want = if sort {
             projected_penalty_sorted(h, &v, 1.0, 2).unwrap()
         } else {
             let (value, lambda, grad) = old_projected(h, &v, 1.0, 2);
             let free = projected_penalty(h, &v, 1.0, 2).unwrap();
             // Sorting off is the old implementation, bit for bit.
-            assert_eq!(free.value, value);
-            assert_eq!(free.eigenvalues, lambda);
+            assert_eq!(scalar(&free.value), value);
+            assert_eq!(vals(&free.eigenvalues), lambda);
             assert_eq!(vals(&free.grad), vals(&grad));
-            assert_eq!(free.order, (0..7).collect::<Vec<_>>());
+            assert_eq!(order(&free.order), (0..7).collect::<Vec<_>>());
             assert!(
                 !is_descending(&lambda[1..]),
                 "the order changes in the tail"
             );
             free
         };
-        assert_eq!(total, 2.5 * want.value, "sort = {sort}");
+        assert_eq!(total, 2.5 * scalar(&want.value), "sort = {sort}");
         assert_eq!(vals(&inj[0].1), vals(&want.grad.scale(2.5).unwrap()));
         let e = spec.take_eigen_errors()[0].1;
-        let expected = relative_error(&want.eigenvalues[1..], &exact[1..]);
+        let expected = relative_error(&vals(&want.eigenvalues)[1..], &exact[1..]);
         assert!(
             (e - expected).abs() <= 1e-12 * expected,
             "sort = {sort}: {e} vs {expected}"

@@ -176,6 +176,8 @@ fn a_whitened_network_backpropagates_through_the_inserted_layer() {
         specreg_nn::loss::softmax_cross_entropy(&pass.logits, &labels)
             .unwrap()
             .0
+            .to_scalar()
+            .unwrap()
     };
     let pass = net.forward(&x, Mode::Train).unwrap();
     let (_, gz) = specreg_nn::loss::softmax_cross_entropy(&pass.logits, &labels).unwrap();

@@ -10,7 +10,7 @@ use ndarray::{Array1, Array2};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 use specreg_nn::{Layer, Mode, NnError};
-use specreg_regularizers::{Whitening, WhiteningStatistics};
+use specreg_regularizers::{RegularizerError, Whitening, WhiteningStatistics};
 use specreg_tensor::{DType, Device, Rng, Tensor};
 
 const EPS: f64 = 1e-5;
@@ -300,11 +300,11 @@ fn batch_sizes_are_checked_and_name_the_layer() {
     assert_eq!(w.min_batch(), n + 1);
     assert!(w.check_batch_size(n + 1).is_ok() && w.check_batch_size(3000).is_ok());
     match w.check_batch_size(n).unwrap_err() {
-        NnError::InvalidArgument { what, reason } => {
+        RegularizerError::TooFewSamples { what, needed, got } => {
             assert!(what.contains("fc2"), "{what}");
-            assert!(reason.contains("at least 6"), "{reason}");
+            assert_eq!((needed, got), (6, 5));
         }
-        other => panic!("expected InvalidArgument, got {other}"),
+        other => panic!("expected TooFewSamples, got {other}"),
     }
     let one = correlated(1, n, &mut rng);
     for (statistics, mode) in [

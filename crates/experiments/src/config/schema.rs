@@ -70,8 +70,7 @@ impl ModelKind {
     /// # Errors
     /// The nn crate's error, as text, if it cannot build or run the network.
     pub fn architecture(self) -> std::result::Result<&'static [(String, usize)], &'static str> {
-        static TABLE: OnceLock<[std::result::Result<Vec<(String, usize)>, String>; 3]> =
-            OnceLock::new();
+        static TABLE: OnceLock<[Architecture; 3]> = OnceLock::new();
         let table = TABLE.get_or_init(|| {
             [ModelKind::Shallow, ModelKind::Mlp, ModelKind::Cnn].map(|kind| {
                 read_architecture(kind)
@@ -114,9 +113,23 @@ impl ModelKind {
     }
 }
 
+/// A network's `(representation, width)` list, or why it could not be read.
+type Architecture = std::result::Result<Vec<(String, usize)>, String>;
+
 /// Builds `kind` and reads each representation's name and per-sample width from a forward
-/// pass of one zero image.
-fn read_architecture(kind: ModelKind) -> specreg_nn::Result<Vec<(String, usize)>> {
+/// pass of one zero image. It runs on a private one-thread pool, so that reading a config
+/// neither sets up nor sizes rayon's global pool (the binary sizes it from `--threads`
+/// afterwards).
+fn read_architecture(kind: ModelKind) -> Architecture {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .map_err(|e| e.to_string())?;
+    pool.install(|| read_architecture_here(kind))
+        .map_err(|e| e.to_string())
+}
+
+fn read_architecture_here(kind: ModelKind) -> specreg_nn::Result<Vec<(String, usize)>> {
     let (mut rng, cpu) = (Rng::new(0), Device::Cpu);
     let mut net = match kind {
         ModelKind::Shallow => Network::shallow(&mut rng, DType::F32, &cpu)?,

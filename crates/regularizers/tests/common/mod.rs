@@ -9,6 +9,11 @@ pub fn randn(shape: &[usize], rng: &mut Rng) -> Tensor {
     Tensor::randn(shape, 0.0, 1.0, DType::F64, rng, &Device::Cpu).unwrap()
 }
 
+/// A uniform `f64` tensor on `[lo, hi)`.
+pub fn uniform(shape: &[usize], lo: f64, hi: f64, rng: &mut Rng) -> Tensor {
+    Tensor::rand_uniform(shape, lo, hi, DType::F64, rng, &Device::Cpu).unwrap()
+}
+
 /// Row-major values of an `f64` tensor.
 pub fn vals(t: &Tensor) -> Vec<f64> {
     t.to_dtype(DType::F64).unwrap().to_vec::<f64>().unwrap()
