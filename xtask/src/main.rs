@@ -4,7 +4,10 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str = "usage: cargo xtask <ci | lint | test | smoke | extra | slurm | reproduce>
+mod gpu_bundle;
+
+const USAGE: &str =
+    "usage: cargo xtask <ci | lint | test | smoke | extra | slurm | reproduce | gpu-bundle>
 
   ci         lint, test, smoke, extra and (as root, with slurm-wlm installed) slurm in that
              order: exactly the steps of .ci/run
@@ -18,7 +21,10 @@ const USAGE: &str = "usage: cargo xtask <ci | lint | test | smoke | extra | slur
   reproduce  [--profile smoke|quick|paper] [--only exp1,exp2,exp3] [--device D] [--data DIR]
              [--out DIR] [--threads N] [--shard K/N] [--quiet]
              train, evaluate and report experiments 1-3 (default profile: paper, out: results);
-             re-running resumes after a kill; --shard runs share K of N of the runs";
+             re-running resumes after a kill; --shard runs share K of N of the runs
+  gpu-bundle [--out DIR]  build the CUDA check for a GPU machine into target/gpu-bundle:
+             stripped --features cuda binaries (specreg, tensor tests, GPU bench) and a
+             run.sh that runs them, the PyTorch anchor and experiment 1 there in < 9 min";
 
 /// The Slurm test (ignored in the plain test run: it needs root and slurm-wlm).
 pub const SLURM_TEST: &[&str] = &[
@@ -205,6 +211,10 @@ fn main() -> Result<()> {
         Some("smoke") => smoke(),
         Some("lint") => lint(),
         Some("test") => cargo(TEST_COMMAND),
+        Some("gpu-bundle") => {
+            let rest: Vec<String> = std::env::args().skip(2).collect();
+            gpu_bundle::gpu_bundle(&rest)
+        }
         Some("reproduce") => {
             let rest: Vec<String> = std::env::args().skip(2).collect();
             reproduce(&rest)

@@ -121,7 +121,7 @@ pub enum Error {
         message: String,
     },
     /// The operation has no kernel for this device yet.
-    #[error("{op} is not implemented on {device:?} (only device transfers are)")]
+    #[error("{op} is not implemented on {device:?}")]
     UnsupportedOnDevice {
         /// The operation.
         op: &'static str,

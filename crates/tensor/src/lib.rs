@@ -13,10 +13,10 @@
 //! on rayon. Every reduction adds in a fixed order, so the same inputs and thread count give
 //! the same bits.
 //!
-//! Features: `cuda` (device handling through cudarc with dynamic loading, so it builds
-//! without CUDA installed; opening a device never panics, and ops without a CUDA kernel
-//! return [`Error::UnsupportedOnDevice`]) and `openblas` (GEMM through system OpenBLAS,
-//! factorisations through LAPACK, for side-by-side comparison).
+//! Features: `cuda` (every op on cuBLAS, cuSOLVER and NVRTC kernels through cudarc with
+//! dynamic loading, so it builds without CUDA installed and opening a device never panics;
+//! compile-checked, not yet run on a GPU: see the `cuda` module) and `openblas` (GEMM
+//! through system OpenBLAS, factorisations through LAPACK, for side-by-side comparison).
 //!
 //! ```
 //! use ndarray::array;
@@ -46,7 +46,7 @@
 mod backend;
 mod cpu;
 #[cfg(feature = "cuda")]
-mod cuda;
+pub mod cuda;
 mod device;
 mod dtype;
 mod error;

@@ -1,8 +1,84 @@
-//! Helpers shared by the tensor tests: seeded random arrays and naive references.
-#![allow(dead_code)]
+//! Helpers shared by the tensor tests: the `test_device!` macro, seeded random arrays,
+//! naive references and tolerances.
+//!
+//! Tests are written once as `fn case(dev: &Device) -> Result<()>` and stamped out by
+//! `test_device!(case)` as `case::cpu` and, with the `cuda` feature, `case::cuda`. Without a
+//! CUDA device the CUDA twin prints that it is skipped and passes, unless
+//! `SPECREG_REQUIRE_CUDA=1` (set by the GPU bundle's `run.sh`), which makes it fail.
+#![allow(dead_code, unused_macros, unused_imports)]
 
 use ndarray::{Array2, ArrayD, IxDyn};
-use specreg_tensor::{DType, Device, Rng, Tensor};
+use specreg_tensor::{DType, Device, Result, Rng, Tensor};
+
+/// Stamps out `mod case { #[test] fn cpu(); #[test] fn cuda() }` from `fn case(dev: &Device)
+/// -> Result<()>` for each case named.
+macro_rules! test_device {
+    ($($case:ident),+ $(,)?) => {
+        $(
+            mod $case {
+                #[test]
+                fn cpu() {
+                    if let Err(e) = super::$case(&specreg_tensor::Device::Cpu) {
+                        panic!("{}: {e}", stringify!($case));
+                    }
+                }
+
+                #[cfg(feature = "cuda")]
+                #[test]
+                fn cuda() {
+                    if let Some(dev) = crate::common::cuda_device(stringify!($case)) {
+                        if let Err(e) = super::$case(&dev) {
+                            panic!("{} on {dev}: {e}", stringify!($case));
+                        }
+                    }
+                }
+            }
+        )+
+    };
+}
+pub(crate) use test_device;
+
+/// Whether the CUDA twins must find a device (`SPECREG_REQUIRE_CUDA=1`).
+pub fn cuda_required() -> bool {
+    std::env::var("SPECREG_REQUIRE_CUDA").is_ok_and(|v| v == "1")
+}
+
+/// CUDA device 0, or `None` (after saying so) when there is none; a missing device fails
+/// the test when [`cuda_required`].
+pub fn cuda_device(case: &str) -> Option<Device> {
+    match Device::cuda(0) {
+        Ok(d) => Some(d),
+        Err(e) if cuda_required() => panic!("{case}: SPECREG_REQUIRE_CUDA=1 but: {e}"),
+        Err(e) => {
+            eprintln!("{case}::cuda skipped: no CUDA device ({e})");
+            None
+        }
+    }
+}
+
+/// A tolerance that depends on the device: `cpu` on the host, `gpu` on a GPU (where sums
+/// add in other orders and exp, log and f64 tanh come from CUDA's libdevice).
+pub fn tol_on(dev: &Device, cpu: f64, gpu: f64) -> f64 {
+    if dev.is_cpu() { cpu } else { gpu }
+}
+
+/// The unit roundoff of `dtype`.
+pub fn eps(dtype: DType) -> f64 {
+    match dtype {
+        DType::F32 => f64::from(f32::EPSILON),
+        DType::F64 => f64::EPSILON,
+    }
+}
+
+/// An ndarray as a tensor on `dev`.
+pub fn on<D: ndarray::Dimension>(dev: &Device, a: ndarray::Array<f64, D>) -> Tensor {
+    Tensor::from_array(a).to_device(dev).unwrap()
+}
+
+/// An `f32` ndarray as a tensor on `dev`.
+pub fn on32<D: ndarray::Dimension>(dev: &Device, a: ndarray::Array<f32, D>) -> Tensor {
+    Tensor::from_array(a).to_device(dev).unwrap()
+}
 
 pub fn rand_array(shape: &[usize], seed: u64) -> ArrayD<f64> {
     let mut r = Rng::new(seed);
@@ -10,8 +86,13 @@ pub fn rand_array(shape: &[usize], seed: u64) -> ArrayD<f64> {
 }
 
 pub fn rand_tensor(shape: &[usize], dtype: DType, seed: u64) -> Tensor {
+    rand_tensor_on(&Device::Cpu, shape, dtype, seed)
+}
+
+/// Seeded uniform entries in [-1, 1), the same values on every device.
+pub fn rand_tensor_on(dev: &Device, shape: &[usize], dtype: DType, seed: u64) -> Tensor {
     let mut r = Rng::new(seed);
-    Tensor::rand_uniform(shape, -1.0, 1.0, dtype, &mut r, &Device::Cpu).unwrap()
+    Tensor::rand_uniform(shape, -1.0, 1.0, dtype, &mut r, dev).unwrap()
 }
 
 pub fn to64(t: &Tensor) -> ArrayD<f64> {
@@ -37,4 +118,19 @@ pub fn rel_err(a: &ArrayD<f64>, b: &ArrayD<f64>) -> f64 {
 pub fn assert_close(a: &ArrayD<f64>, b: &ArrayD<f64>, tol: f64, what: &str) {
     let e = rel_err(a, b);
     assert!(e <= tol, "{what}: relative error {e:e} > {tol:e}");
+}
+
+/// Runs `f` on the CPU and on `dev` and compares the results: bit for bit on the CPU (the
+/// same computation twice: a determinism check), within `gpu_tol` ([`rel_err`]) on a GPU.
+pub fn same_as_cpu(
+    dev: &Device,
+    gpu_tol: f64,
+    what: &str,
+    f: impl Fn(&Device) -> Result<Tensor>,
+) -> Result<()> {
+    let want = to64(&f(&Device::Cpu)?);
+    let got = to64(&f(dev)?);
+    let tol = tol_on(dev, 0.0, gpu_tol);
+    assert_close(&got, &want, tol, &format!("{what} on {dev} vs cpu"));
+    Ok(())
 }

@@ -4,10 +4,19 @@ mod common;
 
 use common::*;
 use ndarray::{Array1, Array2, ArrayD, Axis, IxDyn, array, s};
-use specreg_tensor::{BinaryOp, DType, Device, Error, Tensor, UnaryOp};
+use specreg_tensor::{BinaryOp, DType, Device, Error, Result, Tensor, UnaryOp};
 
-#[test]
-fn unary_ops_match_std_in_both_dtypes() {
+test_device!(
+    unary_ops_match_std_in_both_dtypes,
+    binary_ops_and_activation_derivatives,
+    affine_clamp_and_non_contiguous_inputs,
+    broadcasts_and_reductions_match_naive,
+    log_softmax_and_cross_entropy,
+    seeded_random_tensors,
+    elementwise_ops_agree_with_the_cpu,
+);
+
+fn unary_ops_match_std_in_both_dtypes(dev: &Device) -> Result<()> {
     let x = rand_array(&[7, 5], 1).mapv(|v| v * 3.0);
     let pos = x.mapv(|v| v.abs() + 0.1);
     type F = fn(f64) -> f64;
@@ -28,14 +37,18 @@ fn unary_ops_match_std_in_both_dtypes() {
         let input = if needs_pos { &pos } else { &x };
         let want = input.mapv(f);
         for dtype in [DType::F32, DType::F64] {
-            let t = Tensor::from_array(input.clone()).to_dtype(dtype).unwrap();
+            let t = on(dev, input.clone()).to_dtype(dtype).unwrap();
             let got = to64(&t.unary(op).unwrap());
-            let tol = if dtype == DType::F32 { 1e-6 } else { 1e-15 };
+            // On a GPU exp, log and f64 tanh come from libdevice (within 2 ulp of libm).
+            let tol = match dtype {
+                DType::F32 => tol_on(dev, 1e-6, 2e-6),
+                DType::F64 => tol_on(dev, 1e-15, 4e-15),
+            };
             assert_close(&got, &want, tol, &format!("{op:?} {dtype:?}"));
         }
     }
     // sign(0) = 0, and the activation methods are the same ops.
-    let z = Tensor::from_array(array![0.0f32, -2.0, 3.0]);
+    let z = on32(dev, array![0.0f32, -2.0, 3.0]);
     assert_eq!(
         z.sign().unwrap().to_vec::<f32>().unwrap(),
         vec![0.0, -1.0, 1.0]
@@ -44,13 +57,13 @@ fn unary_ops_match_std_in_both_dtypes() {
         z.relu().unwrap().to_vec::<f32>().unwrap(),
         vec![0.0, 0.0, 3.0]
     );
+    Ok(())
 }
 
-#[test]
-fn binary_ops_and_activation_derivatives() {
+fn binary_ops_and_activation_derivatives(dev: &Device) -> Result<()> {
     let a = rand_array(&[4, 6], 2);
     let b = rand_array(&[4, 6], 3).mapv(|v| v + 2.0);
-    let (ta, tb) = (Tensor::from_array(a.clone()), Tensor::from_array(b.clone()));
+    let (ta, tb) = (on(dev, a.clone()), on(dev, b.clone()));
     let check = |op: BinaryOp, f: fn(f64, f64) -> f64| {
         let want = ndarray::Zip::from(&a).and(&b).map_collect(|&x, &y| f(x, y));
         assert_close(
@@ -70,7 +83,7 @@ fn binary_ops_and_activation_derivatives() {
     // Derivatives against central differences of the activation, in f64.
     let x = rand_array(&[3, 4], 4).mapv(|v| 2.0 * v);
     let g = rand_array(&[3, 4], 5);
-    let (tx, tg) = (Tensor::from_array(x.clone()), Tensor::from_array(g.clone()));
+    let (tx, tg) = (on(dev, x.clone()), on(dev, g.clone()));
     let h = 1e-6;
     let fd = |f: fn(f64) -> f64| {
         ndarray::Zip::from(&x)
@@ -103,22 +116,22 @@ fn binary_ops_and_activation_derivatives() {
     );
 
     // Shape and dtype mismatches are errors, not panics.
-    let wrong = Tensor::from_array(Array2::<f64>::zeros((4, 5)));
+    let wrong = on(dev, Array2::<f64>::zeros((4, 5)));
     assert!(matches!(ta.add(&wrong), Err(Error::ShapeMismatch { .. })));
     let f32t = ta.to_dtype(DType::F32).unwrap();
     assert!(matches!(f32t.add(&tb), Err(Error::DTypeMismatch { .. })));
+    Ok(())
 }
 
-#[test]
-fn affine_clamp_and_non_contiguous_inputs() {
+fn affine_clamp_and_non_contiguous_inputs(dev: &Device) -> Result<()> {
     let big = rand_array(&[6, 8], 6);
     // A strided, transposed view: every op must see the logical values.
     let view = big.slice(s![..;2, 1..;2]).reversed_axes().to_owned();
-    let t = Tensor::from_array(big.clone()).permute(&[1, 0]).unwrap();
+    let t = on(dev, big.clone()).permute(&[1, 0]).unwrap();
     let t = t.reshape(&[8, 6]).unwrap(); // forces a standard-layout copy of the transpose
     let logical = big.t().as_standard_layout().into_owned().into_dyn();
     assert_close(&to64(&t), &logical, 0.0, "reshape of transposed");
-    let strided = Tensor::from_array(big.clone()).t().unwrap();
+    let strided = on(dev, big.clone()).t().unwrap();
     let got = to64(&strided.affine(2.0, -1.0).unwrap());
     assert_close(
         &got,
@@ -138,20 +151,20 @@ fn affine_clamp_and_non_contiguous_inputs() {
         Err(Error::InvalidArgument { .. })
     ));
     assert_eq!(view.dim(), (4, 3));
-    let nan = Tensor::from_array(array![f32::NAN, 5.0]);
+    let nan = on32(dev, array![f32::NAN, 5.0]);
     let c = nan.clamp(0.0, 1.0).unwrap().to_vec::<f32>().unwrap();
     assert!(
         c[0].is_nan() && c[1] == 1.0,
         "clamp keeps NaN visible: {c:?}"
     );
+    Ok(())
 }
 
-#[test]
-fn broadcasts_and_reductions_match_naive() {
+fn broadcasts_and_reductions_match_naive(dev: &Device) -> Result<()> {
     let x = rand_array(&[5, 3], 7);
     let v = rand_array(&[3], 8);
-    let tx = Tensor::from_array(x.clone());
-    let tv = Tensor::from_array(v.clone());
+    let tx = on(dev, x.clone());
+    let tv = on(dev, v.clone());
     let want = ArrayD::from_shape_fn(IxDyn(&[5, 3]), |d| x[[d[0], d[1]]] + v[[d[1]]]);
     assert_close(
         &to64(&tx.broadcast_add_rows(&tv).unwrap()),
@@ -185,26 +198,26 @@ fn broadcasts_and_reductions_match_naive() {
     let img = rand_array(&[2, 3, 2, 2], 9);
     let bias = rand_array(&[3], 10);
     let got = to64(
-        &Tensor::from_array(img.clone())
-            .broadcast_along(&Tensor::from_array(bias.clone()), 1, BinaryOp::Add)
+        &on(dev, img.clone())
+            .broadcast_along(&on(dev, bias.clone()), 1, BinaryOp::Add)
             .unwrap(),
     );
     let want = ArrayD::from_shape_fn(img.raw_dim(), |d| img[&d] + bias[[d[1]]]);
     assert_close(&got, &want, 1e-15, "channel add");
     assert!((tx.sum_all().unwrap() - x.sum()).abs() < 1e-12);
     assert!((tx.max_abs().unwrap() - x.iter().fold(0.0f64, |m, v| m.max(v.abs()))).abs() == 0.0);
-    let am = Tensor::from_array(array![[1.0f32, 3.0, 3.0], [5.0, 0.0, -1.0]]);
+    let am = on32(dev, array![[1.0f32, 3.0, 3.0], [5.0, 0.0, -1.0]]);
     assert_eq!(am.argmax_rows().unwrap(), vec![1, 0]);
     assert!(matches!(
         tx.broadcast_add_rows(&tx),
         Err(Error::ShapeMismatch { .. })
     ));
+    Ok(())
 }
 
-#[test]
-fn log_softmax_and_cross_entropy() {
+fn log_softmax_and_cross_entropy(dev: &Device) -> Result<()> {
     let logits = array![[1.0f64, 2.0, 3.0], [1000.0, 1000.0, -1000.0]];
-    let t = Tensor::from_array(logits.clone());
+    let t = on(dev, logits.clone());
     let lp = t.log_softmax().unwrap().to_array::<f64>().unwrap();
     let z: f64 = (1f64.exp() + 2f64.exp() + 3f64.exp()).ln();
     assert!((lp[[0, 2]] - (3.0 - z)).abs() < 1e-14);
@@ -221,12 +234,10 @@ fn log_softmax_and_cross_entropy() {
     let x = rand_array(&[4, 5], 11).mapv(|v| 3.0 * v);
     let labels = [0usize, 4, 2, 2];
     let ce = |x: &ArrayD<f64>| -> f64 {
-        let t = Tensor::from_array(x.clone());
+        let t = on(dev, x.clone());
         t.softmax_cross_entropy(&labels).unwrap().0
     };
-    let (loss, grad) = Tensor::from_array(x.clone())
-        .softmax_cross_entropy(&labels)
-        .unwrap();
+    let (loss, grad) = on(dev, x.clone()).softmax_cross_entropy(&labels).unwrap();
     let naive: f64 = labels
         .iter()
         .enumerate()
@@ -247,18 +258,18 @@ fn log_softmax_and_cross_entropy() {
         fd[&idx] = (ce(&p) - ce(&m)) / (2.0 * h);
     }
     assert_close(&to64(&grad), &fd, 1e-8, "dCE/dlogits");
-    let per = Tensor::from_array(x.clone())
+    let per = on(dev, x.clone())
         .cross_entropy_per_sample(&labels)
         .unwrap();
     assert!((per.sum_all().unwrap() / 4.0 - loss).abs() < 1e-13);
 
     // f32 agrees with f64.
-    let (l32, _) = Tensor::from_array(x.mapv(|v| v as f32))
+    let (l32, _) = on32(dev, x.mapv(|v| v as f32))
         .softmax_cross_entropy(&labels)
         .unwrap();
     assert!((l32 - loss).abs() < 1e-5);
 
-    let bad = Tensor::from_array(x.clone()).softmax_cross_entropy(&[0, 1, 9, 0]);
+    let bad = on(dev, x.clone()).softmax_cross_entropy(&[0, 1, 9, 0]);
     assert!(matches!(
         bad,
         Err(Error::LabelOutOfRange {
@@ -267,8 +278,9 @@ fn log_softmax_and_cross_entropy() {
             classes: 5
         })
     ));
-    let short = Tensor::from_array(x).softmax_cross_entropy(&[0]);
+    let short = on(dev, x).softmax_cross_entropy(&[0]);
     assert!(matches!(short, Err(Error::ShapeMismatch { .. })));
+    Ok(())
 }
 
 #[test]
@@ -307,11 +319,11 @@ fn interop_is_zero_copy_and_typed() {
     assert!(matches!(t.dims4(), Err(Error::RankMismatch { .. })));
 }
 
-#[test]
-fn seeded_random_tensors() {
+/// Random tensors are drawn on the host: the same values on every device.
+fn seeded_random_tensors(dev: &Device) -> Result<()> {
     let mut r1 = specreg_tensor::Rng::new(42);
     let mut r2 = specreg_tensor::Rng::new(42);
-    let a = Tensor::randn(&[100, 100], 1.0, 2.0, DType::F32, &mut r1, &Device::Cpu).unwrap();
+    let a = Tensor::randn(&[100, 100], 1.0, 2.0, DType::F32, &mut r1, dev).unwrap();
     let b = Tensor::randn(&[100, 100], 1.0, 2.0, DType::F32, &mut r2, &Device::Cpu).unwrap();
     assert_eq!(a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap());
     let v = to64(&a);
@@ -321,9 +333,69 @@ fn seeded_random_tensors() {
         (mean - 1.0).abs() < 0.05 && (std - 2.0).abs() < 0.05,
         "{mean} {std}"
     );
-    let u = Tensor::rand_uniform(&[10_000], 2.0, 3.0, DType::F64, &mut r1, &Device::Cpu).unwrap();
+    let u = Tensor::rand_uniform(&[10_000], 2.0, 3.0, DType::F64, &mut r1, dev).unwrap();
     let u = to64(&u);
     assert!(u.iter().all(|&x| (2.0..3.0).contains(&x)));
     assert!((u.mean().unwrap() - 2.5).abs() < 0.01);
-    assert!(Tensor::rand_uniform(&[1], 1.0, 0.0, DType::F32, &mut r1, &Device::Cpu).is_err());
+    assert!(Tensor::rand_uniform(&[1], 1.0, 0.0, DType::F32, &mut r1, dev).is_err());
+    Ok(())
+}
+
+/// Larger random operands through each elementwise op, reduction and the softmax, on `dev`
+/// against the CPU: exact ops agree to the last bit's rounding, transcendental ones to a few
+/// ulp, sums to `len · eps`.
+fn elementwise_ops_agree_with_the_cpu(dev: &Device) -> Result<()> {
+    for dtype in [DType::F32, DType::F64] {
+        let e = eps(dtype);
+        let x =
+            |d: &Device| -> Result<Tensor> { rand_tensor_on(d, &[300, 70], dtype, 21).scale(4.0) };
+        let y = |d: &Device| -> Result<Tensor> {
+            rand_tensor_on(d, &[300, 70], dtype, 22).add_scalar(1.5)
+        };
+        for op in [
+            UnaryOp::Exp,
+            UnaryOp::Tanh,
+            UnaryOp::Sigmoid,
+            UnaryOp::Sign,
+            UnaryOp::Relu,
+        ] {
+            same_as_cpu(dev, 4.0 * e, &format!("{op:?} {dtype:?}"), |d| {
+                x(d)?.unary(op)
+            })?;
+        }
+        same_as_cpu(dev, 4.0 * e, "log", |d| y(d)?.log())?;
+        for op in [
+            BinaryOp::Div,
+            BinaryOp::Maximum,
+            BinaryOp::TanhBackward,
+            BinaryOp::Greater,
+        ] {
+            same_as_cpu(dev, 2.0 * e, &format!("{op:?} {dtype:?}"), |d| {
+                x(d)?.binary(&y(d)?, op)
+            })?;
+        }
+        same_as_cpu(dev, 300.0 * e, "col sums", |d| x(d)?.sum_axis(0))?;
+        same_as_cpu(dev, 70.0 * e, "row sums", |d| x(d)?.sum_axis(1))?;
+        let long = |d: &Device| -> Result<Tensor> { Ok(rand_tensor_on(d, &[5, 5000], dtype, 23)) };
+        same_as_cpu(dev, 5000.0 * e, "long row sums", |d| long(d)?.sum_axis(1))?;
+        same_as_cpu(dev, 8.0 * e, "log_softmax", |d| x(d)?.log_softmax())?;
+        same_as_cpu(dev, 0.0, "permute", |d| {
+            rand_tensor_on(d, &[3, 4, 5, 6], dtype, 24).permute(&[2, 0, 3, 1])
+        })?;
+        same_as_cpu(dev, 0.0, "affine", |d| x(d)?.affine(0.3, -1.25))?;
+        same_as_cpu(dev, 0.0, "cast", |d| {
+            x(d)?.to_dtype(DType::F32)?.to_dtype(DType::F64)
+        })?;
+        let (xc, xd) = (x(&Device::Cpu)?, x(dev)?);
+        let (sc, sd) = (xc.sum_all()?, xd.sum_all()?);
+        assert!(
+            (sc - sd).abs() <= 1e-12 * (1.0 + sc.abs()) * 300.0,
+            "{sc} vs {sd}"
+        );
+        assert_eq!(xc.max_abs()?, xd.max_abs()?, "max_abs is exact");
+    }
+    // NaN propagates through max_abs on every device.
+    let nan = on(dev, array![1.0, f64::NAN, -3.0]);
+    assert!(nan.max_abs()?.is_nan());
+    Ok(())
 }

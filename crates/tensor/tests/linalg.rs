@@ -5,7 +5,15 @@ mod common;
 
 use common::*;
 use ndarray::{Array2, Ix2, array, s};
-use specreg_tensor::{DType, Error, Side, Tensor, Triangle, linalg};
+use specreg_tensor::{DType, Device, Error, Result, Side, Tensor, Triangle, linalg};
+
+test_device!(
+    matmul_variants_match_naive_including_strided_operands,
+    covariance_and_gram,
+    symmetric_eigen_reconstructs_in_descending_order,
+    cholesky_and_triangular_solves,
+    linalg_agrees_with_the_cpu,
+);
 
 fn two(t: &Tensor) -> Array2<f64> {
     to64(t).into_dimensionality::<Ix2>().unwrap()
@@ -18,10 +26,13 @@ fn spd(n: usize, seed: u64) -> Array2<f64> {
     naive_matmul(&a, &a.t().to_owned()) + Array2::<f64>::eye(n) * 0.5
 }
 
-#[test]
-fn matmul_variants_match_naive_including_strided_operands() {
+fn matmul_variants_match_naive_including_strided_operands(dev: &Device) -> Result<()> {
     for dtype in [DType::F32, DType::F64] {
-        let tol = if dtype == DType::F32 { 2e-6 } else { 1e-13 };
+        let tol = if dtype == DType::F32 {
+            tol_on(dev, 2e-6, 4e-6)
+        } else {
+            1e-13
+        };
         let a = rand_array(&[37, 23], 1)
             .into_dimensionality::<Ix2>()
             .unwrap();
@@ -29,16 +40,16 @@ fn matmul_variants_match_naive_including_strided_operands() {
             .into_dimensionality::<Ix2>()
             .unwrap();
         let want = naive_matmul(&a, &b).into_dyn();
-        let ta = Tensor::from_array(a.clone()).to_dtype(dtype).unwrap();
-        let tb = Tensor::from_array(b.clone()).to_dtype(dtype).unwrap();
+        let ta = on(dev, a.clone()).to_dtype(dtype).unwrap();
+        let tb = on(dev, b.clone()).to_dtype(dtype).unwrap();
         assert_close(&to64(&ta.matmul(&tb).unwrap()), &want, tol, "A·B");
         // Aᵀ·B with A stored as [k, m]
-        let at = Tensor::from_array(a.t().as_standard_layout().into_owned())
+        let at = on(dev, a.t().as_standard_layout().into_owned())
             .to_dtype(dtype)
             .unwrap();
         assert_close(&to64(&at.matmul_tn(&tb).unwrap()), &want, tol, "Aᵀ·B");
         // A·Bᵀ with B stored as [n, k]
-        let bt = Tensor::from_array(b.t().as_standard_layout().into_owned())
+        let bt = on(dev, b.t().as_standard_layout().into_owned())
             .to_dtype(dtype)
             .unwrap();
         assert_close(&to64(&ta.matmul_nt(&bt).unwrap()), &want, tol, "A·Bᵀ");
@@ -53,13 +64,13 @@ fn matmul_variants_match_naive_including_strided_operands() {
             .into_dimensionality::<Ix2>()
             .unwrap();
         let sl = big.slice(s![..;2, 1..;2]).to_owned(); // 37 × 23 logical values
-        let tbig = Tensor::from_array(big.slice(s![..;2, 1..;2]).to_owned())
+        let tbig = on(dev, big.slice(s![..;2, 1..;2]).to_owned())
             .to_dtype(dtype)
             .unwrap();
         let want = naive_matmul(&sl, &b).into_dyn();
         assert_close(&to64(&tbig.matmul(&tb).unwrap()), &want, tol, "strided A");
     }
-    let a = rand_tensor(&[3, 4], DType::F32, 0);
+    let a = rand_tensor_on(dev, &[3, 4], DType::F32, 0);
     assert!(matches!(
         a.matmul(&a),
         Err(Error::ShapeMismatch { op: "matmul", .. })
@@ -68,17 +79,17 @@ fn matmul_variants_match_naive_including_strided_operands() {
         a.matmul(&a.to_dtype(DType::F64).unwrap().t().unwrap()),
         Err(Error::DTypeMismatch { .. })
     ));
+    Ok(())
 }
 
-#[test]
-fn covariance_and_gram() {
+fn covariance_and_gram(dev: &Device) -> Result<()> {
     let x = rand_array(&[50, 6], 4)
         .into_dimensionality::<Ix2>()
         .unwrap();
     let mean = x.mean_axis(ndarray::Axis(0)).unwrap();
     let xc = &x - &mean;
     let want = naive_matmul(&xc.t().to_owned(), &xc) / 49.0;
-    let t = Tensor::from_array(x.clone());
+    let t = on(dev, x.clone());
     assert_close(
         &to64(&t.covariance().unwrap()),
         &want.into_dyn(),
@@ -88,7 +99,7 @@ fn covariance_and_gram() {
     let g = naive_matmul(&x.t().to_owned(), &x);
     assert_close(&to64(&t.gram().unwrap()), &g.into_dyn(), 1e-13, "gram");
     // covariance of a non-contiguous (transposed) representation
-    let tt = Tensor::from_array(x.t().as_standard_layout().into_owned())
+    let tt = on(dev, x.t().as_standard_layout().into_owned())
         .t()
         .unwrap();
     assert_close(
@@ -97,17 +108,17 @@ fn covariance_and_gram() {
         1e-14,
         "view",
     );
-    let one = Tensor::from_array(Array2::<f32>::zeros((1, 3)));
+    let one = on32(dev, Array2::<f32>::zeros((1, 3)));
     assert!(matches!(
         one.covariance(),
         Err(Error::InvalidArgument { .. })
     ));
+    Ok(())
 }
 
-#[test]
-fn symmetric_eigen_reconstructs_in_descending_order() {
+fn symmetric_eigen_reconstructs_in_descending_order(dev: &Device) -> Result<()> {
     // Closed form: [[2, 1], [1, 2]] has eigenvalues 3 and 1.
-    let (l, v) = Tensor::from_array(array![[2.0f64, 1.0], [1.0, 2.0]])
+    let (l, v) = on(dev, array![[2.0f64, 1.0], [1.0, 2.0]])
         .symmetric_eigen()
         .unwrap();
     let l = l.to_vec::<f64>().unwrap();
@@ -128,7 +139,7 @@ fn symmetric_eigen_reconstructs_in_descending_order() {
         (DType::F64, 200, 1e-11),
     ] {
         let a = spd(n, n as u64);
-        let (lam, vec) = Tensor::from_array(a.clone())
+        let (lam, vec) = on(dev, a.clone())
             .to_dtype(dtype)
             .unwrap()
             .symmetric_eigen()
@@ -149,9 +160,10 @@ fn symmetric_eigen_reconstructs_in_descending_order() {
             "VᵀV",
         );
     }
-    // Only the lower triangle is read.
+    // Only the lower triangle is read (by the ndarray API and by the tensor op).
     let mut a = spd(6, 9);
     let full = linalg::symmetric_eigen(a.view()).unwrap().0;
+    let full_dev = to64(&on(dev, a.clone()).symmetric_eigen()?.0);
     for i in 0..6 {
         for j in i + 1..6 {
             a[[i, j]] = 1e9;
@@ -164,19 +176,26 @@ fn symmetric_eigen_reconstructs_in_descending_order() {
         1e-12,
         "lower triangle only",
     );
-    let rect = rand_tensor(&[3, 4], DType::F32, 1);
+    let lower_dev = to64(&on(dev, a).symmetric_eigen()?.0);
+    assert_close(
+        &lower_dev,
+        &full_dev,
+        1e-12,
+        "lower triangle only, tensor op",
+    );
+    let rect = rand_tensor_on(dev, &[3, 4], DType::F32, 1);
     assert!(matches!(
         rect.symmetric_eigen(),
         Err(Error::InvalidArgument { .. })
     ));
+    Ok(())
 }
 
-#[test]
-fn cholesky_and_triangular_solves() {
+fn cholesky_and_triangular_solves(dev: &Device) -> Result<()> {
     for dtype in [DType::F32, DType::F64] {
         let tol = if dtype == DType::F32 { 1e-5 } else { 1e-12 };
         let a = spd(30, 5);
-        let ta = Tensor::from_array(a.clone()).to_dtype(dtype).unwrap();
+        let ta = on(dev, a.clone()).to_dtype(dtype).unwrap();
         let l = ta.cholesky().unwrap();
         let l64 = two(&l);
         for i in 0..30 {
@@ -194,7 +213,7 @@ fn cholesky_and_triangular_solves() {
         let b = rand_array(&[30, 4], 6)
             .into_dimensionality::<Ix2>()
             .unwrap();
-        let tb = Tensor::from_array(b.clone()).to_dtype(dtype).unwrap();
+        let tb = on(dev, b.clone()).to_dtype(dtype).unwrap();
         let x = two(&l
             .solve_triangular(&tb, Side::Left, Triangle::Lower, false)
             .unwrap());
@@ -235,7 +254,7 @@ fn cholesky_and_triangular_solves() {
         );
         // Right side: X op(T) = B with B: [4, 30], for each triangle and transpose.
         let br = b.t().to_owned();
-        let tbr = Tensor::from_array(br.clone()).to_dtype(dtype).unwrap();
+        let tbr = on(dev, br.clone()).to_dtype(dtype).unwrap();
         for (t, tri, t64) in [
             (&l, Triangle::Lower, l64.clone()),
             (&u, Triangle::Upper, l64.t().to_owned()),
@@ -259,13 +278,16 @@ fn cholesky_and_triangular_solves() {
         }
     }
     // A matrix that is not positive definite names its failing pivot.
-    let bad = Tensor::from_array(array![[4.0f64, 2.0, 0.0], [2.0, 1.0, 0.0], [0.0, 0.0, 1.0]]);
+    let bad = on(
+        dev,
+        array![[4.0f64, 2.0, 0.0], [2.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+    );
     match bad.cholesky() {
         Err(Error::NotPositiveDefinite { pivot, .. }) => assert_eq!(pivot, 1),
         other => panic!("expected NotPositiveDefinite, got {other:?}"),
     }
-    let l = Tensor::from_array(Array2::<f64>::eye(3));
-    let b = Tensor::from_array(Array2::<f64>::zeros((4, 2)));
+    let l = on(dev, Array2::<f64>::eye(3));
+    let b = on(dev, Array2::<f64>::zeros((4, 2)));
     assert!(matches!(
         l.solve_triangular(&b, Side::Left, Triangle::Lower, false),
         Err(Error::ShapeMismatch { .. })
@@ -275,4 +297,47 @@ fn cholesky_and_triangular_solves() {
         l.solve_triangular(&b, Side::Right, Triangle::Lower, false),
         Err(Error::ShapeMismatch { .. })
     ));
+    Ok(())
+}
+
+/// Products, eigendecompositions, factors and solves of larger random operands on `dev`
+/// against the CPU, with tolerances scaled by the inner dimension and the dtype's roundoff.
+fn linalg_agrees_with_the_cpu(dev: &Device) -> Result<()> {
+    for dtype in [DType::F32, DType::F64] {
+        let e = eps(dtype);
+        let a = |d: &Device| rand_tensor_on(d, &[120, 300], dtype, 31);
+        let b = |d: &Device| rand_tensor_on(d, &[300, 90], dtype, 32);
+        let k_tol = 4.0 * 300.0 * e;
+        same_as_cpu(dev, k_tol, "A·B", |d| a(d).matmul(&b(d)))?;
+        same_as_cpu(dev, k_tol, "Aᵀ·A", |d| a(d).matmul_tn(&a(d)))?;
+        same_as_cpu(dev, k_tol, "B·Bᵀ", |d| b(d).matmul_nt(&b(d)))?;
+        let m = to64(&a(&Device::Cpu).covariance()?)
+            .into_dimensionality::<Ix2>()
+            .unwrap();
+        let spd = m + Array2::<f64>::eye(300) * 0.1;
+        let s = |d: &Device| on(d, spd.clone()).to_dtype(dtype);
+        // Eigenvalues (descending) and the signed eigenvectors of a well-separated spectrum.
+        same_as_cpu(dev, 2000.0 * e, "eigenvalues", |d| {
+            Ok(s(d)?.symmetric_eigen()?.0)
+        })?;
+        same_as_cpu(dev, 300.0 * e, "cholesky", |d| s(d)?.cholesky())?;
+        let rhs = |d: &Device| rand_tensor_on(d, &[300, 7], dtype, 33);
+        for (side, tri, transpose) in [
+            (Side::Left, Triangle::Lower, false),
+            (Side::Left, Triangle::Lower, true),
+            (Side::Right, Triangle::Upper, false),
+        ] {
+            same_as_cpu(dev, 2000.0 * e, "solve", |d| {
+                let l = s(d)?.cholesky()?;
+                let l = if tri == Triangle::Upper { l.t()? } else { l };
+                let r = if side == Side::Left {
+                    rhs(d)
+                } else {
+                    rhs(d).t()?
+                };
+                l.solve_triangular(&r, side, tri, transpose)
+            })?;
+        }
+    }
+    Ok(())
 }

@@ -5,14 +5,32 @@ mod common;
 
 use common::*;
 use ndarray::{Array1, Array2, ArrayD, Axis, Ix1, Ix2, array};
-use specreg_tensor::{DType, Device, Error, HostReads, Tensor, host_reads};
+use specreg_tensor::{DType, Device, Error, HostReads, Result, Tensor, host_reads};
 
 const DTYPES: [DType; 2] = [DType::F32, DType::F64];
 
-#[test]
-fn index_select_rows_matches_naive_gather() {
+test_device!(
+    index_select_rows_matches_naive_gather,
+    where_cond_elementwise_and_per_row,
+    comparisons_give_zero_or_one_and_nan_is_false,
+    row_argmax_stays_on_device_and_matches_host_argmax,
+    eye_and_triangle_masks,
+    row_norms_and_scale_rows,
+    host_reads_device_ops_read_nothing,
+    argsort_gather_scatter_round_trip,
+    sum_all_f64_and_concat_stay_on_device,
+    selections_agree_with_the_cpu,
+);
+
+/// A value read back: device errors reported at the next host read (bad indices on a GPU)
+/// surface here.
+fn read(t: Result<Tensor>) -> Result<Vec<f64>> {
+    t?.to_dtype(DType::F64)?.to_vec::<f64>()
+}
+
+fn index_select_rows_matches_naive_gather(dev: &Device) -> Result<()> {
     for dtype in DTYPES {
-        let t = rand_tensor(&[5, 3, 2], dtype, 1);
+        let t = rand_tensor_on(dev, &[5, 3, 2], dtype, 1);
         let a = to64(&t);
         let rows = [4, 0, 0, 2];
         let got = to64(&t.index_select_rows(&rows).unwrap());
@@ -21,7 +39,7 @@ fn index_select_rows_matches_naive_gather() {
             assert_eq!(got.index_axis(Axis(0), k), a.index_axis(Axis(0), r));
         }
         // Through a transposed (strided) view too.
-        let m = rand_tensor(&[3, 4], dtype, 2);
+        let m = rand_tensor_on(dev, &[3, 4], dtype, 2);
         let got = to64(&m.t().unwrap().index_select_rows(&[3, 1]).unwrap());
         let want = to64(&m).t().select(Axis(0), &[3, 1]);
         assert_eq!(got, want);
@@ -31,47 +49,44 @@ fn index_select_rows_matches_naive_gather() {
             other => panic!("expected an out-of-range error, got {other:?}"),
         }
     }
+    Ok(())
 }
 
-#[test]
-fn where_cond_elementwise_and_per_row() {
+fn where_cond_elementwise_and_per_row(dev: &Device) -> Result<()> {
     for dtype in DTYPES {
-        let t = rand_tensor(&[3, 4], dtype, 3);
-        let f = rand_tensor(&[3, 4], dtype, 4);
-        let mask = rand_tensor(&[3, 4], dtype, 5).greater(&t.full_like(0.0, &[3, 4]).unwrap());
+        let t = rand_tensor_on(dev, &[3, 4], dtype, 3);
+        let f = rand_tensor_on(dev, &[3, 4], dtype, 4);
+        let mask =
+            rand_tensor_on(dev, &[3, 4], dtype, 5).greater(&t.full_like(0.0, &[3, 4]).unwrap());
         let mask = mask.unwrap();
         let (m, a, b) = (to64(&mask), to64(&t), to64(&f));
         let want = ArrayD::from_shape_fn(a.raw_dim(), |i| if m[&i] != 0.0 { a[&i] } else { b[&i] });
         assert_eq!(to64(&mask.where_cond(&t, &f).unwrap()), want);
 
-        let rows = Tensor::from_array(array![1.0, 0.0, 1.0])
-            .to_dtype(dtype)
-            .unwrap();
+        let rows = on(dev, array![1.0, 0.0, 1.0]).to_dtype(dtype).unwrap();
         let got = to64(&rows.where_cond(&t, &f).unwrap());
         for (i, keep) in [true, false, true].into_iter().enumerate() {
             let src = if keep { &a } else { &b };
             assert_eq!(got.index_axis(Axis(0), i), src.index_axis(Axis(0), i));
         }
-        let short = Tensor::from_array(array![1.0, 0.0])
-            .to_dtype(dtype)
-            .unwrap();
+        let short = on(dev, array![1.0, 0.0]).to_dtype(dtype).unwrap();
         assert!(matches!(
             short.where_cond(&t, &f),
             Err(Error::ShapeMismatch { .. })
         ));
     }
-    let m32 = Tensor::from_array(array![1.0f32]);
-    let x64 = Tensor::from_array(array![2.0f64]);
+    let m32 = on32(dev, array![1.0f32]);
+    let x64 = on(dev, array![2.0f64]);
     assert!(matches!(
         m32.where_cond(&x64, &x64),
         Err(Error::DTypeMismatch { .. })
     ));
+    Ok(())
 }
 
-#[test]
-fn comparisons_give_zero_or_one_and_nan_is_false() {
-    let a = Tensor::from_array(array![1.0f32, 2.0, f32::NAN, 3.0]);
-    let b = Tensor::from_array(array![1.0f32, 1.0, 1.0, 4.0]);
+fn comparisons_give_zero_or_one_and_nan_is_false(dev: &Device) -> Result<()> {
+    let a = on32(dev, array![1.0f32, 2.0, f32::NAN, 3.0]);
+    let b = on32(dev, array![1.0f32, 1.0, 1.0, 4.0]);
     assert_eq!(
         a.greater(&b).unwrap().to_vec::<f32>().unwrap(),
         [0.0, 1.0, 0.0, 0.0]
@@ -80,19 +95,25 @@ fn comparisons_give_zero_or_one_and_nan_is_false() {
         a.equal(&b).unwrap().to_vec::<f32>().unwrap(),
         [1.0, 0.0, 0.0, 0.0]
     );
+    Ok(())
 }
 
-#[test]
-fn row_argmax_stays_on_device_and_matches_host_argmax() {
+fn row_argmax_stays_on_device_and_matches_host_argmax(dev: &Device) -> Result<()> {
     for dtype in DTYPES {
-        let t = Tensor::from_array(array![
-            [0.0, 3.0, 3.0],
-            [5.0, -1.0, 2.0],
-            [-2.0, -3.0, -1.0]
-        ])
+        let t = on(
+            dev,
+            array![[0.0, 3.0, 3.0], [5.0, -1.0, 2.0], [-2.0, -3.0, -1.0]],
+        )
         .to_dtype(dtype)
         .unwrap();
+        let reads = HostReads::start();
         let idx = t.row_argmax().unwrap();
+        assert_eq!(
+            reads.count(),
+            0,
+            "row_argmax reads nothing: {:?}",
+            reads.ops()
+        );
         assert_eq!((idx.shape(), idx.dtype()), (&[3][..], dtype));
         assert_eq!(
             to64(&idx).into_dimensionality::<Ix1>().unwrap(),
@@ -104,28 +125,26 @@ fn row_argmax_stays_on_device_and_matches_host_argmax() {
             Err(Error::RankMismatch { .. })
         ));
     }
+    Ok(())
 }
 
-#[test]
-fn eye_and_triangle_masks() {
+fn eye_and_triangle_masks(dev: &Device) -> Result<()> {
     for dtype in DTYPES {
-        let eye = Tensor::eye(3, dtype, &Device::Cpu).unwrap();
+        let eye = Tensor::eye(3, dtype, dev).unwrap();
+        assert_eq!(eye.device(), *dev);
         assert_eq!(eye.dtype(), dtype);
         assert_eq!(to64(&eye), Array2::<f64>::eye(3).into_dyn());
-        let phi = to64(&Tensor::tril_mask(3, 0.5, 1.0, dtype, &Device::Cpu).unwrap());
+        let phi = to64(&Tensor::tril_mask(3, 0.5, 1.0, dtype, dev).unwrap());
         let want = array![[0.5, 0.0, 0.0], [1.0, 0.5, 0.0], [1.0, 1.0, 0.5]];
         assert_eq!(phi, want.into_dyn());
-        assert_eq!(
-            Tensor::eye(0, dtype, &Device::Cpu).unwrap().shape(),
-            &[0, 0]
-        );
+        assert_eq!(Tensor::eye(0, dtype, dev).unwrap().shape(), &[0, 0]);
     }
+    Ok(())
 }
 
-#[test]
-fn row_norms_and_scale_rows() {
+fn row_norms_and_scale_rows(dev: &Device) -> Result<()> {
     for dtype in DTYPES {
-        let t = rand_tensor(&[4, 2, 3], dtype, 6);
+        let t = rand_tensor_on(dev, &[4, 2, 3], dtype, 6);
         let a = to64(&t).into_shape_with_order((4, 6)).unwrap();
         let norms = t.row_norms().unwrap();
         assert_eq!(norms.dtype(), DType::F64);
@@ -138,8 +157,8 @@ fn row_norms_and_scale_rows() {
         let tol = if dtype == DType::F32 { 1e-6 } else { 1e-14 };
         assert_close(&got.clone().into_dyn(), &want.into_dyn(), tol, "row norms");
 
-        let m = rand_tensor(&[3, 2], dtype, 7);
-        let f = Tensor::from_array(array![2.0, 0.0, -0.5]);
+        let m = rand_tensor_on(dev, &[3, 2], dtype, 7);
+        let f = on(dev, array![2.0, 0.0, -0.5]);
         let got = to64(&m.scale_rows(&f).unwrap())
             .into_dimensionality::<Ix2>()
             .unwrap();
@@ -154,6 +173,7 @@ fn row_norms_and_scale_rows() {
             );
         }
     }
+    Ok(())
 }
 
 #[test]
@@ -196,10 +216,31 @@ fn host_reads_counts_each_public_read_once() {
     assert_eq!((inner.count(), rec.count()), (1, 9));
 }
 
-#[test]
-fn argsort_gather_scatter_round_trip() {
+/// On any device, ops read nothing back; each public read counts once, and so does a move
+/// from a GPU to the host (a move from the CPU to the CPU moves nothing).
+fn host_reads_device_ops_read_nothing(dev: &Device) -> Result<()> {
+    let x = rand_tensor_on(dev, &[6, 5], DType::F32, 8);
+    let rec = HostReads::start();
+    let h = x.matmul_nt(&x)?.tanh()?.sum_axis(1)?;
+    let order = h.argsort_descending()?;
+    let packed = Tensor::concat(&[&h.gather(&order)?.sum_all_f64()?, &x.row_norms()?])?;
+    let (y, arg) = x.reshape(&[1, 1, 6, 5])?.max_pool2d()?;
+    let _ = y.max_pool2d_backward(&arg, 6, 5)?;
+    assert_eq!(rec.count(), 0, "device ops read nothing: {:?}", rec.ops());
+    assert_eq!(packed.to_vec::<f64>()?.len(), 7);
+    let _ = x.to_device(&Device::Cpu)?;
+    let want = if dev.is_cpu() {
+        vec!["to_vec"]
+    } else {
+        vec!["to_vec", "to_device(cpu)"]
+    };
+    assert_eq!(rec.ops(), want);
+    Ok(())
+}
+
+fn argsort_gather_scatter_round_trip(dev: &Device) -> Result<()> {
     for dtype in DTYPES {
-        let v = Tensor::from_array(array![0.5, 3.0, -1.0, 3.0, 2.0])
+        let v = on(dev, array![0.5, 3.0, -1.0, 3.0, 2.0])
             .to_dtype(dtype)
             .unwrap();
         let order = v.argsort_descending().unwrap();
@@ -215,26 +256,31 @@ fn argsort_gather_scatter_round_trip() {
         );
         // Scattering the sorted values back through the permutation restores the original.
         assert_eq!(to64(&sorted.scatter(&order, 5).unwrap()), to64(&v));
-        let bad = Tensor::from_array(array![0.0, 5.0])
-            .to_dtype(dtype)
-            .unwrap();
-        match v.gather(&bad) {
+        let bad = on(dev, array![0.0, 5.0]).to_dtype(dtype).unwrap();
+        // On a GPU the index is checked by the kernel and reported at the next host read.
+        match read(v.gather(&bad)) {
             Err(Error::InvalidArgument { reason, .. }) => assert!(reason.contains("index 5")),
             other => panic!("expected an index error, got {other:?}"),
         }
-        let half = Tensor::from_array(array![0.5]).to_dtype(dtype).unwrap();
-        assert!(v.gather(&half).is_err());
+        let half = on(dev, array![0.5]).to_dtype(dtype).unwrap();
+        assert!(read(v.gather(&half)).is_err());
+        match read(bad.scatter(&bad, 3)) {
+            Err(Error::InvalidArgument { reason, .. }) => assert!(reason.contains("index 5")),
+            other => panic!("expected an index error, got {other:?}"),
+        }
+        // The error was reported once: the next read succeeds.
+        assert_eq!(read(Ok(v.clone()))?.len(), 5);
     }
-    let nan = Tensor::from_array(array![1.0f64, f64::NAN, 2.0]);
+    let nan = on(dev, array![1.0f64, f64::NAN, 2.0]);
     assert_eq!(
         nan.argsort_descending().unwrap().to_vec::<f64>().unwrap(),
         [1.0, 2.0, 0.0]
     );
+    Ok(())
 }
 
-#[test]
-fn sum_all_f64_and_concat_stay_on_device() {
-    let x = rand_tensor(&[7, 5], DType::F32, 9);
+fn sum_all_f64_and_concat_stay_on_device(dev: &Device) -> Result<()> {
+    let x = rand_tensor_on(dev, &[7, 5], DType::F32, 9);
     let rec = HostReads::start();
     let s = x.sum_all_f64().unwrap();
     let packed = Tensor::concat(&[&s, &x.sum_all_f64().unwrap().reshape(&[1]).unwrap()]).unwrap();
@@ -242,8 +288,8 @@ fn sum_all_f64_and_concat_stay_on_device() {
     assert_eq!((s.shape(), s.dtype()), (&[][..], DType::F64));
     let want = x.sum_all().unwrap();
     assert_eq!(packed.to_vec::<f64>().unwrap(), [want, want]);
-    let a = Tensor::from_array(array![1.0f32, 2.0]);
-    let b = Tensor::from_array(array![3.0f32]);
+    let a = on32(dev, array![1.0f32, 2.0]);
+    let b = on32(dev, array![3.0f32]);
     assert_eq!(
         Tensor::concat(&[&a, &b]).unwrap().to_vec::<f32>().unwrap(),
         [1.0, 2.0, 3.0]
@@ -253,4 +299,43 @@ fn sum_all_f64_and_concat_stay_on_device() {
         Err(Error::DTypeMismatch { .. })
     ));
     assert!(Tensor::concat(&[]).is_err());
+    Ok(())
+}
+
+/// Sorting, gathering, scattering and selecting a longer random vector on `dev` give
+/// exactly the CPU's results (these ops only move values).
+fn selections_agree_with_the_cpu(dev: &Device) -> Result<()> {
+    for dtype in DTYPES {
+        // Ties (rounded values) exercise the stable order.
+        let v = |d: &Device| {
+            rand_tensor_on(d, &[1500], dtype, 41)
+                .scale(8.0)?
+                .sign()?
+                .add(
+                    &rand_tensor_on(d, &[1500], dtype, 42)
+                        .scale(3.0)?
+                        .relu()?
+                        .to_dtype(DType::F32)?
+                        .to_dtype(dtype)?,
+                )
+        };
+        same_as_cpu(dev, 0.0, "argsort", |d| v(d)?.argsort_descending())?;
+        same_as_cpu(dev, 0.0, "sorted", |d| {
+            let x = v(d)?;
+            x.gather(&x.argsort_descending()?)
+        })?;
+        same_as_cpu(dev, 0.0, "scatter", |d| {
+            let x = v(d)?;
+            let order = x.argsort_descending()?;
+            x.gather(&order)?.scale(2.0)?.scatter(&order, 1500)
+        })?;
+        let m = |d: &Device| rand_tensor_on(d, &[40, 9], dtype, 43);
+        same_as_cpu(dev, 0.0, "row argmax", |d| m(d).row_argmax())?;
+        same_as_cpu(dev, 0.0, "rows", |d| m(d).index_select_rows(&[39, 0, 7, 7]))?;
+        same_as_cpu(dev, 0.0, "where", |d| {
+            let mask = m(d).greater(&m(d).full_like(0.0, &[40, 9])?)?;
+            mask.where_cond(&m(d), &m(d).neg()?)
+        })?;
+    }
+    Ok(())
 }
