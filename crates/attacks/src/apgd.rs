@@ -35,18 +35,20 @@
 //! `r` draws from `Rng::new(seed + r · 0x9E3779B97F4A7C15)`, uniform in `[−ε, ε]^D` (the
 //! authors start on the ball's boundary; a uniform start shares its draws with PGD's).
 //! Samples never leave the batch (no early exit).
+//!
+//! The step-size rule runs on the device (per-sample `[B]` tensors and masks), so a step
+//! makes no host read; the results are read once per call, as for PGD.
 
 use specreg_tensor::Tensor;
 
 use crate::Result;
 use crate::classifier::Classifier;
 use crate::error::invalid;
-use crate::iterates::{Worst, clean_output, draw_unit_starts, restart_rngs, zero_rows};
+use crate::iterates::{Tracker, Worst, clean_output, draw_unit_starts, finish, restart_rngs};
 use crate::loss::{AttackLoss, loss_gradient, loss_values};
-use crate::output::{AttackOutput, check_gradient, prepare};
-use crate::perturb::{
-    ClipRange, Norm, RowStore, ball_violation, check_epsilon, clamp_box, linf_box, scale_rows,
-};
+use crate::output::{AttackOutput, prepare};
+use crate::perturb::{ClipRange, Norm, check_epsilon, clamp_box, linf_box};
+use crate::rowops::{ActiveRows, label_tensor};
 
 /// Every parameter of an APGD attack (L∞).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -190,34 +192,37 @@ pub(crate) fn apgd_prepared<C: Classifier + ?Sized>(
 ) -> Result<AttackOutput> {
     let epsilon = config.epsilon;
     if epsilon == 0.0 {
-        return clean_output(model, x, labels, config.loss, config.clip);
+        return clean_output(model, x, labels, config.loss, config.clip, "apgd");
     }
     let (lo, hi) = linf_box(x, epsilon, config.clip)?;
-    let mut run = Run {
+    let device = x.device();
+    let label_t = label_tensor(labels, &device)?;
+    let mut tracker = Tracker::new(Norm::Linf, config.clip, labels.len(), &device)?;
+    let run = Run {
         x,
         lo: &lo,
         hi: &hi,
         labels,
+        label_t: &label_t,
         config,
         checkpoints: config.checkpoints(),
-        violations: (0.0, 0.0),
     };
     let start_of = |u: Option<&Tensor>| -> Result<Tensor> {
         match u {
             None => Ok(x.clone()),
             Some(u) => {
-                let u = u.to_device(&x.device())?;
+                let u = u.to_device(&device)?;
                 clamp_box(&x.add(&u.scale(epsilon)?)?, &lo, &hi)
             }
         }
     };
     // The zero-gradient count is that of the first run's start.
-    let (mut overall, zero_gradient_rows) = run.single(model, start_of(unit_starts.first())?)?;
+    let mut overall = run.single(model, start_of(unit_starts.first())?, &mut tracker, true)?;
     for u in unit_starts.iter().skip(1) {
-        let (worst, _) = run.single(model, start_of(Some(u))?)?;
+        let worst = run.single(model, start_of(Some(u))?, &mut tracker, false)?;
         overall.merge(&worst)?;
     }
-    overall.into_output(&x.device(), run.violations, zero_gradient_rows)
+    finish(overall, tracker, epsilon, "apgd")
 }
 
 /// What every run of one APGD call shares.
@@ -226,101 +231,103 @@ struct Run<'a> {
     lo: &'a Tensor,
     hi: &'a Tensor,
     labels: &'a [usize],
+    label_t: &'a Tensor,
     config: &'a ApgdConfig,
     checkpoints: Vec<usize>,
-    /// The largest ball and clip violations of every iterate so far.
-    violations: (f64, f64),
 }
 
-/// The per-sample state of the step-size rule.
+/// The per-sample state of the step-size rule, as `[B]` `f64` tensors (counts and flags as
+/// whole numbers) and the best point's `[B, D]` image and gradient.
 struct StepRule {
     /// Current step size `η` of each sample.
-    eta: Vec<f64>,
+    eta: Tensor,
     /// Loss at the current iterate.
-    current: Vec<f64>,
+    current: Tensor,
     /// Best loss so far, with its point and gradient.
-    best: Vec<f64>,
-    best_x: RowStore,
-    best_grad: RowStore,
+    best: Tensor,
+    best_x: Tensor,
+    best_grad: Tensor,
     /// Loss-raising steps since the last checkpoint.
-    successes: Vec<usize>,
-    /// Best loss at the last checkpoint, and whether the step size halved there.
-    best_at_check: Vec<f64>,
-    halved_at_check: Vec<bool>,
+    successes: Tensor,
+    /// Best loss at the last checkpoint, and whether the step size halved there (1/0).
+    best_at_check: Tensor,
+    halved_at_check: Tensor,
 }
 
 impl StepRule {
-    /// Records the loss of a new iterate `x` with gradient `grad` (when it has one).
-    fn record(&mut self, x: &Tensor, grad: Option<&Tensor>, losses: &[f64]) -> Result<()> {
-        let mut improved = Vec::new();
-        for (i, &l) in losses.iter().enumerate() {
-            if l > self.current[i] {
-                self.successes[i] += 1;
-            }
-            self.current[i] = l;
-            if l > self.best[i] {
-                self.best[i] = l;
-                improved.push((i, i));
-            }
-        }
-        self.best_x.copy_rows(x, &improved)?;
-        if let Some(g) = grad {
-            self.best_grad.copy_rows(g, &improved)?;
-        }
+    /// Records the loss of a new iterate `x` with gradient `grad`.
+    fn record(&mut self, x: &Tensor, grad: &Tensor, losses: &Tensor) -> Result<()> {
+        self.successes = self.successes.add(&losses.greater(&self.current)?)?;
+        self.current = losses.clone();
+        let improved = losses.greater(&self.best)?;
+        self.best = improved.where_cond(losses, &self.best)?;
+        let rows = improved.to_dtype(x.dtype())?;
+        self.best_x = rows.where_cond(x, &self.best_x)?;
+        self.best_grad = rows.where_cond(grad, &self.best_grad)?;
         Ok(())
     }
 
-    /// The checkpoint rule after `interval` steps: the samples that halve their step size.
-    fn check(&mut self, interval: usize, rho: f64) -> Vec<usize> {
-        let mut halve = Vec::new();
-        for i in 0..self.eta.len() {
-            let few_successes = (self.successes[i] as f64) < rho * interval as f64;
-            let stalled = !self.halved_at_check[i] && self.best[i] <= self.best_at_check[i];
-            let h = few_successes || stalled;
-            if h {
-                self.eta[i] *= 0.5;
-                self.current[i] = self.best[i];
-                halve.push(i);
-            }
-            self.halved_at_check[i] = h;
-            self.best_at_check[i] = self.best[i];
-            self.successes[i] = 0;
-        }
-        halve
+    /// The checkpoint rule after `interval` steps: the `[B]` 1/0 mask of the samples that
+    /// halve their step size (and continue from their best point).
+    fn check(&mut self, interval: usize, rho: f64) -> Result<Tensor> {
+        let threshold = self
+            .successes
+            .full_like(rho * interval as f64, self.successes.shape())?;
+        let few_successes = threshold.greater(&self.successes)?;
+        // best ≤ best_at_check, written as two comparisons (false for NaN, like `<=`).
+        let not_raised = self
+            .best_at_check
+            .greater(&self.best)?
+            .add(&self.best.equal(&self.best_at_check)?)?;
+        let one = self
+            .halved_at_check
+            .full_like(1.0, self.halved_at_check.shape())?;
+        let stalled = one.sub(&self.halved_at_check)?.mul(&not_raised)?;
+        let halve = few_successes.maximum(&stalled)?;
+        self.eta = halve.where_cond(&self.eta.scale(0.5)?, &self.eta)?;
+        self.current = halve.where_cond(&self.best, &self.current)?;
+        self.halved_at_check = halve.clone();
+        self.best_at_check = self.best.clone();
+        self.successes = self.successes.full_like(0.0, self.successes.shape())?;
+        Ok(halve)
     }
 }
 
 impl Run<'_> {
-    /// One APGD run from `start`, with the number of exactly zero rows of its first
-    /// gradient.
+    /// One APGD run from `start`; `tracker` records its violations and finiteness, and the
+    /// zero rows of its first gradient if `first`.
     fn single<C: Classifier + ?Sized>(
-        &mut self,
+        &self,
         model: &mut C,
         start: Tensor,
-    ) -> Result<(Worst, usize)> {
+        tracker: &mut Tracker,
+        first: bool,
+    ) -> Result<Worst> {
         let (cfg, labels) = (self.config, self.labels);
         let b = labels.len();
-        let all: Vec<usize> = (0..b).collect();
-        let mut worst = Worst::new(&start)?;
-        self.track(&start)?;
+        let all = ActiveRows::all(b);
+        tracker.track(&start, self.x)?;
         let lg = loss_gradient(model, &start, labels, cfg.loss)?;
-        check_gradient(&lg.grad, "apgd")?;
-        let zeros = zero_rows(&lg.grad)?;
-        worst.offer(&start, &all, labels, &lg.losses, &lg.predictions, 0)?;
+        tracker.check(&all, &lg.losses, Some(&lg.grad))?;
+        if first {
+            tracker.count_zero_rows(&lg.grad)?;
+        }
+        let mut worst = Worst::start(&start, self.label_t, &lg.losses, &lg.predictions)?;
+        let zeros = lg.losses.full_like(0.0, &[b])?;
         let mut rule = StepRule {
-            eta: vec![2.0 * cfg.epsilon; b],
+            eta: lg.losses.full_like(2.0 * cfg.epsilon, &[b])?,
             current: lg.losses.clone(),
             best: lg.losses.clone(),
-            best_x: RowStore::from_tensor(&start)?,
-            best_grad: RowStore::from_tensor(&lg.grad)?,
-            successes: vec![0; b],
+            best_x: start.clone(),
+            best_grad: lg.grad.clone(),
+            successes: zeros.clone(),
             best_at_check: lg.losses,
-            halved_at_check: vec![false; b],
+            halved_at_check: zeros,
         };
         let (mut prev, mut cur, mut grad) = (start.clone(), start, lg.grad);
         let mut last_check = 0;
         for k in 0..cfg.steps {
-            let step = scale_rows(&grad.sign()?, &rule.eta)?;
+            let step = grad.sign()?.scale_rows(&rule.eta)?;
             let z = clamp_box(&cur.add(&step)?, self.lo, self.hi)?;
             let next = if k == 0 {
                 z
@@ -330,45 +337,28 @@ impl Run<'_> {
                 clamp_box(&cur.add(&pull)?.add(&push)?, self.lo, self.hi)?
             };
             (prev, cur) = (cur, next);
-            self.track(&cur)?;
+            tracker.track(&cur, self.x)?;
             let t = k + 1;
             if t < cfg.steps {
                 let lg = loss_gradient(model, &cur, labels, cfg.loss)?;
-                check_gradient(&lg.grad, "apgd")?;
-                worst.offer(&cur, &all, labels, &lg.losses, &lg.predictions, t)?;
-                rule.record(&cur, Some(&lg.grad), &lg.losses)?;
+                tracker.check(&all, &lg.losses, Some(&lg.grad))?;
+                worst.offer(&cur, &all, self.label_t, &lg.losses, &lg.predictions, t)?;
+                rule.record(&cur, &lg.grad, &lg.losses)?;
                 grad = lg.grad;
             } else {
                 // The last iterate needs no gradient.
                 let logits = model.logits(&cur)?;
                 let (losses, preds) = loss_values(&logits, labels, cfg.loss)?;
-                worst.offer(&cur, &all, labels, &losses, &preds, t)?;
+                tracker.check(&all, &losses, None)?;
+                worst.offer(&cur, &all, self.label_t, &losses, &preds, t)?;
             }
             if t < cfg.steps && self.checkpoints.contains(&t) {
-                let halve = rule.check(t - last_check, cfg.rho);
+                let halve = rule.check(t - last_check, cfg.rho)?.to_dtype(cur.dtype())?;
                 last_check = t;
-                if !halve.is_empty() {
-                    cur = replace_rows(&cur, &rule.best_x, &halve)?;
-                    grad = replace_rows(&grad, &rule.best_grad, &halve)?;
-                }
+                cur = halve.where_cond(&rule.best_x, &cur)?;
+                grad = halve.where_cond(&rule.best_grad, &grad)?;
             }
         }
-        Ok((worst, zeros))
+        Ok(worst)
     }
-
-    /// Records how far `cur` lies outside the ball and the clip range.
-    fn track(&mut self, cur: &Tensor) -> Result<()> {
-        let ball = ball_violation(cur, self.x, Norm::Linf, self.config.epsilon)?;
-        let clip = self.config.clip.violation(cur)?;
-        self.violations.0 = self.violations.0.max(ball);
-        self.violations.1 = self.violations.1.max(clip);
-        Ok(())
-    }
-}
-
-/// `t` with rows `rows` replaced by those of `src`.
-fn replace_rows(t: &Tensor, src: &RowStore, rows: &[usize]) -> Result<Tensor> {
-    let mut store = RowStore::from_tensor(t)?;
-    store.copy_rows_from(src, rows)?;
-    store.to_tensor(&t.device())
 }

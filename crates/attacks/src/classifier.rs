@@ -17,26 +17,44 @@
 //! [`specreg_nn::Network`] implements the trait in [`specreg_nn::Mode::Eval`]: BatchNorm
 //! uses (and never updates) its running statistics, and the gradient comes from
 //! `Network::backward_input`, which leaves every parameter gradient untouched.
+//!
+//! Everything a classifier returns stays on its device as tensors (losses, predictions and
+//! gradients alike), so that an attack step needs no device → host read; attacks compare
+//! and select with tensor ops and read their results once per batch.
 
 use specreg_tensor::{DType, Device, Tensor};
 
 use crate::Result;
 use crate::error::AttackError;
-use crate::loss::LogitGradient;
+use crate::loss::{AttackLoss, LogitGradient};
 
 /// Per-sample losses, predictions and input gradients of a batch, from
-/// [`Classifier::loss_and_input_gradient`].
+/// [`Classifier::loss_and_input_gradient`], all on the classifier's device.
 #[derive(Debug, Clone)]
 pub struct LossGradient {
-    /// Per-sample loss, one per row: the cross-entropy `−log softmax(f(x_i))[y_i]` from
+    /// Per-sample loss `[B]`: the cross-entropy `−log softmax(f(x_i))[y_i]` from
     /// [`Classifier::loss_and_input_gradient`], the given loss's values from
-    /// [`Classifier::loss_and_input_gradient_with`].
-    pub losses: Vec<f64>,
-    /// Per-sample predicted class (argmax of the logits, first on ties).
-    pub predictions: Vec<usize>,
+    /// [`Classifier::loss_and_input_gradient_with`]. Any float dtype (attacks compare in
+    /// `f64`).
+    pub losses: Tensor,
+    /// Per-sample predicted class `[B]`: the argmax of the logits, first on ties, as whole
+    /// numbers in any float dtype ([`Tensor::row_argmax`]).
+    pub predictions: Tensor,
     /// `∂L_i/∂x_i` stacked as rows, `[B, D]`: the gradient of each sample's own loss (not
     /// of the batch mean).
     pub grad: Tensor,
+}
+
+impl LossGradient {
+    /// The losses of `loss` at `logits`, the predictions `logits.row_argmax()`, and the input
+    /// gradient `grad` a classifier back-propagated from `loss.grad_logits`.
+    pub fn new(logits: &Tensor, loss: LogitGradient, grad: Tensor) -> Result<Self> {
+        Ok(Self {
+            losses: loss.losses,
+            predictions: logits.row_argmax()?,
+            grad,
+        })
+    }
 }
 
 /// A model that attacks can query: logits and per-sample loss gradients of a batch.
@@ -91,40 +109,16 @@ pub trait Classifier {
     }
 }
 
-/// Per-sample losses, predictions and the per-sample logit gradient `p_i − e_{y_i}`.
+/// Per-sample cross-entropy losses (`[B]`, `f64`) of `logits: [B, K]` and the per-sample
+/// logit gradient `p_i − e_{y_i}` (`[B, K]`): [`AttackLoss::CrossEntropy`]'s
+/// [`evaluate`](AttackLoss::evaluate).
 ///
-/// A helper for implementors of [`Classifier`]: back-propagate the returned `[B, K]`
-/// gradient through the model to get [`LossGradient::grad`].
-pub fn per_sample_loss(
-    logits: &Tensor,
-    labels: &[usize],
-) -> Result<(Vec<f64>, Vec<usize>, Tensor)> {
-    let (b, _) = logits.dims2()?;
-    let losses = logits.cross_entropy_per_sample(labels)?.to_vec_f64()?;
-    if let Some((sample, &value)) = losses.iter().enumerate().find(|(_, l)| !l.is_finite()) {
-        return Err(AttackError::NonFinite {
-            what: "cross-entropy loss".into(),
-            value,
-            sample,
-        });
-    }
-    let predictions = logits.argmax_rows()?;
-    // The tensor crate returns the gradient of the batch *mean*; undo the 1/B.
-    let (_, grad_mean) = logits.softmax_cross_entropy(labels)?;
-    let grad = grad_mean.scale(b as f64)?;
-    Ok((losses, predictions, grad))
-}
-
-/// Reads any float tensor as `f64` values.
-pub(crate) trait ToVecF64 {
-    fn to_vec_f64(&self) -> Result<Vec<f64>>;
-}
-
-impl ToVecF64 for Tensor {
-    fn to_vec_f64(&self) -> Result<Vec<f64>> {
-        Ok(match self.dtype() {
-            DType::F32 => self.to_vec::<f32>()?.into_iter().map(f64::from).collect(),
-            DType::F64 => self.to_vec::<f64>()?,
-        })
-    }
+/// A helper for implementors of [`Classifier`]: back-propagate the returned gradient
+/// through the model to get [`LossGradient::grad`], then build the result with
+/// [`LossGradient::new`].
+///
+/// # Errors
+/// A label count other than `B`, a label `≥ K`, or no rows.
+pub fn per_sample_loss(logits: &Tensor, labels: &[usize]) -> Result<LogitGradient> {
+    AttackLoss::CrossEntropy.evaluate(logits, labels)
 }

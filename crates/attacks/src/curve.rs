@@ -20,15 +20,17 @@ use specreg_tensor::{DType, Device, Rng, Tensor};
 use crate::Result;
 use crate::apgd::apgd_prepared;
 use crate::attack::Attack;
-use crate::classifier::{Classifier, per_sample_loss};
-use crate::error::{invalid, invalid_data};
+use crate::classifier::Classifier;
+use crate::error::{AttackError, invalid, invalid_data};
 use crate::fgsm::fgsm_prepared;
 use crate::flags::{SanityFlag, cross_curve_flags, curve_flags};
 use crate::iterates::{draw_unit_starts, restart_rngs};
+use crate::loss::{AttackLoss, loss_values};
 use crate::noise::add_noise;
 use crate::output::{AttackOutput, prepare};
-use crate::perturb::{Norm, batch_tensor};
+use crate::perturb::{ClipRange, Norm, batch_tensor};
 use crate::pgd::pgd_prepared;
+use crate::rowops::{label_tensor, nonfinite_rows};
 
 /// How a curve is evaluated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,17 +194,20 @@ pub fn robustness_curve<C: Classifier + ?Sized>(
                 }
             }
             Attack::WhiteNoise { clip, .. } => {
-                let rng = noise_rng.as_mut().expect("noise generator");
+                let rng = noise_rng
+                    .as_mut()
+                    .ok_or_else(|| invalid(what, "no noise generator"))?;
                 let z = Tensor::randn(x.shape(), 0.0, 1.0, dtype, rng, &Device::Cpu)?
                     .to_device(&device)?;
+                let label_t = label_tensor(&y, &device)?;
                 for (j, &sigma) in grid.iter().enumerate() {
                     let noisy = add_noise(&x, &z, sigma, *clip)?;
-                    let logits = model.logits(&noisy)?;
-                    let (losses, preds, _) = per_sample_loss(&logits, &y)?;
+                    let (correct, loss_sum, reach) =
+                        noise_point(model, &noisy, &y, &label_t, *clip)?;
                     let p = &mut acc.points[j];
-                    p.correct += preds.iter().zip(&y).filter(|(p, t)| p == t).count();
-                    acc.loss_sum[j] += losses.iter().sum::<f64>();
-                    p.max_clip_violation = p.max_clip_violation.max(clip.violation(&noisy)?);
+                    p.correct += correct;
+                    acc.loss_sum[j] += loss_sum;
+                    p.max_clip_violation = p.max_clip_violation.max(clip.violation_of(reach));
                 }
             }
         }
@@ -347,4 +352,36 @@ fn check_data<C: Classifier + ?Sized>(
 fn count_correct(logits: &Tensor, labels: &[usize]) -> Result<usize> {
     let preds = logits.argmax_rows()?;
     Ok(preds.iter().zip(labels).filter(|(p, y)| p == y).count())
+}
+
+/// The correct count, the loss sum (in `f64`, in sample order) and the clip-range reach
+/// ([`ClipRange::reach`]) of one batch of noisy images, in one host read.
+fn noise_point<C: Classifier + ?Sized>(
+    model: &mut C,
+    noisy: &Tensor,
+    labels: &[usize],
+    label_t: &Tensor,
+    clip: ClipRange,
+) -> Result<(usize, f64, f64)> {
+    let logits = model.logits(noisy)?;
+    let (losses, preds) = loss_values(&logits, labels, AttackLoss::CrossEntropy)?;
+    let correct = preds.equal(label_t)?.sum_all_f64()?;
+    let nonfinite = losses.scale(0.0)?.sum_all_f64()?;
+    let packed = Tensor::concat(&[
+        &correct,
+        &losses.sum_all_f64()?,
+        &clip.reach(noisy)?,
+        &nonfinite,
+    ])?
+    .to_vec::<f64>()?;
+    if !packed[3].is_finite() {
+        // The error path may read more: find the sample.
+        let rows = nonfinite_rows(&losses.reshape(&[labels.len(), 1])?)?.to_vec::<f64>()?;
+        return Err(AttackError::NonFinite {
+            what: "white noise: cross-entropy loss".into(),
+            value: packed[3],
+            sample: rows.iter().position(|v| !v.is_finite()),
+        });
+    }
+    Ok((packed[0] as usize, packed[1], packed[2]))
 }

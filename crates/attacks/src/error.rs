@@ -10,6 +10,10 @@ pub enum AttackError {
     /// The network failed (shape mismatch, unknown representation, …).
     #[error(transparent)]
     Nn(#[from] specreg_nn::NnError),
+    /// A data-set covariance or its eigendecomposition failed (the shared accumulator and
+    /// eigen path of the regularizers crate, behind the sensitivity maps).
+    #[error(transparent)]
+    Regularizer(#[from] specreg_regularizers::RegularizerError),
     /// A user-supplied [`Classifier`](crate::Classifier) failed.
     #[error("classifier: {0}")]
     Model(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -39,15 +43,22 @@ pub enum AttackError {
         reason: String,
     },
     /// A loss, gradient or eigenvalue came out NaN or infinite.
-    #[error("{what}: non-finite value {value} (sample {sample})")]
+    #[error("{what}: non-finite value {value}{}", sample_suffix(*.sample))]
     NonFinite {
         /// The quantity that is not finite.
         what: String,
-        /// The offending value.
+        /// The offending value, or NaN where a device-side check only records that some
+        /// value of the sample was not finite (`0 · v` is NaN exactly when `v` is).
         value: f64,
-        /// The sample (row of the batch) it belongs to.
-        sample: usize,
+        /// The sample (row of the batch) it belongs to, if a single one is to blame; `None`
+        /// for a quantity of the whole data set (an eigenvalue).
+        sample: Option<usize>,
     },
+}
+
+/// `" (sample i)"`, or nothing when no sample is to blame.
+fn sample_suffix(sample: Option<usize>) -> String {
+    sample.map_or_else(String::new, |i| format!(" (sample {i})"))
 }
 
 /// Result alias for the `attacks` crate.

@@ -7,16 +7,19 @@
 use specreg_tensor::Tensor;
 
 use crate::Result;
-use crate::classifier::{Classifier, per_sample_loss};
-use crate::iterates::zero_rows;
+use crate::classifier::Classifier;
+use crate::iterates::{Tracker, Worst, finish};
+use crate::loss::{AttackLoss, loss_gradient, loss_values};
 use crate::output::{AttackOutput, prepare};
-use crate::perturb::{ClipRange, Norm, ball_violation, check_epsilon};
+use crate::perturb::{ClipRange, Norm, check_epsilon};
+use crate::rowops::{ActiveRows, label_tensor};
 
 /// FGSM on one batch `x: [B, D]` with `labels` (one per row): the adversarial images, their
 /// losses and predictions, and how far they reach outside the ε-ball and the clip range
 /// (both 0 unless something is wrong).
 ///
 /// `x` is converted to the classifier's dtype and device; its values must lie in `clip`.
+/// Two host reads: the input check and the results.
 ///
 /// # Errors
 /// A negative or non-finite ε, an invalid clip range, inputs outside it, mismatched
@@ -33,7 +36,7 @@ pub fn fgsm<C: Classifier + ?Sized>(
     fgsm_prepared(model, &x, labels, epsilon, clip)
 }
 
-/// FGSM on an input already validated and converted by [`prepare`].
+/// FGSM on an input already validated and converted by [`prepare`]: one host read.
 pub(crate) fn fgsm_prepared<C: Classifier + ?Sized>(
     model: &mut C,
     x: &Tensor,
@@ -41,21 +44,26 @@ pub(crate) fn fgsm_prepared<C: Classifier + ?Sized>(
     epsilon: f64,
     clip: ClipRange,
 ) -> Result<AttackOutput> {
-    let lg = model.loss_and_input_gradient(x, labels)?;
-    crate::output::check_gradient(&lg.grad, "fgsm")?;
-    let zero_gradient_rows = zero_rows(&lg.grad)?;
+    let loss = AttackLoss::CrossEntropy;
+    let rows = ActiveRows::all(labels.len());
+    let mut tracker = Tracker::new(Norm::Linf, clip, labels.len(), &x.device())?;
+    let lg = loss_gradient(model, x, labels, loss)?;
+    tracker.check(&rows, &lg.losses, Some(&lg.grad))?;
+    tracker.count_zero_rows(&lg.grad)?;
     let adv = x
         .add(&lg.grad.sign()?.scale(epsilon)?)?
         .clamp(clip.lo, clip.hi)?;
+    tracker.track(&adv, x)?;
     let logits = model.logits(&adv)?;
-    let (losses, predictions, _) = per_sample_loss(&logits, labels)?;
-    Ok(AttackOutput {
-        max_ball_violation: ball_violation(&adv, x, Norm::Linf, epsilon)?,
-        max_clip_violation: clip.violation(&adv)?,
-        adversarial: adv,
-        found_at_step: vec![1; labels.len()],
-        losses,
-        predictions,
-        zero_gradient_rows,
-    })
+    let (losses, predictions) = loss_values(&logits, labels, loss)?;
+    tracker.check(&rows, &losses, None)?;
+    let label_t = label_tensor(labels, &x.device())?;
+    let mut out = finish(
+        Worst::start(&adv, &label_t, &losses, &predictions)?,
+        tracker,
+        epsilon,
+        "fgsm",
+    )?;
+    out.found_at_step = vec![1; labels.len()];
+    Ok(out)
 }

@@ -1,13 +1,21 @@
 //! Bookkeeping shared by the iterative attacks (PGD, APGD): seeded random starts, the
-//! per-sample worst iterate, the ε = 0 shortcut and the zero-gradient count.
+//! per-sample worst iterate, the tracked constraint violations and finiteness, the
+//! ε = 0 shortcut and the zero-gradient count.
+//!
+//! All of it stays on the device: [`Worst`] selects rows with masks, [`Tracker`] keeps
+//! running extremes and a per-sample finiteness record, and [`finish`] reads the results of
+//! a whole attack in one host read.
 
 use specreg_tensor::{DType, Device, Rng, Tensor};
 
 use crate::Result;
-use crate::classifier::{Classifier, ToVecF64};
+use crate::classifier::Classifier;
+use crate::error::{AttackError, invalid_data};
 use crate::loss::{AttackLoss, loss_values};
 use crate::output::AttackOutput;
-use crate::perturb::{ClipRange, Norm, RowStore, normalized_rows, scale_rows};
+use crate::perturb::{ClipRange, Norm, normalized_rows, violation_beyond};
+use crate::rowops::{ActiveRows, differ, f64_vector};
+pub(crate) use crate::tracker::Tracker;
 
 /// One generator per restart; restart 0 uses `seed` itself, restart `r` the seed
 /// `seed + r · 0x9E3779B97F4A7C15`. Empty without random start.
@@ -21,7 +29,8 @@ pub(crate) fn restart_rngs(random_start: bool, restarts: usize, seed: u64) -> Ve
 }
 
 /// Random starts in the unit ball (one per generator), to be scaled by ε: uniform in
-/// `[−1, 1]^D` for L∞, uniform in the unit L2 ball for L2.
+/// `[−1, 1]^D` for L∞, uniform in the unit L2 ball for L2. Drawn on the host's generator
+/// into CPU tensors.
 pub(crate) fn draw_unit_starts(
     norm: Norm,
     rngs: &mut [Rng],
@@ -39,108 +48,161 @@ pub(crate) fn draw_unit_starts(
                     .map(|_| rng.next_f64().powf(1.0 / d as f64))
                     .collect();
                 let unit = normalized_rows(&z, 1.0)?;
-                scale_rows(&unit, &radii)
+                Ok(unit.scale_rows(&f64_vector(&radii, &dev)?)?)
             }
         })
         .collect()
 }
 
-/// Ranks iterates: misclassified first, then the higher loss.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Key {
-    pub(crate) fooled: bool,
-    pub(crate) loss: f64,
-}
-
-impl Key {
-    fn beats(&self, other: &Key) -> bool {
-        (self.fooled && !other.fooled) || (self.fooled == other.fooled && self.loss > other.loss)
-    }
-}
-
-/// The per-sample worst iterates of one run (or of several merged).
+/// The per-sample worst iterates of one run (or of several merged), as `[B]` `f64`
+/// tensors and the `[B, D]` images. An iterate beats the kept one when it is misclassified
+/// and the kept one is not, or when both are alike and its loss is higher.
 pub(crate) struct Worst {
-    keys: Vec<Option<Key>>,
-    step: Vec<usize>,
-    pred: Vec<usize>,
-    images: RowStore,
+    fooled: Tensor,
+    loss: Tensor,
+    step: Tensor,
+    pred: Tensor,
+    images: Tensor,
 }
 
 impl Worst {
-    pub(crate) fn new(x: &Tensor) -> Result<Self> {
-        let b = x.shape()[0];
+    /// Iterate 0 of every sample: `x` with its `losses` and `preds` (`[B]`, `f64`) against
+    /// `labels` (`[B]`, `f64`).
+    pub(crate) fn start(
+        x: &Tensor,
+        labels: &Tensor,
+        losses: &Tensor,
+        preds: &Tensor,
+    ) -> Result<Self> {
         Ok(Self {
-            keys: vec![None; b],
-            step: vec![0; b],
-            pred: vec![0; b],
-            images: RowStore::from_tensor(x)?,
+            fooled: differ(preds, labels)?,
+            loss: losses.clone(),
+            step: losses.full_like(0.0, losses.shape())?,
+            pred: preds.clone(),
+            images: x.clone(),
         })
     }
 
-    /// Offers iterate `step` of the samples `active` (row `r` of `x` is sample `active[r]`).
+    /// Offers iterate `step` of the samples `rows` holds (`x`, `losses`, `preds` have one
+    /// row per active sample).
     pub(crate) fn offer(
         &mut self,
         x: &Tensor,
-        active: &[usize],
-        labels: &[usize],
-        losses: &[f64],
-        preds: &[usize],
+        rows: &ActiveRows,
+        labels: &Tensor,
+        losses: &Tensor,
+        preds: &Tensor,
         step: usize,
     ) -> Result<()> {
-        let mut copies = Vec::new();
-        for (r, &i) in active.iter().enumerate() {
-            let key = Key {
-                fooled: preds[r] != labels[i],
-                loss: losses[r],
-            };
-            if self.keys[i].is_none_or(|k| key.beats(&k)) {
-                self.keys[i] = Some(key);
-                self.step[i] = step;
-                self.pred[i] = preds[r];
-                copies.push((r, i));
-            }
+        let (x, mask) = rows.expand(x)?;
+        let (losses, _) = rows.expand(losses)?;
+        let (preds, _) = rows.expand(preds)?;
+        let fooled = differ(&preds, labels)?;
+        let mut wins = self.beaten_by(&fooled, &losses)?;
+        if let Some(m) = mask {
+            wins = wins.mul(m)?;
         }
-        self.images.copy_rows(x, &copies)
+        let steps = losses.full_like(step as f64, losses.shape())?;
+        self.take(&wins, &fooled, &losses, &steps, &preds, &x)
     }
 
     /// Takes every sample on which `other` is worse for the model.
     pub(crate) fn merge(&mut self, other: &Worst) -> Result<()> {
-        let mut rows = Vec::new();
-        for i in 0..self.keys.len() {
-            if let Some(k) = other.keys[i]
-                && self.keys[i].is_none_or(|mine| k.beats(&mine))
-            {
-                self.keys[i] = Some(k);
-                self.step[i] = other.step[i];
-                self.pred[i] = other.pred[i];
-                rows.push(i);
-            }
-        }
-        self.images.copy_rows_from(&other.images, &rows)
+        let wins = self.beaten_by(&other.fooled, &other.loss)?;
+        self.take(
+            &wins,
+            &other.fooled,
+            &other.loss,
+            &other.step,
+            &other.pred,
+            &other.images,
+        )
     }
 
-    /// The attack's output; `violations` are the largest ball and clip violations seen.
-    pub(crate) fn into_output(
-        self,
-        device: &Device,
-        violations: (f64, f64),
-        zero_gradient_rows: usize,
-    ) -> Result<AttackOutput> {
-        let losses = self
-            .keys
-            .iter()
-            .map(|k| k.map_or(f64::NAN, |k| k.loss))
-            .collect();
-        Ok(AttackOutput {
-            adversarial: self.images.to_tensor(device)?,
-            losses,
-            predictions: self.pred,
-            found_at_step: self.step,
-            max_ball_violation: violations.0,
-            max_clip_violation: violations.1,
-            zero_gradient_rows,
-        })
+    /// `[B]` 1/0: whether an iterate with these keys beats the kept one.
+    fn beaten_by(&self, fooled: &Tensor, loss: &Tensor) -> Result<Tensor> {
+        let newly_fooled = fooled.greater(&self.fooled)?;
+        let higher = fooled
+            .equal(&self.fooled)?
+            .mul(&loss.greater(&self.loss)?)?;
+        Ok(newly_fooled.add(&higher)?)
     }
+
+    fn take(
+        &mut self,
+        wins: &Tensor,
+        fooled: &Tensor,
+        loss: &Tensor,
+        step: &Tensor,
+        pred: &Tensor,
+        images: &Tensor,
+    ) -> Result<()> {
+        self.fooled = wins.where_cond(fooled, &self.fooled)?;
+        self.loss = wins.where_cond(loss, &self.loss)?;
+        self.step = wins.where_cond(step, &self.step)?;
+        self.pred = wins.where_cond(pred, &self.pred)?;
+        let row_wins = wins.to_dtype(images.dtype())?;
+        self.images = row_wins.where_cond(images, &self.images)?;
+        Ok(())
+    }
+}
+
+/// The attack's output, read from the device in one host read: the kept iterates of
+/// `worst` and what `tracker` recorded, with violations measured against `epsilon`.
+///
+/// # Errors
+/// [`AttackError::NonFinite`] naming the first sample whose loss or gradient was not
+/// finite at some evaluation (`what` names the attack).
+pub(crate) fn finish(
+    worst: Worst,
+    tracker: Tracker,
+    epsilon: f64,
+    what: &str,
+) -> Result<AttackOutput> {
+    let b = worst.loss.elem_count();
+    let clip = tracker.clip();
+    let record = tracker.record()?;
+    let packed = Tensor::concat(&[
+        &worst.loss,
+        &worst.pred,
+        &worst.step,
+        &record.nonfinite,
+        &record.ball_reach,
+        &record.clip_reach,
+        &record.zero_rows,
+    ])?
+    .to_vec::<f64>()?;
+    if packed.len() != 4 * b + 3 {
+        return Err(invalid_data(what, "attack results of the wrong length"));
+    }
+    let (losses, rest) = packed.split_at(b);
+    let (pred, rest) = rest.split_at(b);
+    let (step, rest) = rest.split_at(b);
+    let (nonfinite, rest) = rest.split_at(b);
+    if let Some(i) = nonfinite.iter().position(|v| !v.is_finite()) {
+        return Err(AttackError::NonFinite {
+            what: format!("{what}: loss or input gradient"),
+            value: nonfinite[i],
+            sample: Some(i),
+        });
+    }
+    let (ball, reach, zeros) = (rest[0], rest[1], rest[2]);
+    if !(ball.is_finite() && reach.is_finite()) {
+        return Err(AttackError::NonFinite {
+            what: format!("{what}: perturbed image"),
+            value: if ball.is_finite() { reach } else { ball },
+            sample: None,
+        });
+    }
+    Ok(AttackOutput {
+        adversarial: worst.images,
+        losses: losses.to_vec(),
+        predictions: pred.iter().map(|&p| p as usize).collect(),
+        found_at_step: step.iter().map(|&s| s as usize).collect(),
+        max_ball_violation: violation_beyond(ball, epsilon),
+        max_clip_violation: clip.violation_of(reach),
+        zero_gradient_rows: zeros as usize,
+    })
 }
 
 /// The result of an attack with budget 0: the ball is the clean image itself, so every
@@ -151,23 +213,15 @@ pub(crate) fn clean_output<C: Classifier + ?Sized>(
     labels: &[usize],
     loss: AttackLoss,
     clip: ClipRange,
+    what: &str,
 ) -> Result<AttackOutput> {
     let logits = model.logits(x)?;
-    let (losses, predictions) = loss_values(&logits, labels, loss)?;
-    Ok(AttackOutput {
-        adversarial: x.clone(),
-        losses,
-        predictions,
-        found_at_step: vec![0; labels.len()],
-        max_ball_violation: 0.0,
-        max_clip_violation: clip.violation(x)?,
-        zero_gradient_rows: 0,
-    })
-}
-
-/// Rows of a `[B, D]` gradient whose every entry is exactly zero.
-pub(crate) fn zero_rows(grad: &Tensor) -> Result<usize> {
-    let d = grad.shape().get(1).copied().unwrap_or(1).max(1);
-    let v = grad.to_vec_f64()?;
-    Ok(v.chunks(d).filter(|r| r.iter().all(|&g| g == 0.0)).count())
+    let (losses, preds) = loss_values(&logits, labels, loss)?;
+    let device = x.device();
+    let label_t = crate::rowops::label_tensor(labels, &device)?;
+    let worst = Worst::start(x, &label_t, &losses, &preds)?;
+    let mut tracker = Tracker::new(Norm::Linf, clip, labels.len(), &device)?;
+    tracker.track(x, x)?;
+    tracker.check(&ActiveRows::all(labels.len()), &losses, None)?;
+    finish(worst, tracker, 0.0, what)
 }

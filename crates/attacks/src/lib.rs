@@ -22,7 +22,14 @@
 //!   strength 0 differing from clean accuracy, an image outside its ball or the pixel
 //!   range, a PGD that cannot reach its ε).
 //! * [`sensitivity_maps`] (eq. 9): `∂λ_n/∂x` for eigenvalues of a hidden layer's covariance
-//!   over a data set, as 28×28 maps.
+//!   over a data set, as 28×28 maps; [`sensitivity_maps_from`] reuses a
+//!   [`RepresentationSpectrum`] built from statistics shared with other layers.
+//!
+//! Attacks keep every step on the classifier's device: losses, predictions and gradients
+//! are tensors, the worst iterate is chosen with masks, and constraint violations and the
+//! finiteness of losses and gradients are recorded there. An attack on a batch reads its
+//! results in one host read (PGD with early exit adds one read per step); see
+//! [`pgd`](mod@pgd).
 //!
 //! Results are plain structs (no serialisation here); strengths, accuracies and flags are
 //! fields to read.
@@ -74,7 +81,9 @@ mod noise;
 mod output;
 mod perturb;
 pub mod pgd;
+mod rowops;
 mod sensitivity;
+mod tracker;
 
 pub use apgd::{ApgdConfig, apgd, apgd_checkpoints};
 pub use attack::Attack;
@@ -96,5 +105,5 @@ pub use perturb::{ClipRange, Norm};
 pub use pgd::{PgdConfig, StepSize, pgd};
 pub use sensitivity::{
     RepresentationSpectrum, SensitivityMaps, SensitivityOptions, SensitivityReduction,
-    sensitivity_maps,
+    sensitivity_maps, sensitivity_maps_from,
 };

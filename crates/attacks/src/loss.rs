@@ -12,15 +12,18 @@
 //!   `∂L_i/∂z_i = −(e_y − e_{j*})/d + m/d² · (e_{π_1} − e_{π_3})`. Needs `K ≥ 3`.
 //!
 //! The margin and the ratio are piecewise smooth; at a tie the gradient above is that of
-//! the piece the tie-breaking rule picks. Both are computed in `f64` on the host (`[B, K]`
-//! logits are small), whatever the logits' dtype.
+//! the piece the tie-breaking rule picks (the first index among equal logits). All three
+//! are computed with tensor ops on the logits' device, the margin and the ratio in `f64`
+//! whatever the logits' dtype; nothing is read back to the host. A non-finite logit gives a
+//! non-finite loss, which the attacks report as [`AttackError::NonFinite`](crate::AttackError)
+//! when they read their results.
 
-use specreg_tensor::Tensor;
+use specreg_tensor::{DType, Tensor};
 
 use crate::Result;
-use crate::classifier::{Classifier, LossGradient, ToVecF64, per_sample_loss};
-use crate::error::{AttackError, invalid, invalid_data};
-use crate::perturb::vector;
+use crate::classifier::{Classifier, LossGradient};
+use crate::error::{invalid, invalid_data};
+use crate::rowops::{nonfinite_rows, one_hot, one_hot_at, pick, row_offsets};
 
 /// The per-sample loss an attack maximises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -52,57 +55,17 @@ impl AttackLoss {
         }
     }
 
-    /// Per-sample losses of `logits: [B, K]` against `labels` and their gradients with
-    /// respect to the logits (`[B, K]`, in the logits' dtype and on their device).
+    /// Per-sample losses of `logits: [B, K]` against `labels` (`[B]`, `f64`) and their
+    /// gradients with respect to the logits (`[B, K]`, in the logits' dtype and on their
+    /// device).
     ///
     /// # Errors
-    /// Fewer classes than [`min_classes`](AttackLoss::min_classes), a label count other
-    /// than `B` or a label `≥ K`, or a non-finite logit or loss.
+    /// Fewer classes than [`min_classes`](AttackLoss::min_classes) for the margin and the
+    /// ratio, a label count other than `B`, a label `≥ K`, or no rows.
     pub fn evaluate(&self, logits: &Tensor, labels: &[usize]) -> Result<LogitGradient> {
-        if *self == AttackLoss::CrossEntropy {
-            let (losses, _, grad_logits) = per_sample_loss(logits, labels)?;
-            return Ok(LogitGradient {
-                losses,
-                grad_logits,
-            });
-        }
-        let (b, k) = logits.dims2()?;
-        let z = self.checked_logits(logits, labels, b, k)?;
-        let mut losses = Vec::with_capacity(b);
-        let mut grad = vec![0.0f64; b * k];
-        for (i, &y) in labels.iter().enumerate() {
-            let row = &z[i * k..(i + 1) * k];
-            let g = &mut grad[i * k..(i + 1) * k];
-            let loss = match self {
-                AttackLoss::CwMargin => cw_row(row, y, g),
-                _ => dlr_row(row, y, g),
-            };
-            if !loss.is_finite() {
-                return Err(AttackError::NonFinite {
-                    what: format!("{} loss", self.name()),
-                    value: loss,
-                    sample: i,
-                });
-            }
-            losses.push(loss);
-        }
-        let grad_logits = vector(&grad, logits.dtype(), &logits.device())?.reshape(&[b, k])?;
-        Ok(LogitGradient {
-            losses,
-            grad_logits,
-        })
-    }
-
-    /// The logits as `f64`, after checking the class count, the labels and finiteness.
-    fn checked_logits(
-        &self,
-        logits: &Tensor,
-        labels: &[usize],
-        b: usize,
-        k: usize,
-    ) -> Result<Vec<f64>> {
         let what = format!("{} loss", self.name());
-        if k < self.min_classes() {
+        let (b, k) = logits.dims2()?;
+        if *self != AttackLoss::CrossEntropy && k < self.min_classes() {
             return Err(invalid(
                 &what,
                 format!(
@@ -123,15 +86,13 @@ impl AttackLoss {
                 format!("label {y} is not one of the {k} classes"),
             ));
         }
-        let z = logits.to_vec_f64()?;
-        if let Some((at, &value)) = z.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-            return Err(AttackError::NonFinite {
-                what: format!("{what}: logit"),
-                value,
-                sample: at / k,
-            });
+        if b == 0 {
+            return Err(invalid_data(&what, "no samples"));
         }
-        Ok(z)
+        match self {
+            AttackLoss::CrossEntropy => cross_entropy(logits, labels, b, k),
+            AttackLoss::CwMargin | AttackLoss::Dlr => margin_loss(*self, logits, labels, b, k),
+        }
     }
 }
 
@@ -145,77 +106,149 @@ impl std::fmt::Display for AttackLoss {
 /// what a loss hands to [`Classifier::loss_and_input_gradient_with`].
 #[derive(Debug, Clone)]
 pub struct LogitGradient {
-    /// `L_i`, one per row of the logits.
-    pub losses: Vec<f64>,
+    /// `L_i`, one per row of the logits: `[B]` on the logits' device, in `f64` as this
+    /// crate's losses give it (any float dtype is accepted from a user's loss).
+    pub losses: Tensor,
     /// `∂L_i/∂z_i` stacked as rows, `[B, K]` like the logits (the gradient of each sample's
     /// own loss, not of the batch mean).
     pub grad_logits: Tensor,
 }
 
-/// The first `j ≠ y` with the largest `z_j`.
-fn best_other(z: &[f64], y: usize) -> usize {
-    let mut best = usize::from(y == 0);
-    for (j, &v) in z.iter().enumerate() {
-        if j != y && v > z[best] {
-            best = j;
+/// `L_i = −log softmax(z_i)[y_i]` and `p_i − e_{y_i}`.
+///
+/// The gradient is scaled by `1/B` and back by `B`, as the cross-entropy path this crate
+/// used before did (the tensor crate's mean-loss gradient, rescaled to per-sample), so that
+/// attack results keep their bits.
+fn cross_entropy(logits: &Tensor, labels: &[usize], b: usize, k: usize) -> Result<LogitGradient> {
+    let losses = logits
+        .cross_entropy_per_sample(labels)?
+        .to_dtype(DType::F64)?;
+    let targets = one_hot(labels, k, logits.dtype(), &logits.device())?;
+    let grad_logits = logits
+        .softmax()?
+        .sub(&targets)?
+        .scale(1.0 / b as f64)?
+        .scale(b as f64)?;
+    Ok(LogitGradient {
+        losses,
+        grad_logits,
+    })
+}
+
+/// The CW margin or the DLR loss, in `f64`.
+///
+/// `j*` is the first maximiser of the logits with `z_y` set to `−∞`; `π_1, π_2, π_3` are
+/// the first maximisers of the logits with the earlier ones set to `−∞` (the descending
+/// order with ties broken by index). The gradients are assembled in the order
+/// `0 − r e_y + r e_{j*} + s e_{π_1} − s e_{π_3}` (`r = 1/d`, `s = m/d²`), term by term
+/// as a row-by-row loop would add them.
+fn margin_loss(
+    loss: AttackLoss,
+    logits: &Tensor,
+    labels: &[usize],
+    b: usize,
+    k: usize,
+) -> Result<LogitGradient> {
+    let dev = logits.device();
+    let z = logits.to_dtype(DType::F64)?;
+    let offsets = row_offsets(b, k, &dev)?;
+    let y_hot = one_hot(labels, k, DType::F64, &dev)?;
+    let y_idx = crate::rowops::label_tensor(labels, &dev)?;
+    let neg_inf = z.full_like(f64::NEG_INFINITY, &[b, k])?;
+    let z_y = pick(&z, &y_idx, &offsets)?;
+    let j_idx = y_hot.where_cond(&neg_inf, &z)?.row_argmax()?;
+    let j_hot = one_hot_at(&j_idx, &offsets, b, k)?;
+    let z_j = pick(&z, &j_idx, &offsets)?;
+    let (losses, grad) = match loss {
+        AttackLoss::CwMargin => (z_j.sub(&z_y)?, j_hot.sub(&y_hot)?),
+        _ => {
+            let p1 = z.row_argmax()?;
+            let p1_hot = one_hot_at(&p1, &offsets, b, k)?;
+            let without_p1 = p1_hot.where_cond(&neg_inf, &z)?;
+            let p2 = without_p1.row_argmax()?;
+            let p2_hot = one_hot_at(&p2, &offsets, b, k)?;
+            let p3 = p2_hot.where_cond(&neg_inf, &without_p1)?.row_argmax()?;
+            let p3_hot = one_hot_at(&p3, &offsets, b, k)?;
+            let m = z_y.sub(&z_j)?;
+            let d = pick(&z, &p1, &offsets)?
+                .sub(&pick(&z, &p3, &offsets)?)?
+                .add_scalar(1e-12)?;
+            let r = d.recip()?;
+            let s = m.div(&d.mul(&d)?)?;
+            let grad = z
+                .full_like(0.0, &[b, k])?
+                .sub(&y_hot.scale_rows(&r)?)?
+                .add(&j_hot.scale_rows(&r)?)?
+                .add(&p1_hot.scale_rows(&s)?)?
+                .sub(&p3_hot.scale_rows(&s)?)?;
+            (m.neg()?.div(&d)?, grad)
         }
-    }
-    best
+    };
+    // The argmaxes skip NaN logits: make such a row's loss NaN, so that it is reported.
+    let finite = nonfinite_rows(&z)?.equal(&losses.full_like(0.0, &[b])?)?;
+    let losses = finite.where_cond(&losses, &losses.full_like(f64::NAN, &[b])?)?;
+    Ok(LogitGradient {
+        losses,
+        grad_logits: grad.to_dtype(logits.dtype())?,
+    })
 }
 
-/// The CW margin of one row, writing its gradient into `g` (zeroed).
-fn cw_row(z: &[f64], y: usize, g: &mut [f64]) -> f64 {
-    let j = best_other(z, y);
-    g[j] += 1.0;
-    g[y] -= 1.0;
-    z[j] - z[y]
-}
-
-/// The DLR loss of one row, writing its gradient into `g` (zeroed).
-fn dlr_row(z: &[f64], y: usize, g: &mut [f64]) -> f64 {
-    let j = best_other(z, y);
-    // The three largest logits, in descending order with ties broken by index.
-    let mut order: Vec<usize> = (0..z.len()).collect();
-    order.sort_by(|&a, &b| z[b].total_cmp(&z[a]).then(a.cmp(&b)));
-    let (p1, p3) = (order[0], order[2]);
-    let m = z[y] - z[j];
-    let d = z[p1] - z[p3] + 1e-12;
-    g[y] -= 1.0 / d;
-    g[j] += 1.0 / d;
-    g[p1] += m / (d * d);
-    g[p3] -= m / (d * d);
-    -m / d
-}
-
-/// Per-sample values and input gradients of `loss` for `model`: the classifier's own
-/// cross-entropy path for [`AttackLoss::CrossEntropy`] (so the paper's attacks need nothing
-/// more of a classifier), its vector-Jacobian product for the others.
+/// Per-sample values and input gradients of `loss` for `model` at `x: [B, D]`: the
+/// classifier's own cross-entropy path for [`AttackLoss::CrossEntropy`] (so the paper's
+/// attacks need nothing more of a classifier), its vector-Jacobian product for the others.
+/// The losses and predictions come back as `[B]` `f64` tensors.
+///
+/// # Errors
+/// What the classifier reports, or a result of the wrong shape.
 pub(crate) fn loss_gradient<C: Classifier + ?Sized>(
     model: &mut C,
     x: &Tensor,
     labels: &[usize],
     loss: AttackLoss,
 ) -> Result<LossGradient> {
-    match loss {
-        AttackLoss::CrossEntropy => model.loss_and_input_gradient(x, labels),
-        _ => model.loss_and_input_gradient_with(x, &mut |z: &Tensor| loss.evaluate(z, labels)),
+    let lg = match loss {
+        AttackLoss::CrossEntropy => model.loss_and_input_gradient(x, labels)?,
+        _ => model.loss_and_input_gradient_with(x, &mut |z: &Tensor| loss.evaluate(z, labels))?,
+    };
+    let b = labels.len();
+    let what = "Classifier::loss_and_input_gradient";
+    if lg.losses.shape() != [b] || lg.predictions.shape() != [b] {
+        return Err(invalid_data(
+            what,
+            format!(
+                "losses {:?} and predictions {:?} must both be [{b}]",
+                lg.losses.shape(),
+                lg.predictions.shape()
+            ),
+        ));
     }
+    if lg.grad.shape() != x.shape() {
+        return Err(invalid_data(
+            what,
+            format!(
+                "the input gradient is {:?}, the inputs {:?}",
+                lg.grad.shape(),
+                x.shape()
+            ),
+        ));
+    }
+    Ok(LossGradient {
+        losses: lg.losses.to_dtype(DType::F64)?,
+        predictions: lg.predictions.to_dtype(DType::F64)?,
+        grad: lg.grad,
+    })
 }
 
-/// Per-sample values of `loss` and predictions at `logits` (no input gradient).
+/// Per-sample values of `loss` and predictions at `logits` (no input gradient), as `[B]`
+/// `f64` tensors.
 pub(crate) fn loss_values(
     logits: &Tensor,
     labels: &[usize],
     loss: AttackLoss,
-) -> Result<(Vec<f64>, Vec<usize>)> {
-    match loss {
-        AttackLoss::CrossEntropy => {
-            let (losses, predictions, _) = per_sample_loss(logits, labels)?;
-            Ok((losses, predictions))
-        }
-        _ => {
-            let values = loss.evaluate(logits, labels)?;
-            Ok((values.losses, logits.argmax_rows()?))
-        }
-    }
+) -> Result<(Tensor, Tensor)> {
+    let values = loss.evaluate(logits, labels)?;
+    Ok((
+        values.losses.to_dtype(DType::F64)?,
+        logits.row_argmax()?.to_dtype(DType::F64)?,
+    ))
 }

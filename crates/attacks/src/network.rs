@@ -2,18 +2,19 @@
 //! evaluation mode through [`NetworkInMode`].
 //!
 //! Both run `Network::forward` in their mode and back-propagate an upstream logit gradient
-//! with [`Network::backward_input`], which leaves every parameter gradient untouched. The
-//! cross-entropy gradient is the per-sample `p_i − e_{y_i}`; any other loss supplies its own
-//! `∂L_i/∂z_i` ([`Classifier::loss_and_input_gradient_with`]), a vector-Jacobian product
-//! through the same backward pass.
+//! with [`Network::backward_input`], which leaves every parameter gradient untouched: one
+//! input-gradient path for every loss. The cross-entropy is just the loss
+//! [`AttackLoss::CrossEntropy`] with its per-sample `∂L_i/∂z_i = p_i − e_{y_i}`; any other
+//! loss supplies its own ([`Classifier::loss_and_input_gradient_with`]), a vector-Jacobian
+//! product through the same backward pass.
 
 use specreg_nn::{Mode, Network};
 use specreg_tensor::{DType, Device, Tensor};
 
 use crate::Result;
-use crate::classifier::{Classifier, LossGradient, per_sample_loss};
-use crate::error::{AttackError, invalid, invalid_data};
-use crate::loss::LogitGradient;
+use crate::classifier::{Classifier, LossGradient};
+use crate::error::{invalid, invalid_data};
+use crate::loss::{AttackLoss, LogitGradient};
 
 impl Classifier for Network {
     fn input_size(&self) -> usize {
@@ -33,7 +34,12 @@ impl Classifier for Network {
     }
 
     fn loss_and_input_gradient(&mut self, x: &Tensor, labels: &[usize]) -> Result<LossGradient> {
-        cross_entropy_gradient(self, x, labels, Mode::Eval)
+        vjp(
+            self,
+            x,
+            &mut |z: &Tensor| AttackLoss::CrossEntropy.evaluate(z, labels),
+            Mode::Eval,
+        )
     }
 
     fn loss_and_input_gradient_with(
@@ -116,7 +122,12 @@ impl Classifier for NetworkInMode<'_> {
     }
 
     fn loss_and_input_gradient(&mut self, x: &Tensor, labels: &[usize]) -> Result<LossGradient> {
-        cross_entropy_gradient(self.net, x, labels, self.mode)
+        vjp(
+            self.net,
+            x,
+            &mut |z: &Tensor| AttackLoss::CrossEntropy.evaluate(z, labels),
+            self.mode,
+        )
     }
 
     fn loss_and_input_gradient_with(
@@ -132,23 +143,6 @@ impl Classifier for NetworkInMode<'_> {
     }
 }
 
-/// Per-sample cross-entropy and its input gradient in `mode`.
-fn cross_entropy_gradient(
-    net: &mut Network,
-    x: &Tensor,
-    labels: &[usize],
-    mode: Mode,
-) -> Result<LossGradient> {
-    let logits = net.forward(x, mode)?.logits;
-    let (losses, predictions, grad_logits) = per_sample_loss(&logits, labels)?;
-    let grad = net.backward_input(&grad_logits, &[])?;
-    Ok(LossGradient {
-        losses,
-        predictions,
-        grad,
-    })
-}
-
 /// The input gradient of the loss `loss` computes from the logits, in `mode`.
 fn vjp(
     net: &mut Network,
@@ -157,47 +151,35 @@ fn vjp(
     mode: Mode,
 ) -> Result<LossGradient> {
     let logits = net.forward(x, mode)?.logits;
-    let LogitGradient {
-        losses,
-        grad_logits,
-    } = loss(&logits)?;
-    check_logit_gradient(&logits, &losses, &grad_logits)?;
-    let predictions = logits.argmax_rows()?;
-    let grad = net.backward_input(&grad_logits, &[])?;
-    Ok(LossGradient {
-        losses,
-        predictions,
-        grad,
-    })
+    let lg = loss(&logits)?;
+    check_logit_gradient(&logits, &lg)?;
+    let grad = net.backward_input(&lg.grad_logits, &[])?;
+    LossGradient::new(&logits, lg, grad)
 }
 
-/// Errors unless a loss returned one finite value per row and a gradient shaped like the
-/// logits.
-fn check_logit_gradient(logits: &Tensor, losses: &[f64], grad_logits: &Tensor) -> Result<()> {
+/// Errors unless a loss returned one value per row and a gradient shaped like the logits
+/// (shapes only: finiteness is checked by the attacks, on the device).
+fn check_logit_gradient(logits: &Tensor, lg: &LogitGradient) -> Result<()> {
     let what = "loss_and_input_gradient_with";
     let b = logits.shape()[0];
-    if losses.len() != b {
+    if lg.losses.shape() != [b] {
         return Err(invalid_data(
             what,
-            format!("the loss gave {} values for {b} samples", losses.len()),
+            format!(
+                "the loss gave values of shape {:?} for {b} samples",
+                lg.losses.shape()
+            ),
         ));
     }
-    if grad_logits.shape() != logits.shape() {
+    if lg.grad_logits.shape() != logits.shape() {
         return Err(invalid_data(
             what,
             format!(
                 "the logit gradient is {:?}, the logits {:?}",
-                grad_logits.shape(),
+                lg.grad_logits.shape(),
                 logits.shape()
             ),
         ));
-    }
-    if let Some((sample, &value)) = losses.iter().enumerate().find(|(_, l)| !l.is_finite()) {
-        return Err(AttackError::NonFinite {
-            what: "loss".into(),
-            value,
-            sample,
-        });
     }
     Ok(())
 }

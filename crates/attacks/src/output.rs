@@ -4,7 +4,7 @@ use specreg_tensor::Tensor;
 
 use crate::Result;
 use crate::classifier::Classifier;
-use crate::error::{AttackError, invalid_data};
+use crate::error::invalid_data;
 use crate::perturb::ClipRange;
 
 /// The result of attacking one batch.
@@ -54,7 +54,8 @@ impl AttackOutput {
     }
 }
 
-/// Validates a batch for `model` and returns it in the model's dtype and on its device.
+/// Validates a batch for `model` and returns it in the model's dtype and on its device (one
+/// host read: whether the values lie in the clip range).
 pub(crate) fn prepare<C: Classifier + ?Sized>(
     model: &C,
     x: &Tensor,
@@ -89,17 +90,4 @@ pub(crate) fn prepare<C: Classifier + ?Sized>(
     }
     clip.check_inside(&x, what)?;
     Ok(x)
-}
-
-/// Errors if a gradient holds NaN or an infinity.
-pub(crate) fn check_gradient(g: &Tensor, what: &str) -> Result<()> {
-    let m = g.max_abs()?;
-    if !m.is_finite() {
-        return Err(AttackError::NonFinite {
-            what: format!("{what}: input gradient"),
-            value: m,
-            sample: 0,
-        });
-    }
-    Ok(())
 }

@@ -1,15 +1,18 @@
 //! Shared building blocks of the attacks: the clip range, the feasible box of an L∞ ball,
-//! steps, projections, constraint violations and row bookkeeping.
+//! steps, projections and constraint violations.
 //!
-//! Everything here works on [`Tensor`]s of either dtype on any device, except the
-//! per-row bookkeeping ([`gather_rows`], [`RowStore`]), which goes through host memory.
+//! Everything here works on [`Tensor`]s of either dtype on any device and stays there:
+//! the only host read is [`ClipRange::check_inside`]'s validation of an attack's input.
+//! Violations are measured on the device ([`ClipRange::reach`], the attacks'
+//! [`Tracker`](crate::tracker::Tracker)) and turned into numbers once, when an attack reads
+//! its results ([`ClipRange::violation_of`], [`violation_beyond`]).
 
-use ndarray::{Array2, ArrayView2, Axis, Ix2};
-use specreg_tensor::{BinaryOp, DType, Device, Element, Tensor};
+use ndarray::ArrayView2;
+use specreg_tensor::{DType, Device, Tensor};
 
 use crate::Result;
-use crate::classifier::ToVecF64;
 use crate::error::{AttackError, invalid, invalid_data};
+use crate::rowops::{max_all, nonfinite_rows};
 
 /// The norm of a perturbation budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,25 +63,37 @@ impl ClipRange {
         Ok(())
     }
 
-    /// How far `x` reaches outside the range: `max(0, max_j dist(x_j, [lo, hi]))`.
-    pub(crate) fn violation(&self, x: &Tensor) -> Result<f64> {
+    /// `max_j |x_j − (lo + hi)/2|` as a `[1]` `f64` tensor on `x`'s device: the half-width
+    /// of the smallest range centred like this one that holds `x` (NaNs are not seen; the
+    /// attacks check finiteness on their losses and gradients).
+    pub(crate) fn reach(&self, x: &Tensor) -> Result<Tensor> {
         let mid = 0.5 * (self.lo + self.hi);
-        let half = 0.5 * (self.hi - self.lo);
-        let m = x.add_scalar(-mid)?.max_abs()?;
-        if m.is_nan() {
-            return Err(AttackError::NonFinite {
-                what: "perturbed image".into(),
-                value: m,
-                sample: 0,
-            });
-        }
-        Ok((m - half).max(0.0))
+        max_all(&x.add_scalar(-mid)?.abs()?)
     }
 
-    /// Errors if any input value lies outside the range (attacks assume clean images are
-    /// valid, so that the L∞ ball and the range always intersect).
+    /// How far values of reach `m` ([`ClipRange::reach`]) lie outside the range:
+    /// `max(0, m − (hi − lo)/2)`.
+    pub(crate) fn violation_of(&self, m: f64) -> f64 {
+        let half = 0.5 * (self.hi - self.lo);
+        (m - half).max(0.0)
+    }
+
+    /// Errors if any input value lies outside the range or is not finite (attacks assume
+    /// clean images are valid, so that the L∞ ball and the range always intersect). One
+    /// host read.
     pub(crate) fn check_inside(&self, x: &Tensor, what: &str) -> Result<()> {
-        let v = self.violation(x)?;
+        let mid = 0.5 * (self.lo + self.hi);
+        let m = x.add_scalar(-mid)?.max_abs()?;
+        if m.is_nan() {
+            // The error path may read more: find the first sample with a NaN.
+            let rows = nonfinite_rows(x)?.to_vec::<f64>()?;
+            return Err(AttackError::NonFinite {
+                what: format!("{what}: input image"),
+                value: m,
+                sample: rows.iter().position(|v| !v.is_finite()),
+            });
+        }
+        let v = self.violation_of(m);
         if v > 0.0 {
             return Err(invalid_data(
                 what,
@@ -117,173 +132,45 @@ pub(crate) fn clamp_box(v: &Tensor, lo: &Tensor, hi: &Tensor) -> Result<Tensor> 
     Ok(v.maximum(lo)?.minimum(hi)?)
 }
 
-/// Per-row Euclidean norms of a `[B, D]` tensor.
-pub(crate) fn row_norms(t: &Tensor) -> Result<Vec<f64>> {
-    Ok(t.sqr()?
-        .sum_axis(1)?
-        .to_vec_f64()?
-        .into_iter()
-        .map(f64::sqrt)
-        .collect())
-}
-
-/// Multiplies row `i` of `t` by `factors[i]`.
-pub(crate) fn scale_rows(t: &Tensor, factors: &[f64]) -> Result<Tensor> {
-    let f = vector(factors, t.dtype(), &t.device())?;
-    Ok(t.broadcast_along(&f, 0, BinaryOp::Mul)?)
-}
-
-/// A 1-D tensor of `values` in `dtype`.
-pub(crate) fn vector(values: &[f64], dtype: DType, device: &Device) -> Result<Tensor> {
-    let t = match dtype {
-        DType::F32 => Tensor::from_vec(
-            values.iter().map(|&v| v as f32).collect(),
-            &[values.len()],
-            device,
-        )?,
-        DType::F64 => Tensor::from_vec(values.to_vec(), &[values.len()], device)?,
-    };
-    Ok(t)
-}
-
-/// `g / ‖g‖₂` row by row (a zero row stays zero), times `scale`.
+/// `g / ‖g‖₂` row by row (a zero row stays zero), times `scale`: each row is multiplied by
+/// `scale / ‖g_i‖₂` computed in `f64` (or 0 where the norm is not positive).
 pub(crate) fn normalized_rows(g: &Tensor, scale: f64) -> Result<Tensor> {
-    let norms = row_norms(g)?;
-    let factors: Vec<f64> = norms
-        .iter()
-        .map(|&n| if n > 0.0 { scale / n } else { 0.0 })
-        .collect();
-    scale_rows(g, &factors)
+    let norms = g.row_norms()?;
+    let zero = norms.full_like(0.0, norms.shape())?;
+    let positive = norms.greater(&zero)?;
+    let factors =
+        positive.where_cond(&norms.full_like(scale, norms.shape())?.div(&norms)?, &zero)?;
+    Ok(g.scale_rows(&factors)?)
 }
 
 /// Projects `v` onto the L2 ball of radius ε around `x` (row by row), then clips to the
 /// range. Clipping after the projection keeps the ball: `x` is inside the range, so
 /// clipping only moves coordinates towards `x`.
+///
+/// A row outside the ball is pulled back to `x + ε δ/‖δ‖`; when no row of the batch is
+/// outside, `v` is kept as it is (not recomputed as `x + δ`, which can differ from `v` in
+/// the last bit).
 pub(crate) fn project_l2(v: &Tensor, x: &Tensor, epsilon: f64, clip: ClipRange) -> Result<Tensor> {
     let delta = v.sub(x)?;
-    let norms = row_norms(&delta)?;
-    let factors: Vec<f64> = norms
-        .iter()
-        .map(|&n| if n > epsilon { epsilon / n } else { 1.0 })
-        .collect();
-    let projected = if factors.iter().all(|&f| f == 1.0) {
-        v.clone()
-    } else {
-        x.add(&scale_rows(&delta, &factors)?)?
-    };
+    let norms = delta.row_norms()?;
+    let b = norms.elem_count();
+    let one = norms.full_like(1.0, &[b])?;
+    let outside = norms.greater(&norms.full_like(epsilon, &[b])?)?;
+    let factors = outside.where_cond(&norms.full_like(epsilon, &[b])?.div(&norms)?, &one)?;
+    let moved = one.sub(&factors.equal(&one)?)?.sum_all_f64()?;
+    let any_moved = moved.greater(&moved.full_like(0.0, &[])?)?.reshape(&[1])?;
+    let mask = any_moved
+        .index_select_rows(&vec![0; b])?
+        .to_dtype(v.dtype())?;
+    let projected = mask.where_cond(&x.add(&delta.scale_rows(&factors)?)?, v)?;
     Ok(projected.clamp(clip.lo, clip.hi)?)
 }
 
-/// How far `adv` reaches outside the ε-ball around `x`: `max(0, max_i ‖adv_i − x_i‖ − ε)`.
-pub(crate) fn ball_violation(adv: &Tensor, x: &Tensor, norm: Norm, epsilon: f64) -> Result<f64> {
-    let delta = adv.sub(x)?;
-    let size = match norm {
-        Norm::Linf => delta.max_abs()?,
-        Norm::L2 => row_norms(&delta)?.into_iter().fold(0.0, f64::max),
-    };
-    if size.is_nan() {
-        return Err(AttackError::NonFinite {
-            what: "perturbation".into(),
-            value: size,
-            sample: 0,
-        });
-    }
-    Ok((size - epsilon).max(0.0))
-}
-
-/// Rows `idx` of a `[B, D]` tensor, on the tensor's device.
-pub(crate) fn gather_rows(t: &Tensor, idx: &[usize]) -> Result<Tensor> {
-    fn imp<T: Element>(t: &Tensor, idx: &[usize]) -> Result<Tensor> {
-        let out = with_host::<T, _>(t, |a| a.select(Axis(0), idx))?;
-        Ok(Tensor::from_array(out).to_device(&t.device())?)
-    }
-    match t.dtype() {
-        DType::F32 => imp::<f32>(t, idx),
-        DType::F64 => imp::<f64>(t, idx),
-    }
-}
-
-/// Runs `f` on a host view of a 2-D tensor (zero-copy on the CPU).
-fn with_host<T: Element, R>(t: &Tensor, f: impl FnOnce(ArrayView2<'_, T>) -> R) -> Result<R> {
-    let shape_error = || {
-        invalid(
-            "rows",
-            format!("expected a 2-D tensor, got {:?}", t.shape()),
-        )
-    };
-    if t.device().is_cpu() {
-        let v = t.as_array_view::<T>()?;
-        let v = v.into_dimensionality::<Ix2>().map_err(|_| shape_error())?;
-        Ok(f(v))
-    } else {
-        let a = t.to_array::<T>()?;
-        let a = a.into_dimensionality::<Ix2>().map_err(|_| shape_error())?;
-        Ok(f(a.view()))
-    }
-}
-
-/// A host-side `[B, D]` buffer whose rows are overwritten one at a time (the best iterate
-/// found so far for each sample).
-#[derive(Debug, Clone)]
-pub(crate) enum RowStore {
-    F32(Array2<f32>),
-    F64(Array2<f64>),
-}
-
-impl RowStore {
-    /// A copy of `t: [B, D]`.
-    pub(crate) fn from_tensor(t: &Tensor) -> Result<Self> {
-        Ok(match t.dtype() {
-            DType::F32 => Self::F32(with_host::<f32, _>(t, |a| a.to_owned())?),
-            DType::F64 => Self::F64(with_host::<f64, _>(t, |a| a.to_owned())?),
-        })
-    }
-
-    /// Copies row `src` of `t` into row `dst`, for every `(src, dst)` pair.
-    pub(crate) fn copy_rows(&mut self, t: &Tensor, pairs: &[(usize, usize)]) -> Result<()> {
-        fn imp<T: Element>(
-            store: &mut Array2<T>,
-            t: &Tensor,
-            pairs: &[(usize, usize)],
-        ) -> Result<()> {
-            with_host::<T, _>(t, |a| {
-                for &(src, dst) in pairs {
-                    store.row_mut(dst).assign(&a.row(src));
-                }
-            })
-        }
-        if pairs.is_empty() {
-            return Ok(());
-        }
-        match self {
-            Self::F32(s) => imp(s, t, pairs),
-            Self::F64(s) => imp(s, t, pairs),
-        }
-    }
-
-    /// Copies row `i` of `other` into row `i`, for every `i` in `rows`.
-    pub(crate) fn copy_rows_from(&mut self, other: &RowStore, rows: &[usize]) -> Result<()> {
-        fn imp<T: Element>(store: &mut Array2<T>, other: &Array2<T>, rows: &[usize]) {
-            for &i in rows {
-                store.row_mut(i).assign(&other.row(i));
-            }
-        }
-        match (self, other) {
-            (Self::F32(s), Self::F32(o)) => imp(s, o, rows),
-            (Self::F64(s), Self::F64(o)) => imp(s, o, rows),
-            _ => return Err(invalid("rows", "row stores of different dtypes")),
-        }
-        Ok(())
-    }
-
-    /// The buffer as a tensor on `device`.
-    pub(crate) fn to_tensor(&self, device: &Device) -> Result<Tensor> {
-        let t = match self {
-            Self::F32(s) => Tensor::from_array(s.clone()),
-            Self::F64(s) => Tensor::from_array(s.clone()),
-        };
-        Ok(t.to_device(device)?)
-    }
+/// How far a perturbation of size `size` (the largest `|δ_j|` for L∞, `‖δ‖₂` for L2) lies
+/// outside the ε-ball:
+/// `max(0, size − ε)`.
+pub(crate) fn violation_beyond(size: f64, epsilon: f64) -> f64 {
+    (size - epsilon).max(0.0)
 }
 
 /// `images: [N, D]` rows `start..end` as a tensor of `dtype` on `device`.

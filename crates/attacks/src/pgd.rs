@@ -44,19 +44,27 @@
 //!
 //! Random starts are uniform in the L∞ ball (each coordinate in `[−ε, ε]`), or uniform in
 //! the L2 ball (a Gaussian direction and radius `ε u^{1/D}`), then clipped to the range.
+//!
+//! # Host reads
+//!
+//! Every step runs on the device: the worst iterate is selected with masks, the violations
+//! and the finiteness of losses and gradients are recorded there. A call to [`pgd`](fn@pgd)
+//! reads the device twice (the input check and the results, packed into one read), plus
+//! once per step with early exit (which samples are still classified correctly, to shrink
+//! the batch). A loss or gradient that is not finite is reported when the results are read.
 
 use specreg_tensor::Tensor;
 
 use crate::Result;
 use crate::classifier::Classifier;
 use crate::error::invalid;
-use crate::iterates::{Worst, clean_output, draw_unit_starts, restart_rngs, zero_rows};
+use crate::iterates::{Tracker, Worst, clean_output, draw_unit_starts, finish, restart_rngs};
 use crate::loss::{AttackLoss, loss_gradient, loss_values};
-use crate::output::{AttackOutput, check_gradient, prepare};
+use crate::output::{AttackOutput, prepare};
 use crate::perturb::{
-    ClipRange, Norm, ball_violation, check_epsilon, clamp_box, gather_rows, linf_box,
-    normalized_rows, project_l2,
+    ClipRange, Norm, check_epsilon, clamp_box, linf_box, normalized_rows, project_l2,
 };
+use crate::rowops::{ActiveRows, label_tensor};
 
 /// The PGD step size η.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -220,22 +228,33 @@ pub(crate) fn pgd_prepared<C: Classifier + ?Sized>(
         ));
     }
     if epsilon == 0.0 {
-        return clean_output(model, x, labels, config.loss, config.clip);
+        return clean_output(model, x, labels, config.loss, config.clip, "pgd");
     }
     let eta = config.step_size.at(epsilon);
     let (lo, hi) = match config.norm {
         Norm::Linf => linf_box(x, epsilon, config.clip)?,
         Norm::L2 => (x.clone(), x.clone()),
     };
-    let mut violations = (0.0f64, 0.0f64);
+    let device = x.device();
+    let label_t = label_tensor(labels, &device)?;
+    let mut tracker = Tracker::new(config.norm, config.clip, labels.len(), &device)?;
+    let run = Run {
+        x,
+        lo: &lo,
+        hi: &hi,
+        labels,
+        label_t: &label_t,
+        config,
+        epsilon,
+        eta,
+    };
     let mut overall: Option<Worst> = None;
-    let mut zero_gradient_rows = 0;
     let runs = unit_starts.len().max(1);
     for r in 0..runs {
         let start = match unit_starts.get(r) {
             None => x.clone(),
             Some(u) => {
-                let u = u.to_device(&x.device())?;
+                let u = u.to_device(&device)?;
                 let moved = x.add(&u.scale(epsilon)?)?;
                 match config.norm {
                     Norm::Linf => clamp_box(&moved, &lo, &hi)?,
@@ -243,99 +262,104 @@ pub(crate) fn pgd_prepared<C: Classifier + ?Sized>(
                 }
             }
         };
-        let (run, zeros) = single_run(
-            model,
-            x,
-            &lo,
-            &hi,
-            labels,
-            config,
-            epsilon,
-            eta,
-            start,
-            &mut violations,
-        )?;
+        let worst = run.single(model, start, &mut tracker, r == 0)?;
         match overall.as_mut() {
-            None => {
-                overall = Some(run);
-                zero_gradient_rows = zeros;
-            }
-            Some(o) => o.merge(&run)?,
+            None => overall = Some(worst),
+            Some(o) => o.merge(&worst)?,
         }
     }
-    let worst = overall.expect("at least one run");
-    worst.into_output(&x.device(), violations, zero_gradient_rows)
+    let worst = overall.ok_or_else(|| invalid("pgd", "no run"))?;
+    finish(worst, tracker, epsilon, "pgd")
 }
 
-/// One PGD run from `start`, with the number of exactly zero rows of its first gradient;
-/// `violations` accumulates the largest ball and clip violations of every iterate.
-#[allow(clippy::too_many_arguments)]
-fn single_run<C: Classifier + ?Sized>(
-    model: &mut C,
-    x: &Tensor,
-    lo: &Tensor,
-    hi: &Tensor,
-    labels: &[usize],
-    config: &PgdConfig,
+/// What every run of one PGD call shares.
+struct Run<'a> {
+    x: &'a Tensor,
+    lo: &'a Tensor,
+    hi: &'a Tensor,
+    labels: &'a [usize],
+    label_t: &'a Tensor,
+    config: &'a PgdConfig,
     epsilon: f64,
     eta: f64,
-    start: Tensor,
-    violations: &mut (f64, f64),
-) -> Result<(Worst, usize)> {
-    let mut worst = Worst::new(&start)?;
-    let mut zeros = 0;
-    let b = labels.len();
-    let mut active: Vec<usize> = (0..b).collect();
-    let (mut cur, mut x0, mut lo, mut hi) = (start, x.clone(), lo.clone(), hi.clone());
-    let mut y: Vec<usize> = labels.to_vec();
-    let mut track = |cur: &Tensor, x0: &Tensor| -> Result<()> {
-        let ball = ball_violation(cur, x0, config.norm, epsilon)?;
-        let clip = config.clip.violation(cur)?;
-        violations.0 = violations.0.max(ball);
-        violations.1 = violations.1.max(clip);
-        Ok(())
-    };
-    track(&cur, &x0)?;
-    for step in 0..config.steps {
-        let lg = loss_gradient(model, &cur, &y, config.loss)?;
-        worst.offer(&cur, &active, labels, &lg.losses, &lg.predictions, step)?;
-        let mut grad = lg.grad;
-        check_gradient(&grad, "pgd")?;
-        if step == 0 {
-            zeros = zero_rows(&grad)?;
-        }
-        if config.early_exit {
-            let keep: Vec<usize> = (0..active.len())
-                .filter(|&r| lg.predictions[r] == y[r])
-                .collect();
-            if keep.is_empty() {
-                return Ok((worst, zeros));
-            }
-            if keep.len() < active.len() {
-                cur = gather_rows(&cur, &keep)?;
-                x0 = gather_rows(&x0, &keep)?;
-                grad = gather_rows(&grad, &keep)?;
-                if config.norm == Norm::Linf {
-                    lo = gather_rows(&lo, &keep)?;
-                    hi = gather_rows(&hi, &keep)?;
+}
+
+impl Run<'_> {
+    /// One PGD run from `start`; `tracker` records its violations and finiteness, and the
+    /// zero rows of its first gradient if `first`.
+    fn single<C: Classifier + ?Sized>(
+        &self,
+        model: &mut C,
+        start: Tensor,
+        tracker: &mut Tracker,
+        first: bool,
+    ) -> Result<Worst> {
+        let config = self.config;
+        let device = self.x.device();
+        let mut rows = ActiveRows::all(self.labels.len());
+        let (mut cur, mut x0, mut lo, mut hi) =
+            (start, self.x.clone(), self.lo.clone(), self.hi.clone());
+        let mut y: Vec<usize> = self.labels.to_vec();
+        tracker.new_rows()?;
+        tracker.track(&cur, &x0)?;
+        let mut worst: Option<Worst> = None;
+        for step in 0..config.steps {
+            let lg = loss_gradient(model, &cur, &y, config.loss)?;
+            tracker.check(&rows, &lg.losses, Some(&lg.grad))?;
+            match worst.as_mut() {
+                None => {
+                    worst = Some(Worst::start(
+                        &cur,
+                        self.label_t,
+                        &lg.losses,
+                        &lg.predictions,
+                    )?)
                 }
-                active = keep.iter().map(|&r| active[r]).collect();
-                y = keep.iter().map(|&r| y[r]).collect();
+                Some(w) => w.offer(&cur, &rows, self.label_t, &lg.losses, &lg.predictions, step)?,
             }
+            let mut grad = lg.grad;
+            if step == 0 && first {
+                tracker.count_zero_rows(&grad)?;
+            }
+            if config.early_exit {
+                // The one host read of a step: which samples are still classified correctly.
+                let correct = lg
+                    .predictions
+                    .equal(&label_tensor(&y, &device)?)?
+                    .to_vec::<f64>()?;
+                let keep: Vec<usize> = (0..correct.len()).filter(|&r| correct[r] != 0.0).collect();
+                if keep.is_empty() {
+                    return worst.ok_or_else(|| invalid("pgd", "no iterate"));
+                }
+                if keep.len() < correct.len() {
+                    tracker.new_rows()?;
+                    cur = cur.index_select_rows(&keep)?;
+                    x0 = x0.index_select_rows(&keep)?;
+                    grad = grad.index_select_rows(&keep)?;
+                    if config.norm == Norm::Linf {
+                        lo = lo.index_select_rows(&keep)?;
+                        hi = hi.index_select_rows(&keep)?;
+                    }
+                    y = keep.iter().map(|&r| y[r]).collect();
+                    rows.keep(&keep, &device)?;
+                }
+            }
+            cur = match config.norm {
+                Norm::Linf => clamp_box(&cur.add(&grad.sign()?.scale(self.eta)?)?, &lo, &hi)?,
+                Norm::L2 => project_l2(
+                    &cur.add(&normalized_rows(&grad, self.eta)?)?,
+                    &x0,
+                    self.epsilon,
+                    config.clip,
+                )?,
+            };
+            tracker.track(&cur, &x0)?;
         }
-        cur = match config.norm {
-            Norm::Linf => clamp_box(&cur.add(&grad.sign()?.scale(eta)?)?, &lo, &hi)?,
-            Norm::L2 => project_l2(
-                &cur.add(&normalized_rows(&grad, eta)?)?,
-                &x0,
-                epsilon,
-                config.clip,
-            )?,
-        };
-        track(&cur, &x0)?;
+        let logits = model.logits(&cur)?;
+        let (losses, preds) = loss_values(&logits, &y, config.loss)?;
+        tracker.check(&rows, &losses, None)?;
+        let mut worst = worst.ok_or_else(|| invalid("pgd", "no iterate"))?;
+        worst.offer(&cur, &rows, self.label_t, &losses, &preds, config.steps)?;
+        Ok(worst)
     }
-    let logits = model.logits(&cur)?;
-    let (losses, preds) = loss_values(&logits, &y, config.loss)?;
-    worst.offer(&cur, &active, labels, &losses, &preds, config.steps)?;
-    Ok((worst, zeros))
 }

@@ -23,15 +23,28 @@
 //! let positive and negative contributions of different images cancel (for a linear network
 //! the shared-perturbation map is exactly zero, because `λ_n` does not move when every image
 //! shifts by the same vector).
+//!
+//! # One covariance, one eigendecomposition
+//!
+//! The covariance comes from the regularizers crate's shared accumulator
+//! ([`specreg_regularizers::representation_statistics`]: shifted Gram sums in `f64`, over
+//! the chunks of [`specreg_regularizers::chunk_ranges`]) and its eigenvectors from
+//! [`specreg_regularizers::eigen_descending`], the path the spectral regulariser and the
+//! spectra use. [`RepresentationSpectrum::from_statistics`] builds a spectrum from
+//! statistics computed once for every layer; [`RepresentationSpectrum::compute`] makes the
+//! pass itself. The mean and the eigenvectors stay on the network's device; per batch, the
+//! maps are summed there, and the maps are read once at the end.
 
-use ndarray::{Array1, Array2, ArrayView2, Ix2};
+use ndarray::{Array2, ArrayView2};
 use specreg_nn::{Mode, Network};
-use specreg_tensor::{DType, Device, Tensor};
+use specreg_regularizers::{
+    RepresentationStatistics, chunk_ranges, eigen_descending, representation_statistics,
+};
+use specreg_tensor::{BinaryOp, DType, Tensor};
 
 use crate::Result;
-use crate::classifier::ToVecF64;
 use crate::error::{AttackError, invalid, invalid_data};
-use crate::perturb::{batch_tensor, vector};
+use crate::perturb::batch_tensor;
 
 /// The covariance spectrum of a hidden representation over a data set (accumulated in
 /// `f64`).
@@ -41,18 +54,54 @@ pub struct RepresentationSpectrum {
     pub representation: String,
     /// `M`, the number of images.
     pub num_samples: usize,
-    /// `μ`, the mean representation `[N]`.
-    pub mean: Array1<f64>,
-    /// Eigenvalues of the unbiased covariance, descending `[N]`.
-    pub eigenvalues: Array1<f64>,
-    /// Unit eigenvectors as columns `[N, N]` (column `n − 1` belongs to rank `n`).
-    pub eigenvectors: Array2<f64>,
+    /// `μ`, the mean representation `[N]` in `f64`, on the network's device.
+    pub mean: Tensor,
+    /// Eigenvalues of the unbiased covariance, descending (read to the host once, when
+    /// the spectrum is built).
+    pub eigenvalues: Vec<f64>,
+    /// Unit eigenvectors as columns `[N, N]` in `f64` on the network's device (column
+    /// `n − 1` belongs to rank `n`; the sign of each is immaterial to the maps).
+    pub eigenvectors: Tensor,
 }
 
 impl RepresentationSpectrum {
-    /// The spectrum of `representation` over `images: [M, D]` (`M ≥ 2`), evaluated in
-    /// batches of `batch_size` in [`Mode::Eval`]. Batch covariances are merged exactly
-    /// (Chan et al.'s pairwise update) in `f64`.
+    /// The spectrum of the covariance in `statistics` (one eigendecomposition through
+    /// [`eigen_descending`], one host read of the eigenvalues).
+    ///
+    /// # Errors
+    /// Fewer than two samples, a failed eigendecomposition or a non-finite eigenvalue.
+    pub fn from_statistics(statistics: &RepresentationStatistics) -> Result<Self> {
+        let name = &statistics.name;
+        if statistics.count < 2 {
+            return Err(invalid_data(
+                "RepresentationSpectrum::from_statistics",
+                format!(
+                    "{} samples of {name}; a covariance needs at least 2",
+                    statistics.count
+                ),
+            ));
+        }
+        let (values, vectors) = eigen_descending(&statistics.covariance)?;
+        let eigenvalues = values.to_dtype(DType::F64)?.to_vec::<f64>()?;
+        if let Some(&v) = eigenvalues.iter().find(|v| !v.is_finite()) {
+            return Err(AttackError::NonFinite {
+                what: format!("eigenvalue of the {name} covariance"),
+                value: v,
+                sample: None,
+            });
+        }
+        Ok(Self {
+            representation: name.clone(),
+            num_samples: statistics.count,
+            mean: statistics.mean.to_dtype(DType::F64)?,
+            eigenvalues,
+            eigenvectors: vectors.to_dtype(DType::F64)?,
+        })
+    }
+
+    /// The spectrum of `representation` over `images: [M, D]` (`M ≥ 2`), from one pass
+    /// in [`Mode::Eval`] over the chunks of [`chunk_ranges`]`(M, batch_size)`
+    /// ([`representation_statistics`]), then [`RepresentationSpectrum::from_statistics`].
     ///
     /// # Errors
     /// Fewer than two images, a zero batch size, a width that does not fit the network, an
@@ -75,57 +124,11 @@ impl RepresentationSpectrum {
             return Err(invalid(what, "batch size must be at least 1"));
         }
         net.hidden_layer_index(representation)?;
-        let (dtype, device) = net.dtype_device();
-        let mut count = 0usize;
-        let mut mean: Option<Array1<f64>> = None;
-        let mut scatter: Option<Array2<f64>> = None;
-        let mut start = 0;
-        while start < m {
-            let end = (start + batch_size).min(m);
-            let x = batch_tensor(images, start, end, dtype, &device)?;
-            let h = hidden(net, &x, representation)?.to_dtype(DType::F64)?;
-            let nb = end - start;
-            let mean_b = to_array1(&h.col_means()?)?;
-            let hc = h.center_rows()?;
-            let c_b = to_array2(&hc.matmul_tn(&hc)?)?;
-            match (mean.as_mut(), scatter.as_mut()) {
-                (Some(mu), Some(c)) => {
-                    let na = count as f64;
-                    let nbf = nb as f64;
-                    let total = na + nbf;
-                    let delta = &mean_b - &*mu;
-                    let w = na * nbf / total;
-                    let col = delta.view().insert_axis(ndarray::Axis(1));
-                    let row = delta.view().insert_axis(ndarray::Axis(0));
-                    *c += &c_b;
-                    *c += &(col.dot(&row) * w);
-                    *mu += &(delta * (nbf / total));
-                }
-                _ => {
-                    mean = Some(mean_b);
-                    scatter = Some(c_b);
-                }
-            }
-            count += nb;
-            start = end;
-        }
-        let mean = mean.expect("at least one batch");
-        let cov = scatter.expect("at least one batch") / (count as f64 - 1.0);
-        let (eigenvalues, eigenvectors) = specreg_tensor::linalg::symmetric_eigen(cov.view())?;
-        if let Some((i, &v)) = eigenvalues.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-            return Err(AttackError::NonFinite {
-                what: format!("eigenvalue of the {representation} covariance"),
-                value: v,
-                sample: i,
-            });
-        }
-        Ok(Self {
-            representation: representation.to_string(),
-            num_samples: count,
-            mean,
-            eigenvalues,
-            eigenvectors,
-        })
+        let stats = representation_statistics(net, &[representation], images, batch_size)?;
+        let stats = stats
+            .first()
+            .ok_or_else(|| invalid(what, "no statistics were computed"))?;
+        Self::from_statistics(stats)
     }
 
     /// `λ_n` for 1-based rank `n`.
@@ -147,7 +150,8 @@ impl RepresentationSpectrum {
 
     /// Per-image input gradients `∂λ_n/∂x_i` for the images `x: [b, D]` (which must be
     /// among those the spectrum was computed on, for the formula to be the derivative of
-    /// this `λ_n`), one `[b, D]` tensor per rank in `ranks`, in the network's dtype.
+    /// this `λ_n`), one `[b, D]` tensor per rank in `ranks`, in the network's dtype. No host
+    /// read.
     ///
     /// # Errors
     /// A rank outside `1..=N`, an input that does not fit the network, or a representation
@@ -170,27 +174,29 @@ impl RepresentationSpectrum {
             )
         })?;
         let (b, n) = h.dims2()?;
-        if n != self.mean.len() {
+        if n != self.eigenvalues.len() {
             return Err(invalid_data(
                 "eigenvalue_input_gradients",
                 format!(
                     "representation {} has width {n}, the spectrum {}",
                     self.representation,
-                    self.mean.len()
+                    self.eigenvalues.len()
                 ),
             ));
         }
-        let mu = vector(self.mean.as_slice().expect("contiguous"), dtype, &device)?;
-        let hc = h.broadcast_along(&mu, 1, specreg_tensor::BinaryOp::Sub)?;
+        let mu = self.mean.to_dtype(dtype)?.to_device(&device)?;
+        let hc = h.broadcast_along(&mu, 1, BinaryOp::Sub)?;
         let zero_logits = Tensor::zeros(pass.logits.shape(), dtype, &device)?;
         let scale = 2.0 / (self.num_samples as f64 - 1.0);
+        // Row n − 1 of Vᵀ is the eigenvector of rank n.
+        let rows = self.eigenvectors.t()?.to_dtype(dtype)?.to_device(&device)?;
         let mut out = Vec::with_capacity(ranks.len());
         for &r in ranks {
-            let v: Vec<f64> = self.eigenvectors.column(r - 1).to_vec();
-            let v_col = column(&v, dtype, &device)?;
+            let v_row = rows.index_select_rows(&[r - 1])?;
+            let v_col = v_row.reshape(&[n, 1])?;
             // p_i = (h_i − μ)ᵀ v_n, then ∂λ_n/∂h_i = scale · p_i · v_nᵀ.
             let p = hc.matmul(&v_col)?;
-            let inj = p.matmul(&v_col.t()?)?.scale(scale)?;
+            let inj = p.matmul(&v_row)?.scale(scale)?;
             debug_assert_eq!(inj.shape(), &[b, n]);
             let g = net.backward_input(&zero_logits, &[(self.representation.clone(), inj)])?;
             out.push(g);
@@ -250,8 +256,10 @@ pub struct SensitivityMaps {
 }
 
 /// Sensitivity maps `∂λ_n/∂x` of the eigenvalues `ranks` (1-based) of `representation`'s
-/// covariance over all of `images: [M, D]`, in two passes of batches: the spectrum, then
-/// the per-image gradients, reduced as `options.reduction` says.
+/// covariance over all of `images: [M, D]`, in two passes over the chunks of
+/// [`chunk_ranges`]`(M, options.batch_size)`: the spectrum
+/// ([`RepresentationSpectrum::compute`]), then the per-image gradients
+/// ([`sensitivity_maps_from`]).
 ///
 /// # Errors
 /// As [`RepresentationSpectrum::compute`] and
@@ -264,6 +272,98 @@ pub fn sensitivity_maps(
     ranks: &[usize],
     options: &SensitivityOptions,
 ) -> Result<SensitivityMaps> {
+    check_request(images, ranks, options)?;
+    let spectrum =
+        RepresentationSpectrum::compute(net, images, representation, options.batch_size)?;
+    sensitivity_maps_from(net, images, &spectrum, ranks, options)
+}
+
+/// Sensitivity maps of the eigenvalues `ranks` (1-based) of `spectrum`, which must have
+/// been computed over exactly `images: [M, D]` (e.g. from statistics shared with other
+/// layers, [`RepresentationSpectrum::from_statistics`]): one pass over the chunks of
+/// [`chunk_ranges`]`(M, options.batch_size)` — the chunks of the statistics, so that a
+/// layer normalising with its chunk's statistics is differentiated as it was measured —
+/// summing the per-image gradients (or their magnitudes) on the device, and one host read
+/// of the maps at the end.
+///
+/// # Errors
+/// As [`RepresentationSpectrum::eigenvalue_input_gradients`]; no ranks, an image shape that
+/// does not match the input size, or a spectrum over another number of images.
+pub fn sensitivity_maps_from(
+    net: &mut Network,
+    images: ArrayView2<'_, f32>,
+    spectrum: &RepresentationSpectrum,
+    ranks: &[usize],
+    options: &SensitivityOptions,
+) -> Result<SensitivityMaps> {
+    check_request(images, ranks, options)?;
+    let (hgt, wid) = options.image_shape;
+    let m = images.nrows();
+    if spectrum.num_samples != m {
+        return Err(invalid_data(
+            "sensitivity_maps_from",
+            format!(
+                "the spectrum of {} is over {} images, the maps over {m}",
+                spectrum.representation, spectrum.num_samples
+            ),
+        ));
+    }
+    let eigenvalues = ranks
+        .iter()
+        .map(|&r| spectrum.eigenvalue(r))
+        .collect::<Result<Vec<_>>>()?;
+    let (dtype, device) = net.dtype_device();
+    let mut sums: Vec<Option<Tensor>> = vec![None; ranks.len()];
+    for range in chunk_ranges(m, options.batch_size)? {
+        let x = batch_tensor(images, range.start, range.end, dtype, &device)?;
+        let grads = spectrum.eigenvalue_input_gradients(net, &x, ranks)?;
+        for (acc, g) in sums.iter_mut().zip(&grads) {
+            let g = g.to_dtype(DType::F64)?;
+            let g = match options.reduction {
+                SensitivityReduction::SharedPerturbation => g,
+                SensitivityReduction::MeanAbsolute => g.abs()?,
+            };
+            let col = g.col_sums()?;
+            *acc = Some(match acc.take() {
+                None => col.full_like(0.0, col.shape())?.add(&col)?,
+                Some(a) => a.add(&col)?,
+            });
+        }
+    }
+    let sums: Vec<Tensor> = sums
+        .into_iter()
+        .map(|s| s.ok_or_else(|| invalid_data("sensitivity_maps", "no images")))
+        .collect::<Result<_>>()?;
+    let parts: Vec<&Tensor> = sums.iter().collect();
+    let values = Tensor::concat(&parts)?.to_vec::<f64>()?;
+    let norm = match options.reduction {
+        SensitivityReduction::SharedPerturbation => 1.0,
+        SensitivityReduction::MeanAbsolute => 1.0 / m as f64,
+    };
+    let d = images.ncols();
+    let maps = values
+        .chunks(d)
+        .map(|s| {
+            Array2::from_shape_vec((hgt, wid), s.iter().map(|v| v * norm).collect())
+                .map_err(|e| invalid("sensitivity_maps", e.to_string()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(SensitivityMaps {
+        representation: spectrum.representation.clone(),
+        ranks: ranks.to_vec(),
+        eigenvalues,
+        maps,
+        reduction: options.reduction,
+        num_images: m,
+    })
+}
+
+/// Errors for no ranks, or an image shape that does not hold an image's values.
+fn check_request(
+    images: ArrayView2<'_, f32>,
+    ranks: &[usize],
+    options: &SensitivityOptions,
+) -> Result<()> {
     let what = "sensitivity_maps";
     if ranks.is_empty() {
         return Err(invalid(what, "no eigenvalue ranks given"));
@@ -278,72 +378,5 @@ pub fn sensitivity_maps(
             ),
         ));
     }
-    let spectrum =
-        RepresentationSpectrum::compute(net, images, representation, options.batch_size)?;
-    let eigenvalues = ranks
-        .iter()
-        .map(|&r| spectrum.eigenvalue(r))
-        .collect::<Result<Vec<_>>>()?;
-    let (dtype, device) = net.dtype_device();
-    let m = images.nrows();
-    let mut sums = vec![vec![0.0f64; images.ncols()]; ranks.len()];
-    let mut start = 0;
-    while start < m {
-        let end = (start + options.batch_size).min(m);
-        let x = batch_tensor(images, start, end, dtype, &device)?;
-        let grads = spectrum.eigenvalue_input_gradients(net, &x, ranks)?;
-        for (acc, g) in sums.iter_mut().zip(&grads) {
-            let g = g.to_dtype(DType::F64)?;
-            let g = match options.reduction {
-                SensitivityReduction::SharedPerturbation => g,
-                SensitivityReduction::MeanAbsolute => g.abs()?,
-            };
-            for (a, v) in acc.iter_mut().zip(g.col_sums()?.to_vec_f64()?) {
-                *a += v;
-            }
-        }
-        start = end;
-    }
-    let norm = match options.reduction {
-        SensitivityReduction::SharedPerturbation => 1.0,
-        SensitivityReduction::MeanAbsolute => 1.0 / m as f64,
-    };
-    let maps = sums
-        .into_iter()
-        .map(|s| {
-            Array2::from_shape_vec((hgt, wid), s.into_iter().map(|v| v * norm).collect())
-                .expect("shape checked")
-        })
-        .collect();
-    Ok(SensitivityMaps {
-        representation: representation.to_string(),
-        ranks: ranks.to_vec(),
-        eigenvalues,
-        maps,
-        reduction: options.reduction,
-        num_images: m,
-    })
-}
-
-/// The representation `name` of `x` in eval mode.
-fn hidden(net: &mut Network, x: &Tensor, name: &str) -> Result<Tensor> {
-    let pass = net.forward(x, Mode::Eval)?;
-    pass.get(name)
-        .cloned()
-        .ok_or_else(|| invalid("sensitivity", format!("no representation {name}")))
-}
-
-/// A `[N, 1]` column tensor.
-fn column(v: &[f64], dtype: DType, device: &Device) -> Result<Tensor> {
-    Ok(vector(v, dtype, device)?.reshape(&[v.len(), 1])?)
-}
-
-fn to_array1(t: &Tensor) -> Result<Array1<f64>> {
-    Ok(Array1::from(t.to_vec::<f64>()?))
-}
-
-fn to_array2(t: &Tensor) -> Result<Array2<f64>> {
-    t.to_array::<f64>()?
-        .into_dimensionality::<Ix2>()
-        .map_err(|e| invalid("covariance", e.to_string()))
+    Ok(())
 }

@@ -82,13 +82,9 @@ impl Classifier for Tent {
     ) -> specreg_attacks::Result<LossGradient> {
         let xs = x.to_vec::<f64>()?;
         let z = self.z(&xs);
-        let (losses, predictions, gz) = per_sample_loss(&z, labels)?;
-        let grad = self.input_gradient(&xs, &gz.to_vec::<f64>()?)?;
-        Ok(LossGradient {
-            losses,
-            predictions,
-            grad,
-        })
+        let lg = per_sample_loss(&z, labels)?;
+        let grad = self.input_gradient(&xs, &lg.grad_logits.to_vec::<f64>()?)?;
+        LossGradient::new(&z, lg, grad)
     }
     fn loss_and_input_gradient_with(
         &mut self,
@@ -99,11 +95,7 @@ impl Classifier for Tent {
         let z = self.z(&xs);
         let lg = loss(&z)?;
         let grad = self.input_gradient(&xs, &lg.grad_logits.to_vec::<f64>()?)?;
-        Ok(LossGradient {
-            losses: lg.losses,
-            predictions: z.argmax_rows()?,
-            grad,
-        })
+        LossGradient::new(&z, lg, grad)
     }
 }
 

@@ -220,12 +220,10 @@ impl Classifier for Periodic {
         labels: &[usize],
     ) -> specreg_attacks::Result<LossGradient> {
         let xs = x.to_vec::<f64>()?;
-        let (losses, predictions, gz) = per_sample_loss(&self.z(&xs), labels)?;
-        Ok(LossGradient {
-            losses,
-            predictions,
-            grad: self.back(&xs, &gz)?,
-        })
+        let z = self.z(&xs);
+        let lg = per_sample_loss(&z, labels)?;
+        let grad = self.back(&xs, &lg.grad_logits)?;
+        LossGradient::new(&z, lg, grad)
     }
     fn loss_and_input_gradient_with(
         &mut self,
@@ -235,11 +233,8 @@ impl Classifier for Periodic {
         let xs = x.to_vec::<f64>()?;
         let z = self.z(&xs);
         let lg = loss(&z)?;
-        Ok(LossGradient {
-            losses: lg.losses,
-            predictions: z.argmax_rows()?,
-            grad: self.back(&xs, &lg.grad_logits)?,
-        })
+        let grad = self.back(&xs, &lg.grad_logits)?;
+        LossGradient::new(&z, lg, grad)
     }
 }
 

@@ -52,11 +52,13 @@ fn cw_and_dlr_match_naive_values_and_finite_differences() {
         (AttackLoss::Dlr, dlr_naive),
     ] {
         let out = loss.evaluate(&z, &y).unwrap();
+        assert_eq!(out.losses.dtype(), DType::F64);
+        let losses = vals(&out.losses);
         let g = vals(&out.grad_logits);
         assert_eq!(out.grad_logits.shape(), &[b, k]);
         for i in 0..b {
             let want = naive(&rows[i], y[i]);
-            assert!((out.losses[i] - want).abs() < 1e-12, "{loss} row {i}");
+            assert!((losses[i] - want).abs() < 1e-12, "{loss} row {i}");
             for j in 0..k {
                 let h = 1e-6;
                 let (mut up, mut down) = (rows[i].clone(), rows[i].clone());
@@ -73,8 +75,8 @@ fn cw_and_dlr_match_naive_values_and_finite_differences() {
     }
     // The margin is positive exactly on misclassified rows; DLR has the same sign.
     let preds = z.argmax_rows().unwrap();
-    let cw = AttackLoss::CwMargin.evaluate(&z, &y).unwrap().losses;
-    let dlr = AttackLoss::Dlr.evaluate(&z, &y).unwrap().losses;
+    let cw = vals(&AttackLoss::CwMargin.evaluate(&z, &y).unwrap().losses);
+    let dlr = vals(&AttackLoss::Dlr.evaluate(&z, &y).unwrap().losses);
     for i in 0..b {
         assert_eq!(cw[i] > 0.0, preds[i] != y[i]);
         assert_eq!(dlr[i] > 0.0, preds[i] != y[i]);
@@ -84,10 +86,12 @@ fn cw_and_dlr_match_naive_values_and_finite_differences() {
         .iter()
         .map(|r| r.iter().map(|v| 2.5 * v + 7.0).collect())
         .collect();
-    let dlr2 = AttackLoss::Dlr
-        .evaluate(&logits(&moved), &y)
-        .unwrap()
-        .losses;
+    let dlr2 = vals(
+        &AttackLoss::Dlr
+            .evaluate(&logits(&moved), &y)
+            .unwrap()
+            .losses,
+    );
     for (a, b) in dlr.iter().zip(&dlr2) {
         assert!((a - b).abs() < 1e-12);
     }
@@ -99,19 +103,19 @@ fn dlr_and_cw_of_hand_computed_rows() {
     // DLR = 1.5; ∂/∂z = −(e₀ − e₁)/2 + (−3/4)(e₁ − e₃) = [−0.5, −0.25, 0, 0.75].
     let z = logits(&[vec![1.0, 4.0, 3.0, 2.0]]);
     let out = AttackLoss::Dlr.evaluate(&z, &[0]).unwrap();
-    assert!((out.losses[0] - 1.5).abs() < 1e-11);
+    assert!((vals(&out.losses)[0] - 1.5).abs() < 1e-11);
     let want = [-0.5, -0.25, 0.0, 0.75];
     for (a, b) in vals(&out.grad_logits).iter().zip(want) {
         assert!((a - b).abs() < 1e-11);
     }
     // The margin: max_{j≠0} z_j − z_0 = 3, gradient e₁ − e₀.
     let out = AttackLoss::CwMargin.evaluate(&z, &[0]).unwrap();
-    assert_eq!(out.losses, vec![3.0]);
+    assert_eq!(vals(&out.losses), vec![3.0]);
     assert_eq!(vals(&out.grad_logits), vec![-1.0, 1.0, 0.0, 0.0]);
     // With y = π₃ and j* = π₁ the ratio is the constant 1 and its gradient vanishes.
     let z = logits(&[vec![1.0, 4.0, 2.0, 3.0]]);
     let out = AttackLoss::Dlr.evaluate(&z, &[2]).unwrap();
-    assert!((out.losses[0] - 1.0).abs() < 1e-11);
+    assert!((vals(&out.losses)[0] - 1.0).abs() < 1e-11);
     assert!(vals(&out.grad_logits).iter().all(|g| g.abs() < 1e-11));
 }
 
@@ -139,11 +143,11 @@ fn losses_reject_bad_input_with_typed_errors() {
             loss.evaluate(&three, &[0, 1]),
             Err(AttackError::InvalidData { .. })
         ));
-        let nan = logits(&[vec![1.0, f64::NAN, 3.0]]);
-        assert!(matches!(
-            loss.evaluate(&nan, &[0]),
-            Err(AttackError::NonFinite { .. })
-        ));
+        // A NaN logit gives a NaN loss in its row only (the attacks report it when they
+        // read their results).
+        let nan = logits(&[vec![1.0, 2.0, 3.0], vec![1.0, f64::NAN, 3.0]]);
+        let values = vals(&loss.evaluate(&nan, &[0, 0]).unwrap().losses);
+        assert!(values[0].is_finite() && values[1].is_nan(), "{values:?}");
     }
     // A DLR attack on a two-class model fails the same way, through the classifier.
     let mut rng = Rng::new(1);
@@ -172,31 +176,38 @@ fn the_vjp_of_a_linear_model_is_w_transposed_times_the_logit_gradient() {
         .unwrap();
     let z = x.dot(&w.t()) + &ndarray::Array1::from(bias.clone());
     let g = vals(&lg.grad);
+    let losses = vals(&lg.losses);
     for i in 0..b {
         let zi: Vec<f64> = z.row(i).to_vec();
         let j = (0..k)
             .filter(|&j| j != y[i])
             .max_by(|&a, &b| zi[a].total_cmp(&zi[b]))
             .unwrap();
-        assert!((lg.losses[i] - (zi[j] - zi[y[i]])).abs() < 1e-12);
+        assert!((losses[i] - (zi[j] - zi[y[i]])).abs() < 1e-12);
         for c in 0..d {
             let want = w[[j, c]] - w[[y[i], c]];
             assert!((g[i * d + c] - want).abs() < 1e-12);
         }
     }
-    assert_eq!(lg.predictions, Tensor::from_array(z).argmax_rows().unwrap());
+    let want: Vec<f64> = Tensor::from_array(z)
+        .argmax_rows()
+        .unwrap()
+        .into_iter()
+        .map(|p| p as f64)
+        .collect();
+    assert_eq!(vals(&lg.predictions), want);
     // Through the same path the cross-entropy is the plain method's, bit for bit.
     let ce = net
         .loss_and_input_gradient_with(&xt, &mut |z| AttackLoss::CrossEntropy.evaluate(z, &y))
         .unwrap();
     let plain = net.loss_and_input_gradient(&xt, &y).unwrap();
-    assert_eq!(ce.losses, plain.losses);
+    assert_eq!(vals(&ce.losses), vals(&plain.losses));
     assert_eq!(vals(&ce.grad), vals(&plain.grad));
     // A loss that returns the wrong shapes is refused.
     let err = net
         .loss_and_input_gradient_with(&xt, &mut |z| {
             Ok(LogitGradient {
-                losses: vec![0.0; 2],
+                losses: Tensor::zeros(&[2], DType::F64, &Device::Cpu)?,
                 grad_logits: z.clone(),
             })
         })
@@ -272,7 +283,7 @@ fn network_in_eval_mode_is_the_network_itself() {
     let mut wrapped = NetworkInMode::new(&mut net, Mode::Eval).unwrap();
     assert!(wrapped.samples_independent());
     let w = wrapped.loss_and_input_gradient(&x, &y).unwrap();
-    assert_eq!(w.losses, plain.losses);
+    assert_eq!(vals(&w.losses), vals(&plain.losses));
     assert_eq!(vals(&w.grad), vals(&plain.grad));
     assert_eq!(vals(&wrapped.logits(&x).unwrap()), plain_logits);
     let err = NetworkInMode::new(&mut net, Mode::Train).unwrap_err();
@@ -292,7 +303,7 @@ fn batch_statistics_mode_gives_the_gradient_of_the_summed_loss() {
     assert_eq!(m.mode(), Mode::BatchStatistics);
     let total = |m: &mut NetworkInMode<'_>, x: &Array2<f64>, loss: AttackLoss| -> f64 {
         let z = m.logits(&Tensor::from_array(x.clone())).unwrap();
-        loss.evaluate(&z, &y).unwrap().losses.iter().sum()
+        vals(&loss.evaluate(&z, &y).unwrap().losses).iter().sum()
     };
     for loss in [AttackLoss::CrossEntropy, AttackLoss::CwMargin] {
         let lg = match loss {
@@ -332,4 +343,59 @@ fn batch_statistics_mode_gives_the_gradient_of_the_summed_loss() {
     // No running statistic moved: eval-mode logits are unchanged.
     let after = vals(&net.logits(&Tensor::from_array(x)).unwrap());
     assert_eq!(before, after);
+}
+
+/// A network whose input gradient of sample 1 is NaN.
+struct PoisonedRow(Network);
+
+impl Classifier for PoisonedRow {
+    fn input_size(&self) -> usize {
+        self.0.input_size()
+    }
+    fn dtype(&self) -> DType {
+        Classifier::dtype(&self.0)
+    }
+    fn device(&self) -> Device {
+        Classifier::device(&self.0)
+    }
+    fn logits(&mut self, x: &Tensor) -> specreg_attacks::Result<Tensor> {
+        self.0.logits(x)
+    }
+    fn loss_and_input_gradient(
+        &mut self,
+        x: &Tensor,
+        labels: &[usize],
+    ) -> specreg_attacks::Result<LossGradient> {
+        let mut lg = self.0.loss_and_input_gradient(x, labels)?;
+        let b = labels.len();
+        let mask: Vec<f64> = (0..b).map(|i| if i == 1 { 1.0 } else { 0.0 }).collect();
+        let mask = Tensor::from_vec(mask, &[b], &Device::Cpu)?;
+        let nan = lg.grad.full_like(f64::NAN, lg.grad.shape())?;
+        lg.grad = mask.where_cond(&nan, &lg.grad)?;
+        Ok(lg)
+    }
+}
+
+#[test]
+fn a_non_finite_gradient_is_reported_with_its_sample() {
+    let mut rng = Rng::new(4);
+    let net = linear_net(&normal(3, 4, &mut rng), &[0.0; 3]);
+    let mut model = PoisonedRow(net);
+    let x = Tensor::from_array(uniform(3, 4, 0.0, 1.0, &mut rng));
+    for err in [
+        pgd(&mut model, &x, &[0, 1, 2], &PgdConfig::linf(0.1)).unwrap_err(),
+        specreg_attacks::fgsm(&mut model, &x, &[0, 1, 2], 0.1, Default::default()).unwrap_err(),
+    ] {
+        assert!(
+            matches!(
+                err,
+                AttackError::NonFinite {
+                    sample: Some(1),
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("(sample 1)"), "{err}");
+    }
 }

@@ -12,7 +12,7 @@ use specreg_attacks::{
     Attack, EvalOptions, PgdConfig, SensitivityOptions, robustness_report, sensitivity_maps,
 };
 use specreg_data::{Mnist, batch_indices};
-use specreg_nn::{Adam, AdamConfig, Network, train_epoch};
+use specreg_nn::{Adam, AdamConfig, Network, NoHook, train_epoch};
 use specreg_tensor::{DType, Device, Rng};
 
 #[test]
@@ -36,7 +36,7 @@ fn pgd_and_fgsm_break_a_vanilla_mlp_on_mnist() {
             mnist.train.labels(),
             &batches,
             epoch,
-            &mut |_, _| Ok((0.0, Vec::new())),
+            &mut NoHook,
         )
         .unwrap();
     }

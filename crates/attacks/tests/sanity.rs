@@ -49,19 +49,17 @@ impl Classifier for Periodic {
         labels: &[usize],
     ) -> specreg_attacks::Result<LossGradient> {
         let xs = x.to_vec::<f64>()?;
-        let (losses, predictions, gz) = per_sample_loss(&self.logits_of(&xs), labels)?;
-        let gz = gz.to_vec::<f64>()?;
+        let z = self.logits_of(&xs);
+        let lg = per_sample_loss(&z, labels)?;
+        let gz = lg.grad_logits.to_vec::<f64>()?;
         // ∂L/∂x = ∂L/∂z₀ · dz₀/dx (z₁ is constant).
         let g: Vec<f64> = xs
             .iter()
             .enumerate()
             .map(|(i, &x)| gz[2 * i] * self.dz0(x))
             .collect();
-        Ok(LossGradient {
-            losses,
-            predictions,
-            grad: Tensor::from_vec(g, &[xs.len(), 1], &Device::Cpu)?,
-        })
+        let grad = Tensor::from_vec(g, &[xs.len(), 1], &Device::Cpu)?;
+        LossGradient::new(&z, lg, grad)
     }
 }
 
@@ -142,12 +140,9 @@ impl Classifier for Drifting {
         x: &Tensor,
         labels: &[usize],
     ) -> specreg_attacks::Result<LossGradient> {
-        let (losses, predictions, _) = per_sample_loss(&self.logits(x)?, labels)?;
-        Ok(LossGradient {
-            losses,
-            predictions,
-            grad: Tensor::zeros(x.shape(), DType::F64, &Device::Cpu)?,
-        })
+        let z = self.logits(x)?;
+        let lg = per_sample_loss(&z, labels)?;
+        LossGradient::new(&z, lg, Tensor::zeros(x.shape(), DType::F64, &Device::Cpu)?)
     }
 }
 

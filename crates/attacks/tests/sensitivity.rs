@@ -7,7 +7,7 @@ use ndarray::Array2;
 use specreg_attacks::{
     RepresentationSpectrum, SensitivityOptions, SensitivityReduction, sensitivity_maps,
 };
-use specreg_nn::Mode;
+use specreg_nn::{Linear, Mode, Network, Sequential, Tanh};
 use specreg_tensor::{DType, Rng, Tensor};
 
 const M: usize = 9;
@@ -135,7 +135,7 @@ fn spectrum_does_not_depend_on_the_batch_size_and_matches_the_direct_covariance(
         for (a, b) in s.eigenvalues.iter().zip(&whole.eigenvalues) {
             assert!((a - b).abs() < 1e-13, "batch {bs}: {a} vs {b}");
         }
-        for (a, b) in s.mean.iter().zip(&whole.mean) {
+        for (a, b) in vals(&s.mean).iter().zip(&vals(&whole.mean)) {
             assert!((a - b).abs() < 1e-14);
         }
     }
@@ -219,4 +219,91 @@ fn bad_requests_are_typed_errors() {
     );
     let one = images.slice(ndarray::s![0..1, ..]);
     assert!(err(sensitivity_maps(&mut net, one, "h2", &[1], &opts)).contains("at least 2"));
+}
+
+/// The covariance of the rows of `h: [M, N]` the naive way, in f64: the mean first, then
+/// the centred products.
+fn naive_covariance(h: &Array2<f64>) -> (Vec<f64>, Array2<f64>) {
+    let (m, n) = h.dim();
+    let mean: Vec<f64> = (0..n).map(|j| h.column(j).sum() / m as f64).collect();
+    let mut cov = Array2::<f64>::zeros((n, n));
+    for i in 0..m {
+        for a in 0..n {
+            for b in 0..n {
+                cov[[a, b]] += (h[[i, a]] - mean[a]) * (h[[i, b]] - mean[b]);
+            }
+        }
+    }
+    (mean, cov / (m as f64 - 1.0))
+}
+
+#[test]
+fn spectrum_from_shared_statistics_matches_a_naive_f64_covariance() {
+    // Representations far from zero (a large bias on the first layer), in f32 and f64, in
+    // chunks that do not divide the image count.
+    let (m, d) = (40, 6);
+    let images = uniform(m, d, 0.0, 1.0, &mut Rng::new(21)).mapv(|v| v as f32);
+    let dev = specreg_tensor::Device::Cpu;
+    for dtype in [DType::F64, DType::F32] {
+        // tanh(W x + b) + 30: a representation with a large mean.
+        let shift = Linear::from_tensors(
+            Tensor::from_array(Array2::<f64>::eye(5))
+                .to_dtype(dtype)
+                .unwrap(),
+            Tensor::from_vec(vec![30.0f64; 5], &[5], &dev)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap(),
+        )
+        .unwrap();
+        let seq = Sequential::new()
+            .with(Linear::new(d, 5, dtype, &dev, &mut Rng::new(22)).unwrap())
+            .with(Tanh::new())
+            .with(shift);
+        let mut shifted = Network::new(seq, vec![("h".into(), 2)], &[d]).unwrap();
+        let x = Tensor::from_array(images.clone()).to_dtype(dtype).unwrap();
+        let h = shifted
+            .forward(&x, Mode::Eval)
+            .unwrap()
+            .get("h")
+            .unwrap()
+            .clone();
+        let h = Array2::from_shape_vec((m, 5), vals(&h)).unwrap();
+        let stats =
+            specreg_regularizers::representation_statistics(&mut shifted, &["h"], images.view(), 7)
+                .unwrap();
+        let spec = RepresentationSpectrum::from_statistics(&stats[0]).unwrap();
+        assert_eq!(spec.num_samples, m);
+        let (mean, cov) = naive_covariance(&h);
+        let tol = if dtype == DType::F64 { 1e-12 } else { 1e-5 };
+        for (a, b) in vals(&spec.mean).iter().zip(&mean) {
+            assert!((a - b).abs() < tol * 30.0, "{dtype:?} mean {a} vs {b}");
+        }
+        let scale = spec.eigenvalues[0];
+        let v = Array2::from_shape_vec((5, 5), vals(&spec.eigenvectors)).unwrap();
+        for (k, &lam) in spec.eigenvalues.iter().enumerate() {
+            // Σ v = λ v against the naive Σ, and a unit eigenvector.
+            let col = v.column(k);
+            let resid = (&cov.dot(&col) - &(&col * lam))
+                .iter()
+                .fold(0.0f64, |a, r| a.max(r.abs()));
+            assert!(
+                resid < tol * scale,
+                "{dtype:?} rank {}: residual {resid:e}",
+                k + 1
+            );
+            assert!((col.dot(&col) - 1.0).abs() < 1e-12);
+            if k > 0 {
+                assert!(lam <= spec.eigenvalues[k - 1]);
+            }
+        }
+        // The eigenvalues match the naive covariance's (trace and Frobenius norm).
+        let trace: f64 = spec.eigenvalues.iter().sum();
+        let frob: f64 = spec.eigenvalues.iter().map(|l| l * l).sum();
+        assert!((trace - cov.diag().sum()).abs() < tol * scale);
+        assert!((frob - cov.iter().map(|c| c * c).sum::<f64>()).abs() < tol * scale * scale);
+        // And the convenience entry point gives the same spectrum from its own pass.
+        let direct = RepresentationSpectrum::compute(&mut shifted, images.view(), "h", 7).unwrap();
+        assert_eq!(direct.eigenvalues, spec.eigenvalues);
+    }
 }

@@ -18,6 +18,9 @@
 //! compile-checked, not yet run on a GPU: see the `cuda` module) and `openblas` (GEMM
 //! through system OpenBLAS, factorisations through LAPACK, for side-by-side comparison).
 //!
+//! Tests in every crate are written once for both devices with [`test_device!`] and the
+//! helpers in [`testing`]: the CUDA twin skips at run time where no GPU can be opened.
+//!
 //! ```
 //! use ndarray::array;
 //! use specreg_tensor::{DType, Device, Rng, Tensor};
@@ -56,6 +59,7 @@ mod ops;
 mod random;
 mod storage;
 mod tensor;
+pub mod testing;
 
 #[cfg(feature = "openblas")]
 extern crate blas_src;

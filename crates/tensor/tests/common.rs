@@ -2,65 +2,17 @@
 //! naive references and tolerances.
 //!
 //! Tests are written once as `fn case(dev: &Device) -> Result<()>` and stamped out by
-//! `test_device!(case)` as `case::cpu` and, with the `cuda` feature, `case::cuda`. Without a
-//! CUDA device the CUDA twin prints that it is skipped and passes, unless
-//! `SPECREG_REQUIRE_CUDA=1` (set by the GPU bundle's `run.sh`), which makes it fail.
+//! `test_device!(case)` (from `specreg_tensor::testing`, re-exported here) as `case::cpu`
+//! and `case::cuda`. Without a CUDA device the CUDA twin prints that it is skipped and
+//! passes, unless `SPECREG_REQUIRE_CUDA=1` (set by the GPU bundle's `run.sh`), which makes
+//! it fail.
 #![allow(dead_code, unused_macros, unused_imports)]
 
 use ndarray::{Array2, ArrayD, IxDyn};
 use specreg_tensor::{DType, Device, Result, Rng, Tensor};
 
-/// Stamps out `mod case { #[test] fn cpu(); #[test] fn cuda() }` from `fn case(dev: &Device)
-/// -> Result<()>` for each case named.
-macro_rules! test_device {
-    ($($case:ident),+ $(,)?) => {
-        $(
-            mod $case {
-                #[test]
-                fn cpu() {
-                    if let Err(e) = super::$case(&specreg_tensor::Device::Cpu) {
-                        panic!("{}: {e}", stringify!($case));
-                    }
-                }
-
-                #[cfg(feature = "cuda")]
-                #[test]
-                fn cuda() {
-                    if let Some(dev) = crate::common::cuda_device(stringify!($case)) {
-                        if let Err(e) = super::$case(&dev) {
-                            panic!("{} on {dev}: {e}", stringify!($case));
-                        }
-                    }
-                }
-            }
-        )+
-    };
-}
-pub(crate) use test_device;
-
-/// Whether the CUDA twins must find a device (`SPECREG_REQUIRE_CUDA=1`).
-pub fn cuda_required() -> bool {
-    std::env::var("SPECREG_REQUIRE_CUDA").is_ok_and(|v| v == "1")
-}
-
-/// CUDA device 0, or `None` (after saying so) when there is none; a missing device fails
-/// the test when [`cuda_required`].
-pub fn cuda_device(case: &str) -> Option<Device> {
-    match Device::cuda(0) {
-        Ok(d) => Some(d),
-        Err(e) if cuda_required() => panic!("{case}: SPECREG_REQUIRE_CUDA=1 but: {e}"),
-        Err(e) => {
-            eprintln!("{case}::cuda skipped: no CUDA device ({e})");
-            None
-        }
-    }
-}
-
-/// A tolerance that depends on the device: `cpu` on the host, `gpu` on a GPU (where sums
-/// add in other orders and exp, log and f64 tanh come from CUDA's libdevice).
-pub fn tol_on(dev: &Device, cpu: f64, gpu: f64) -> f64 {
-    if dev.is_cpu() { cpu } else { gpu }
-}
+pub use specreg_tensor::test_device;
+pub use specreg_tensor::testing::{cuda_device, cuda_required, tol_on};
 
 /// The unit roundoff of `dtype`.
 pub fn eps(dtype: DType) -> f64 {

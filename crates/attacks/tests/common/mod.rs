@@ -3,7 +3,7 @@
 
 use ndarray::{Array2, ArrayView2};
 use specreg_attacks::{Attack, Classifier, CurvePoint, LossGradient, Result, RobustnessCurve};
-use specreg_nn::{Adam, AdamConfig, Linear, Network, Sequential, Tanh, train_epoch};
+use specreg_nn::{Adam, AdamConfig, Linear, Network, NoHook, Sequential, Tanh, train_epoch};
 use specreg_tensor::{DType, Device, Rng, Tensor};
 
 /// A linear softmax model `z = x Wᵀ + b` (f64) from `W: [K, D]` and `b: [K]`.
@@ -70,7 +70,7 @@ pub fn trained_mlp(seed: u64) -> (Network, Array2<f32>, Vec<u8>) {
             &y,
             &batches,
             epoch,
-            &mut |_, _| Ok((0.0, Vec::new())),
+            &mut NoHook,
         )
         .unwrap();
     }

@@ -159,17 +159,19 @@ pub(crate) fn where_cond<T: Element>(mask: &Arr<T>, t: &Arr<T>, f: &Arr<T>) -> A
             .map_collect(|&m, &x, &y| if m != zero { x } else { y })
             .into_shared();
     }
-    let mut out = f.to_owned();
-    for ((m, mut o), src) in mask
-        .iter()
-        .zip(out.axis_iter_mut(Axis(0)))
+    // Each output row is written once, from whichever operand the mask picks.
+    let mut out = ndarray::ArrayD::<T>::uninit(t.raw_dim());
+    for (((o, m), a), b) in out
+        .axis_iter_mut(Axis(0))
+        .zip(mask.iter())
         .zip(t.axis_iter(Axis(0)))
+        .zip(f.axis_iter(Axis(0)))
     {
-        if *m != zero {
-            o.assign(&src);
-        }
+        if *m != zero { a } else { b }.assign_to(o);
     }
-    out.into_shared()
+    // SAFETY: the loop visits every row of `out` (the mask has one entry per row, checked
+    // by the tensor layer) and `assign_to` writes every element of each row.
+    unsafe { out.assume_init() }.into_shared()
 }
 
 /// Row-wise `x − max − ln Σ exp(x − max)`.
