@@ -9,9 +9,11 @@ use std::fmt::Write as _;
 
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
-use specreg_attacks::{EvalOptions, NetworkInMode, RobustnessCurve, SensitivityOptions};
+use specreg_attacks::{
+    EvalOptions, NetworkInMode, RepresentationSpectrum, RobustnessCurve, SensitivityOptions,
+};
 use specreg_nn::{Mode, Network};
-use specreg_regularizers::{Spectrum, layer_spectrum};
+use specreg_regularizers::{RepresentationStatistics, Spectrum, representation_statistics};
 
 use crate::attack_plan::attack_specs;
 pub use crate::attack_plan::pgd_config;
@@ -217,13 +219,15 @@ pub fn evaluate_run(ctx: &Context<'_>, config: &Config, seed: u64) -> Result<Eva
     let clean_accuracy = curves[0].2.clean_accuracy;
     write_robustness_csv(&paths, &provenance, &curves, &flags)?;
 
-    // Spectra of every hidden layer.
-    let spectra = spectra(ctx, config, &mut net)?;
+    // One pass over the spectrum images gives every hidden layer's statistics: the spectra
+    // of all layers, and the sensitivity maps' spectrum when they use the same images.
+    let statistics = layer_statistics(ctx, config, &mut net)?;
+    let spectra = spectra_of(config, &statistics)?;
     write_spectrum_csv(&paths, &provenance, &spectra)?;
 
     // Sensitivity maps of the last hidden layer.
     let layer = config.model.kind.last_hidden().to_string();
-    let maps = sensitivity_maps(ctx, config, &mut net, &layer)?;
+    let maps = sensitivity_maps(ctx, config, &mut net, &layer, &statistics)?;
     write_sensitivity(&paths, &provenance, config, &layer, &maps)?;
 
     let summary = Summary {
@@ -273,28 +277,63 @@ pub fn spectra(
     config: &Config,
     net: &mut Network,
 ) -> Result<Vec<LayerSpectrum>> {
-    let n = config
+    spectra_of(config, &layer_statistics(ctx, config, net)?)
+}
+
+/// The number of spectrum images of `config` that the data set has.
+fn spectrum_images(ctx: &Context<'_>, config: &Config) -> usize {
+    config
         .eval
         .spectrum_images
         .unwrap_or(config.train_images())
-        .min(ctx.data.train.len());
-    let (x, _) = train_slice(ctx.data, n);
+        .min(ctx.data.train.len())
+}
+
+/// Every hidden layer's mean and covariance over the config's spectrum images, from one
+/// `Eval` pass in the chunks of `train.chunk`.
+///
+/// # Errors
+/// Errors of the forward pass and the accumulation.
+pub fn layer_statistics(
+    ctx: &Context<'_>,
+    config: &Config,
+    net: &mut Network,
+) -> Result<Vec<RepresentationStatistics>> {
+    let (x, _) = train_slice(ctx.data, spectrum_images(ctx, config));
+    let names: Vec<&str> = config
+        .model
+        .kind
+        .hidden_layers()
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .collect();
+    representation_statistics(net, &names, x, config.train.chunk)
+        .with_context(|| format!("statistics of {}", names.join(", ")))
+}
+
+/// Spectrum metrics of every hidden layer from its statistics.
+///
+/// # Errors
+/// A failed eigendecomposition.
+pub fn spectra_of(
+    config: &Config,
+    statistics: &[RepresentationStatistics],
+) -> Result<Vec<LayerSpectrum>> {
     let regularized = config
         .spectral
         .as_ref()
         .map(|s| s.layer_names(config.model.kind))
         .unwrap_or_default();
     let mut out = Vec::new();
-    for (name, width) in config.model.kind.hidden_layers() {
-        let (name, width) = (name.as_str(), *width);
-        let s = layer_spectrum(net, name, x, config.train.chunk)
+    for (stats, (name, width)) in statistics.iter().zip(config.model.kind.hidden_layers()) {
+        let s = Spectrum::of_covariance(&stats.covariance)
             .with_context(|| format!("spectrum of {name}"))?;
         out.push(layer_metrics(
             name,
-            width,
+            *width,
             regularized.iter().any(|r| r == name),
             &s,
-            n,
+            stats.count,
             config.eval.fit_ranks,
         ));
     }
@@ -414,6 +453,7 @@ pub fn sensitivity_maps(
     config: &Config,
     net: &mut Network,
     layer: &str,
+    statistics: &[RepresentationStatistics],
 ) -> Result<Vec<(usize, Vec<f64>)>> {
     let n = config
         .eval
@@ -426,9 +466,24 @@ pub fn sensitivity_maps(
         batch_size: config.train.chunk,
         ..SensitivityOptions::default()
     };
-    let maps =
-        specreg_attacks::sensitivity_maps(net, x, layer, &config.eval.sensitivity_ranks, &options)
-            .with_context(|| format!("sensitivity maps of {layer}"))?;
+    // The spectrum pass's statistics serve when the maps are over the same images (the
+    // paper profile's default); other images need their own statistics pass first.
+    let shared = statistics
+        .iter()
+        .find(|s| s.name == layer && n == spectrum_images(ctx, config));
+    let spectrum = match shared {
+        Some(s) => RepresentationSpectrum::from_statistics(s),
+        None => RepresentationSpectrum::compute(net, x, layer, options.batch_size),
+    }
+    .with_context(|| format!("spectrum of {layer} for its sensitivity maps"))?;
+    let maps = specreg_attacks::sensitivity_maps_from(
+        net,
+        x,
+        &spectrum,
+        &config.eval.sensitivity_ranks,
+        &options,
+    )
+    .with_context(|| format!("sensitivity maps of {layer}"))?;
     Ok(maps
         .ranks
         .iter()

@@ -15,8 +15,8 @@ use specreg_data::{Mnist, batch_indices};
 use specreg_nn::{Adam, AdamConfig, Network, NnError, evaluate, load_checkpoint, load_optimizer};
 use specreg_nn::{NoHook, save_checkpoint, save_optimizer, train_epoch};
 use specreg_regularizers::{
-    EigenMode, JacobianKind, JacobianRegularizer, SpectralLayer, SpectralRegularizer, Whitening,
-    WhiteningStatistics,
+    EigenMode, JacobianKind, JacobianRegularizer, RegularizerError, SpectralLayer,
+    SpectralRegularizer, Whitening, WhiteningStatistics,
 };
 use specreg_tensor::{Device, Rng};
 
@@ -138,6 +138,24 @@ pub fn load_trained(config: &Config, paths: &RunPaths, device: &Device) -> Resul
     load_checkpoint(paths.model(), net.sequential_mut())
         .with_context(|| format!("loading {}", paths.model().display()))?;
     Ok(net)
+}
+
+/// Whether a training error is a numerical failure of this run (a NaN or infinite loss, a
+/// NaN or infinite representation, or a representation whose anchor eigenvalue λ_τ is not
+/// positive), which is recorded as the run's failure so that the sweep goes on, rather
+/// than an error of the program.
+fn is_numerical_failure(e: &NnError) -> bool {
+    match e {
+        NnError::Diverged { .. } => true,
+        NnError::Hook(inner) => matches!(
+            inner.downcast_ref::<RegularizerError>(),
+            Some(
+                RegularizerError::NonFiniteRepresentation { .. }
+                    | RegularizerError::RankBelowTau { .. }
+            )
+        ),
+        _ => false,
+    }
 }
 
 /// The regulariser of a run.
@@ -319,7 +337,7 @@ pub fn train(ctx: &Context<'_>, config: &Config, seed: u64) -> Result<TrainOutco
         };
         let stats = match stats {
             Ok(s) => s,
-            Err(e @ NnError::Diverged { .. }) => {
+            Err(e) if is_numerical_failure(&e) => {
                 let error = ErrorRecord {
                     epoch: epoch + 1,
                     error: e.to_string(),
@@ -330,7 +348,11 @@ pub fn train(ctx: &Context<'_>, config: &Config, seed: u64) -> Result<TrainOutco
                     error: error.clone(),
                 };
                 ckpt.commit(&state)?;
-                bar.abandon_with_message("diverged");
+                bar.abandon_with_message(if matches!(e, NnError::Diverged { .. }) {
+                    "diverged"
+                } else {
+                    "numerical failure"
+                });
                 return Ok(TrainOutcome::Failed(error.error));
             }
             Err(e) => {
