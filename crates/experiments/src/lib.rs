@@ -35,6 +35,7 @@ pub mod profile;
 pub mod progress;
 pub mod reading;
 pub mod report;
+pub mod representations;
 pub mod results;
 pub mod runner;
 pub mod shard;

@@ -8,9 +8,10 @@ use serde::Serialize;
 
 use crate::checkpoint::{Checkpoints, Status};
 use crate::config::{Config, Experiment};
-use crate::evaluation::{EvalOutcome, evaluate_run, load_summary, spectra, write_spectrum_csv};
+use crate::evaluation::{EvalOutcome, evaluate_run, load_summary};
 use crate::outputs::{RunPaths, remove_stale_temps};
 use crate::profile::{Profile, config_files};
+use crate::representations::{spectra, write_spectrum_csv};
 use crate::runner::{Context, TrainOutcome, load_trained, train};
 
 /// Which configs a command works on.
