@@ -1,47 +1,202 @@
-//! One vanilla training step (forward + backward + Adam step) of the paper's three networks
-//! at their reference batch sizes, in `f32` on the CPU: shallow (B = 3500), MLP (B = 1500),
-//! CNN (B = 6000). Inputs are uniform on `[0, 1]`, labels uniform on `0..10`.
+//! One training step (forward, regulariser, backward, Adam step, and the read of the step's
+//! loss) of the paper's three networks at their reference batch sizes, in `f32`: shallow
+//! (B = 3500), MLP (B = 1500), CNN (B = 6000), each vanilla and with SpecReg (projected,
+//! sorted, β = 1, τ = 10, α = 1, on the last hidden layer: `hidden`, `fc3`, `fc1`), and the
+//! MLP also whitened after `fc2` and with the logit-Jacobian penalty (β_J = 0.01, one
+//! projection). Inputs are uniform on `[0, 1]`, labels uniform on `0..10`.
 //!
-//! `cargo bench --bench train_step`. PyTorch 2.15 (CPU, 2 threads) on the reference
-//! machine: shallow 397 ms, MLP 153 ms, CNN 2081 ms per step (see `DESIGN.md`).
+//! The device comes from `SPECREG_BENCH_DEVICE`: `cpu` (the default), `cuda` or `cuda:N`.
+//! Every step ends by reading its loss (and the regulariser's scalars) to the host, as the
+//! training loop does: on a GPU that read is the device synchronisation, so the timed
+//! region covers the work, not its queueing.
+//!
+//! `cargo bench --bench train_step` (add `--features cuda` and `SPECREG_BENCH_DEVICE=cuda`
+//! for a GPU). PyTorch 2.15 (CPU, 2 threads) on the reference machine: shallow 397 ms, MLP
+//! 153 ms, CNN 2081 ms per vanilla step (see `DESIGN.md`).
 
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use specreg::nn::loss::softmax_cross_entropy;
-use specreg::nn::{Adam, AdamConfig, Mode, Network};
+use specreg::nn::{Adam, AdamConfig, Mode, Network, NoHook, TrainHook};
+use specreg::regularizers::{
+    EigenMode, JacobianKind, JacobianRegularizer, SpectralLayer, SpectralRegularizer, Whitening,
+};
 use specreg::tensor::{DType, Device, Rng, Tensor};
 
 type Builder = fn(&mut Rng, DType, &Device) -> specreg::nn::Result<Network>;
 
-fn step(net: &mut Network, adam: &mut Adam, x: &Tensor, labels: &[usize]) -> f64 {
+/// The bench device from `SPECREG_BENCH_DEVICE` (default `cpu`); an unusable one stops the
+/// bench with the reason.
+fn bench_device() -> Device {
+    let name = std::env::var("SPECREG_BENCH_DEVICE").unwrap_or_else(|_| "cpu".into());
+    Device::parse(&name).unwrap_or_else(|e| {
+        panic!("SPECREG_BENCH_DEVICE={name:?} cannot be used: {e} (expected cpu, cuda or cuda:N)")
+    })
+}
+
+/// The regulariser of a case.
+enum Reg {
+    None,
+    /// SpecReg on this layer.
+    Spectral(&'static str),
+    /// Whitening inserted after this layer of the given width.
+    Whitened(&'static str, usize),
+    Jacobian,
+}
+
+/// One step of the training loop's hook path: forward, cross-entropy, hook, backward with
+/// the injected gradients, one read of the loss and the hook's scalars, the hook's
+/// `observe`, Adam. Returns the total loss.
+fn hook_step(
+    net: &mut Network,
+    adam: &mut Adam,
+    x: &Tensor,
+    labels: &[usize],
+    hook: &mut dyn TrainHook,
+) -> f64 {
     net.zero_grad();
     let pass = net.forward(x, Mode::Train).expect("forward");
-    let (loss, gz) = softmax_cross_entropy(&pass.logits, labels).expect("loss");
-    net.backward(&gz, &[]).expect("backward");
+    let (ce, gz) = softmax_cross_entropy(&pass.logits, labels).expect("loss");
+    let out = hook.regularize(&pass, labels).expect("regulariser");
+    net.backward(&gz, &out.injections).expect("backward");
+    let total = match &out.extra {
+        Some(extra) => ce.add(extra).expect("total loss"),
+        None => ce,
+    };
+    let mut read = vec![&total];
+    read.extend(out.scalars.iter());
+    let values = Tensor::concat(&read)
+        .expect("pack scalars")
+        .to_vec::<f64>()
+        .expect("read loss");
+    hook.observe(&values[1..]).expect("observe");
     adam.step(&mut net.params_mut()).expect("adam step");
-    loss.to_scalar().expect("loss")
+    values[0]
+}
+
+/// One step of the logit-Jacobian penalty, as its `train_epoch` takes it.
+fn jacobian_step(
+    net: &mut Network,
+    adam: &mut Adam,
+    x: &Tensor,
+    labels: &[usize],
+    jac: &JacobianRegularizer,
+    rng: &mut Rng,
+) -> f64 {
+    net.zero_grad();
+    let v = jac.step(net, x, labels, rng).expect("jacobian step");
+    let total = v.cross_entropy.add(&v.penalty).expect("total loss");
+    let loss = total.to_scalar().expect("read loss");
+    adam.step(&mut net.params_mut()).expect("adam step");
+    loss
 }
 
 fn train_step(c: &mut Criterion) {
-    let dev = Device::Cpu;
-    let mut g = c.benchmark_group("train_step/cpu/f32");
-    g.sample_size(10).measurement_time(Duration::from_secs(16));
-    let cases: [(&str, Builder, usize, f64); 3] = [
-        ("shallow_b3500", Network::shallow, 3500, 1e-3),
-        ("mlp_b1500", Network::mlp, 1500, 1e-4),
-        ("cnn_b6000", Network::cnn, 6000, 1e-4),
+    let dev = bench_device();
+    let mut g = c.benchmark_group(format!("train_step/{dev}/f32"));
+    g.sample_size(10);
+    // The long default measurement, unless the command line sets one (the GPU bundle's
+    // short run): a group's own setting would override the command line's.
+    if !std::env::args().any(|a| a == "--measurement-time") {
+        g.measurement_time(Duration::from_secs(16));
+    }
+    let cases: [(&str, Builder, usize, f64, Reg); 8] = [
+        ("shallow_b3500", Network::shallow, 3500, 1e-3, Reg::None),
+        (
+            "shallow_spec_b3500",
+            Network::shallow,
+            3500,
+            1e-3,
+            Reg::Spectral("hidden"),
+        ),
+        ("mlp_b1500", Network::mlp, 1500, 1e-4, Reg::None),
+        (
+            "mlp_spec_b1500",
+            Network::mlp,
+            1500,
+            1e-4,
+            Reg::Spectral("fc3"),
+        ),
+        (
+            "mlp_whitened_b1500",
+            Network::mlp,
+            1500,
+            1e-4,
+            Reg::Whitened("fc2", 1000),
+        ),
+        (
+            "mlp_jacobian_b1500",
+            Network::mlp,
+            1500,
+            1e-4,
+            Reg::Jacobian,
+        ),
+        ("cnn_b6000", Network::cnn, 6000, 1e-4, Reg::None),
+        (
+            "cnn_spec_b6000",
+            Network::cnn,
+            6000,
+            1e-4,
+            Reg::Spectral("fc1"),
+        ),
     ];
-    for (name, build, batch, lr) in cases {
+    for (name, build, batch, lr, reg) in cases {
         let mut rng = Rng::new(0);
         let mut net = build(&mut rng, DType::F32, &dev).expect("network");
         let mut adam = Adam::new(AdamConfig::new(lr)).expect("adam");
-        let x = Tensor::rand_uniform(&[batch, 784], 0.0, 1.0, DType::F32, &mut rng, &dev)
-            .expect("inputs");
+        let host =
+            Tensor::rand_uniform(&[batch, 784], 0.0, 1.0, DType::F32, &mut rng, &Device::Cpu)
+                .expect("inputs");
+        let images = host
+            .to_array::<f32>()
+            .expect("inputs")
+            .into_dimensionality()
+            .expect("2-D");
+        let x = host.to_device(&dev).expect("inputs on the device");
         let labels: Vec<usize> = (0..batch).map(|_| rng.below(10) as usize).collect();
-        g.bench_function(name, |b| {
-            b.iter(|| std::hint::black_box(step(&mut net, &mut adam, &x, &labels)))
-        });
+        match reg {
+            Reg::None => g.bench_function(name, |b| {
+                b.iter(|| hook_step(&mut net, &mut adam, &x, &labels, &mut NoHook))
+            }),
+            Reg::Whitened(after, width) => {
+                let layer = Whitening::new(after, width, 1e-5)
+                    .and_then(|w| w.on(DType::F32, &dev))
+                    .expect("whitening layer");
+                net.insert_after(after, Box::new(layer))
+                    .expect("insert whitening");
+                g.bench_function(name, |b| {
+                    b.iter(|| hook_step(&mut net, &mut adam, &x, &labels, &mut NoHook))
+                })
+            }
+            Reg::Spectral(layer) => {
+                let layers = vec![SpectralLayer {
+                    name: layer.into(),
+                    alpha: 1.0,
+                    tau: 10,
+                    beta: 1.0,
+                }];
+                let mut spec = SpectralRegularizer::new(layers, EigenMode::Projected)
+                    .expect("spectral regulariser")
+                    .with_sort_projected(true);
+                // The per-epoch eigenvector refresh is not part of a step.
+                spec.refresh(&mut net, images.view(), batch)
+                    .expect("refresh");
+                g.bench_function(name, |b| {
+                    b.iter(|| hook_step(&mut net, &mut adam, &x, &labels, &mut spec))
+                })
+            }
+            Reg::Jacobian => {
+                let jac = JacobianRegularizer::new(JacobianKind::Logit {
+                    beta: 0.01,
+                    projections: 1,
+                })
+                .expect("jacobian regulariser");
+                g.bench_function(name, |b| {
+                    b.iter(|| jacobian_step(&mut net, &mut adam, &x, &labels, &jac, &mut rng))
+                })
+            }
+        };
     }
     g.finish();
 }

@@ -2,7 +2,9 @@
 //! or network needs to check the CUDA backend in one command.
 //!
 //! Builds here, with `--features cuda`: the `specreg` binary, the tensor crate's test
-//! executables (every CUDA test, and the NVRTC compile test) and its GPU bench; strips them
+//! executables (every CUDA test, and the NVRTC compile test), the gradient checks of nn,
+//! regularizers and attacks written for both devices, and the GPU benches (tensor
+//! `cuda_ops`, root `train_step`, attacks `pgd`); strips and gzips them
 //! and writes them to `target/gpu-bundle/` (under `CARGO_TARGET_DIR` when set, or `--out`) with the experiment configs, MNIST
 //! (when it is at hand: `SPECREG_DATA` or `../shared/data/mnist`), a copy of
 //! `../shared/anchors/pytorch_step_times.py` and `run.sh`. On the GPU machine,
@@ -22,6 +24,33 @@ use anyhow::{Context, Result, bail, ensure};
 
 /// Largest bundle the GPU machine accepts.
 const MAX_BYTES: u64 = 64 << 20;
+
+/// The integration tests of the upper crates whose gradient checks are stamped for both
+/// devices by `specreg_tensor::test_device!`, by package.
+const DEVICE_TESTS: [(&str, &[&str]); 3] = [
+    (
+        "specreg-nn",
+        &[
+            "layers",
+            "sequential",
+            "loss",
+            "batch_statistics",
+            "logit_jacobian",
+            "model",
+        ],
+    ),
+    (
+        "specreg-regularizers",
+        &[
+            "spectral",
+            "whitening",
+            "whitening_statistics",
+            "jacobian",
+            "jacobian_stack",
+        ],
+    ),
+    ("specreg-attacks", &["losses", "sensitivity"]),
+];
 
 /// The `run.sh` written into the bundle.
 const RUN_SH: &str = include_str!("gpu_bundle_run.sh");
@@ -71,7 +100,8 @@ fn target_name(exe: &Path) -> String {
     }
 }
 
-/// Copies `src` to `dst` and strips its symbols.
+/// Copies `src` to `dst`, strips its symbols and compresses it to `dst.gz` (about a third
+/// of the size; `run.sh` unpacks it).
 fn copy_stripped(src: &Path, dst: &Path) -> Result<()> {
     std::fs::copy(src, dst).with_context(|| format!("copying {}", src.display()))?;
     let status = Command::new("strip")
@@ -79,6 +109,12 @@ fn copy_stripped(src: &Path, dst: &Path) -> Result<()> {
         .status()
         .context("could not run `strip` (install binutils)")?;
     ensure!(status.success(), "strip {} failed", dst.display());
+    let status = Command::new("gzip")
+        .args(["-9", "-n", "-f"])
+        .arg(dst)
+        .status()
+        .context("could not run `gzip`")?;
+    ensure!(status.success(), "gzip {} failed", dst.display());
     Ok(())
 }
 
@@ -166,6 +202,47 @@ pub fn gpu_bundle(args: &[String]) -> Result<()> {
         "cuda_ops",
         "--no-run",
     ])?;
+    // The training-step bench (root package) and the PGD bench (attacks, which has no
+    // `cuda` feature of its own, so it is turned on in the tensor crate).
+    let mut benches = benches;
+    benches.extend(cargo_executables(&[
+        "bench",
+        "-p",
+        "specreg",
+        "--features",
+        "cuda",
+        "--bench",
+        "train_step",
+        "--no-run",
+    ])?);
+    benches.extend(cargo_executables(&[
+        "bench",
+        "-p",
+        "specreg-attacks",
+        "--features",
+        "specreg-tensor/cuda",
+        "--bench",
+        "pgd",
+        "--no-run",
+    ])?);
+    // The gradient checks of the upper crates, written for both devices (those crates
+    // have no `cuda` feature of their own: it is turned on in the tensor crate).
+    let mut tests = tests;
+    for (package, names) in DEVICE_TESTS {
+        let mut args = vec![
+            "test",
+            "--release",
+            "-p",
+            package,
+            "--features",
+            "specreg-tensor/cuda",
+            "--no-run",
+        ];
+        for t in names {
+            args.extend(["--test", t]);
+        }
+        tests.extend(cargo_executables(&args)?);
+    }
     let specreg = specreg
         .iter()
         .find(|p| target_name(p) == "specreg")
@@ -184,7 +261,12 @@ pub fn gpu_bundle(args: &[String]) -> Result<()> {
         let name = target_name(exe);
         // tests/common.rs is a helper module that cargo also builds as an empty test.
         if name != "common" {
-            copy_stripped(exe, &out.join("tests").join(name))?;
+            let dst = out.join("tests").join(&name);
+            ensure!(
+                !dst.with_extension("gz").exists(),
+                "two test targets are named {name}: rename one"
+            );
+            copy_stripped(exe, &dst)?;
         }
     }
     for exe in &benches {

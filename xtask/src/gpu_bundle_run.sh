@@ -62,6 +62,32 @@ LIBDIRS="$(find "$SP/nvidia" -name 'lib*.so*' -printf '%h\n' 2>/dev/null | sort 
 export LD_LIBRARY_PATH="$LIBDIRS:$(dirname "$LIBCUDA")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export SPECREG_REQUIRE_CUDA=1 SPECREG_REQUIRE_NVRTC=1
 export SPECREG_DATA="${SPECREG_DATA:-$B/data/mnist}"
+
+# The executables travel gzip-compressed (the bundle must fit 64 MiB): unpack them into
+# OUT/exe, with gzip where there is one and the venv's Python otherwise.
+E="$OUT/exe"
+unpack() {
+  local from="$1" to="$2" f dst
+  mkdir -p "$to" || return 1
+  for f in "$from"/*.gz; do
+    [ -e "$f" ] || continue
+    dst="$to/$(basename "$f" .gz)"
+    if command -v gzip >/dev/null 2>&1; then
+      gzip -dc "$f" >"$dst" || return 1
+    else
+      "$PY" -c 'import gzip, shutil, sys; shutil.copyfileobj(gzip.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
+        "$f" "$dst" || return 1
+    fi
+    chmod +x "$dst" || return 1
+  done
+}
+for sub in bin tests benches; do
+  if ! unpack "$B/$sub" "$E/$sub"; then
+    say
+    say "**Not run: could not unpack the executables of $B/$sub into $E/$sub.**"
+    exit 2
+  fi
+done
 export XDG_CACHE_HOME="$OUT/cache"
 {
   echo "- python: $PY (torch $("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null))"
@@ -102,19 +128,23 @@ step() {
 }
 
 # 1. Every CUDA test (and each CPU twin), strict: a missing device or libnvrtc fails.
-for t in "$B"/tests/*; do
+for t in "$E"/tests/*; do
   step "test-$(basename "$t")" 90 "$t" --test-threads=4
 done
-# 2. The GPU benches (short measurements).
-for b in "$B"/benches/*; do
-  step "bench-$(basename "$b")" 150 "$b" --bench --warm-up-time 1 --measurement-time 2
+# 2. The GPU benches (short measurements): GEMM and eigh (cuda_ops), one training step of
+# each network and regulariser (train_step), PGD-40 on 1000 images (pgd). Every timed
+# region ends with a device synchronisation or a host read. Criterion's estimates go to
+# OUT/criterion, whose medians the summary lists.
+export SPECREG_BENCH_DEVICE=cuda CRITERION_HOME="$OUT/criterion"
+for b in "$E"/benches/*; do
+  step "bench-$(basename "$b")" 120 "$b" --bench --warm-up-time 1 --measurement-time 2
 done
 # 3. The PyTorch anchor on the same GPU.
 step pytorch-anchor 90 "$PY" "$B/pytorch_step_times.py" --device cuda --steps 5
 # 4. One calibrated training step per network and regulariser on CUDA.
-step calibrate 60 "$B/bin/specreg" list --profile paper --configs "$B/configs" --device cuda --out "$OUT/results-paper"
+step calibrate 60 "$E/bin/specreg" list --profile paper --configs "$B/configs" --device cuda --out "$OUT/results-paper"
 # 5. Experiment 1, trained and evaluated on CUDA.
-step exp1-quick 240 "$B/bin/specreg" run --profile quick --only exp1 --configs "$B/configs" \
+step exp1-quick 240 "$E/bin/specreg" run --profile quick --only exp1 --configs "$B/configs" \
   --device cuda --data "$SPECREG_DATA" --out "$OUT/exp1-quick" --quiet
 
 {
@@ -134,6 +164,17 @@ step exp1-quick 240 "$B/bin/specreg" run --profile quick --only exp1 --configs "
   echo '```'
   grep -h -B1 -E '^\s+(time|thrpt):' "$OUT"/bench-*.log 2>/dev/null | grep -v '^--$'
   grep -h 'skipped' "$OUT"/bench-*.log 2>/dev/null
+  echo '```'
+  echo "## GPU bench medians (ms)"
+  echo '```'
+  "$PY" - "$OUT/criterion" <<'PYEOF' 2>&1
+import json, pathlib, sys
+root = pathlib.Path(sys.argv[1])
+for est in sorted(root.glob("**/new/estimates.json")):
+    bench = json.loads((est.parent / "benchmark.json").read_text())
+    median = json.loads(est.read_text())["median"]["point_estimate"] / 1e6
+    print(f"{bench['full_id']}: {median:.3f}")
+PYEOF
   echo '```'
   echo "## PyTorch anchor on CUDA (one JSON line per case)"
   echo '```'

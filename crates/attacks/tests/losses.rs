@@ -7,10 +7,20 @@ mod common;
 use common::{linear_net, normal, uniform, vals};
 use ndarray::Array2;
 use specreg_attacks::{
-    AttackError, AttackLoss, Classifier, LogitGradient, LossGradient, NetworkInMode, PgdConfig, pgd,
+    AttackError, AttackLoss, Classifier, LogitGradient, LossGradient, NetworkInMode, PgdConfig,
+    Result, pgd,
 };
 use specreg_nn::{BatchNorm1d, Linear, Mode, Network, Sequential, Tanh};
-use specreg_tensor::{DType, Device, Rng, Tensor};
+use specreg_tensor::{DType, Device, Rng, Tensor, test_device, testing::scaled_tol};
+
+test_device!(
+    cw_and_dlr_match_naive_values_and_finite_differences,
+    batch_statistics_mode_gives_the_gradient_of_the_summed_loss
+);
+
+/// How much looser a tolerance is on a GPU (other summation orders, libdevice's `exp`
+/// and `log`).
+const GPU_FACTOR: f64 = 10.0;
 
 /// CW margin of one row, the naive way.
 fn cw_naive(z: &[f64], y: usize) -> f64 {
@@ -32,21 +42,20 @@ fn dlr_naive(z: &[f64], y: usize) -> f64 {
     -(z[y] - other) / (s[0] - s[2] + 1e-12)
 }
 
-fn logits(rows: &[Vec<f64>]) -> Tensor {
+fn logits(dev: &Device, rows: &[Vec<f64>]) -> Tensor {
     let k = rows[0].len();
     let v: Vec<f64> = rows.iter().flatten().copied().collect();
-    Tensor::from_vec(v, &[rows.len(), k], &Device::Cpu).unwrap()
+    Tensor::from_vec(v, &[rows.len(), k], dev).unwrap()
 }
 
-#[test]
-fn cw_and_dlr_match_naive_values_and_finite_differences() {
+fn cw_and_dlr_match_naive_values_and_finite_differences(dev: &Device) -> Result<()> {
     let mut rng = Rng::new(3);
     let (b, k) = (20, 6);
     let rows: Vec<Vec<f64>> = (0..b)
         .map(|_| (0..k).map(|_| 3.0 * rng.normal()).collect())
         .collect();
     let y: Vec<usize> = (0..b).map(|i| (i * 5 + 1) % k).collect();
-    let z = logits(&rows);
+    let z = logits(dev, &rows);
     for (loss, naive) in [
         (AttackLoss::CwMargin, cw_naive as fn(&[f64], usize) -> f64),
         (AttackLoss::Dlr, dlr_naive),
@@ -58,7 +67,10 @@ fn cw_and_dlr_match_naive_values_and_finite_differences() {
         assert_eq!(out.grad_logits.shape(), &[b, k]);
         for i in 0..b {
             let want = naive(&rows[i], y[i]);
-            assert!((losses[i] - want).abs() < 1e-12, "{loss} row {i}");
+            assert!(
+                (losses[i] - want).abs() < scaled_tol(dev, 1e-12, GPU_FACTOR),
+                "{loss} row {i}"
+            );
             for j in 0..k {
                 let h = 1e-6;
                 let (mut up, mut down) = (rows[i].clone(), rows[i].clone());
@@ -67,7 +79,7 @@ fn cw_and_dlr_match_naive_values_and_finite_differences() {
                 let fd = (naive(&up, y[i]) - naive(&down, y[i])) / (2.0 * h);
                 let an = g[i * k + j];
                 assert!(
-                    (fd - an).abs() < 1e-6 * (1.0 + an.abs()),
+                    (fd - an).abs() < scaled_tol(dev, 1e-6, GPU_FACTOR) * (1.0 + an.abs()),
                     "{loss} row {i} logit {j}: analytic {an}, finite difference {fd}"
                 );
             }
@@ -88,20 +100,21 @@ fn cw_and_dlr_match_naive_values_and_finite_differences() {
         .collect();
     let dlr2 = vals(
         &AttackLoss::Dlr
-            .evaluate(&logits(&moved), &y)
+            .evaluate(&logits(dev, &moved), &y)
             .unwrap()
             .losses,
     );
     for (a, b) in dlr.iter().zip(&dlr2) {
-        assert!((a - b).abs() < 1e-12);
+        assert!((a - b).abs() < scaled_tol(dev, 1e-12, GPU_FACTOR));
     }
+    Ok(())
 }
 
 #[test]
 fn dlr_and_cw_of_hand_computed_rows() {
     // z = [1, 4, 3, 2], y = 0: j* = 1, m = 1 − 4 = −3, π = (1, 2, 3, 0), d = 4 − 2 = 2,
     // DLR = 1.5; ∂/∂z = −(e₀ − e₁)/2 + (−3/4)(e₁ − e₃) = [−0.5, −0.25, 0, 0.75].
-    let z = logits(&[vec![1.0, 4.0, 3.0, 2.0]]);
+    let z = logits(&Device::Cpu, &[vec![1.0, 4.0, 3.0, 2.0]]);
     let out = AttackLoss::Dlr.evaluate(&z, &[0]).unwrap();
     assert!((vals(&out.losses)[0] - 1.5).abs() < 1e-11);
     let want = [-0.5, -0.25, 0.0, 0.75];
@@ -113,7 +126,7 @@ fn dlr_and_cw_of_hand_computed_rows() {
     assert_eq!(vals(&out.losses), vec![3.0]);
     assert_eq!(vals(&out.grad_logits), vec![-1.0, 1.0, 0.0, 0.0]);
     // With y = π₃ and j* = π₁ the ratio is the constant 1 and its gradient vanishes.
-    let z = logits(&[vec![1.0, 4.0, 2.0, 3.0]]);
+    let z = logits(&Device::Cpu, &[vec![1.0, 4.0, 2.0, 3.0]]);
     let out = AttackLoss::Dlr.evaluate(&z, &[2]).unwrap();
     assert!((vals(&out.losses)[0] - 1.0).abs() < 1e-11);
     assert!(vals(&out.grad_logits).iter().all(|g| g.abs() < 1e-11));
@@ -121,19 +134,19 @@ fn dlr_and_cw_of_hand_computed_rows() {
 
 #[test]
 fn losses_reject_bad_input_with_typed_errors() {
-    let two = logits(&[vec![1.0, 2.0], vec![0.0, -1.0]]);
+    let two = logits(&Device::Cpu, &[vec![1.0, 2.0], vec![0.0, -1.0]]);
     let err = AttackLoss::Dlr.evaluate(&two, &[0, 1]).unwrap_err();
     assert!(
         matches!(&err, AttackError::InvalidArgument { reason, .. } if reason.contains("at least 3 classes")),
         "{err}"
     );
     assert!(AttackLoss::CwMargin.evaluate(&two, &[0, 1]).is_ok());
-    let one = logits(&[vec![1.0]]);
+    let one = logits(&Device::Cpu, &[vec![1.0]]);
     assert!(matches!(
         AttackLoss::CwMargin.evaluate(&one, &[0]),
         Err(AttackError::InvalidArgument { .. })
     ));
-    let three = logits(&[vec![1.0, 2.0, 3.0]]);
+    let three = logits(&Device::Cpu, &[vec![1.0, 2.0, 3.0]]);
     for loss in [AttackLoss::CwMargin, AttackLoss::Dlr] {
         assert!(matches!(
             loss.evaluate(&three, &[3]),
@@ -145,7 +158,10 @@ fn losses_reject_bad_input_with_typed_errors() {
         ));
         // A NaN logit gives a NaN loss in its row only (the attacks report it when they
         // read their results).
-        let nan = logits(&[vec![1.0, 2.0, 3.0], vec![1.0, f64::NAN, 3.0]]);
+        let nan = logits(
+            &Device::Cpu,
+            &[vec![1.0, 2.0, 3.0], vec![1.0, f64::NAN, 3.0]],
+        );
         let values = vals(&loss.evaluate(&nan, &[0, 0]).unwrap().losses);
         assert!(values[0].is_finite() && values[1].is_nan(), "{values:?}");
     }
@@ -252,29 +268,28 @@ fn a_classifier_without_a_vjp_supports_cross_entropy_attacks_only() {
 }
 
 /// `D → H → BatchNorm → tanh → K`, `f64`, with non-trivial running statistics.
-fn bn_net(d: usize, h: usize, k: usize, seed: u64) -> Network {
+fn bn_net(dev: &Device, d: usize, h: usize, k: usize, seed: u64) -> Network {
     let mut rng = Rng::new(seed);
-    let dev = Device::Cpu;
-    let mut bn = BatchNorm1d::new(h, DType::F64, &dev).unwrap();
+    let mut bn = BatchNorm1d::new(h, DType::F64, dev).unwrap();
     let mean: Vec<f64> = (0..h).map(|_| 0.3 * rng.normal()).collect();
     let var: Vec<f64> = (0..h).map(|_| 0.5 + rng.uniform(0.0, 1.0)).collect();
     bn.set_running_stats(
-        Tensor::from_vec(mean, &[h], &dev).unwrap(),
-        Tensor::from_vec(var, &[h], &dev).unwrap(),
+        Tensor::from_vec(mean, &[h], dev).unwrap(),
+        Tensor::from_vec(var, &[h], dev).unwrap(),
         10,
     )
     .unwrap();
     let seq = Sequential::new()
-        .with(Linear::new(d, h, DType::F64, &dev, &mut rng).unwrap())
+        .with(Linear::new(d, h, DType::F64, dev, &mut rng).unwrap())
         .with(bn)
         .with(Tanh::new())
-        .with(Linear::new(h, k, DType::F64, &dev, &mut rng).unwrap());
+        .with(Linear::new(h, k, DType::F64, dev, &mut rng).unwrap());
     Network::new(seq, vec![], &[d]).unwrap()
 }
 
 #[test]
 fn network_in_eval_mode_is_the_network_itself() {
-    let mut net = bn_net(6, 8, 3, 1);
+    let mut net = bn_net(&Device::Cpu, 6, 8, 3, 1);
     let mut rng = Rng::new(4);
     let x = Tensor::from_array(uniform(5, 6, 0.0, 1.0, &mut rng));
     let y = [0, 1, 2, 0, 1];
@@ -290,29 +305,25 @@ fn network_in_eval_mode_is_the_network_itself() {
     assert!(err.to_string().contains("BatchStatistics"), "{err}");
 }
 
-#[test]
-fn batch_statistics_mode_gives_the_gradient_of_the_summed_loss() {
+fn batch_statistics_mode_gives_the_gradient_of_the_summed_loss(dev: &Device) -> Result<()> {
     let (d, b) = (5, 6);
-    let mut net = bn_net(d, 7, 3, 2);
+    let mut net = bn_net(dev, d, 7, 3, 2);
+    let on = |a: Array2<f64>| Tensor::from_array(a).to_device(dev).unwrap();
     let mut rng = Rng::new(8);
     let x = uniform(b, d, 0.0, 1.0, &mut rng);
     let y = [0, 1, 2, 2, 1, 0];
-    let before = vals(&net.logits(&Tensor::from_array(x.clone())).unwrap());
+    let before = vals(&net.logits(&on(x.clone())).unwrap());
     let mut m = NetworkInMode::new(&mut net, Mode::BatchStatistics).unwrap();
     assert!(!m.samples_independent());
     assert_eq!(m.mode(), Mode::BatchStatistics);
     let total = |m: &mut NetworkInMode<'_>, x: &Array2<f64>, loss: AttackLoss| -> f64 {
-        let z = m.logits(&Tensor::from_array(x.clone())).unwrap();
+        let z = m.logits(&on(x.clone())).unwrap();
         vals(&loss.evaluate(&z, &y).unwrap().losses).iter().sum()
     };
     for loss in [AttackLoss::CrossEntropy, AttackLoss::CwMargin] {
         let lg = match loss {
-            AttackLoss::CrossEntropy => {
-                m.loss_and_input_gradient(&Tensor::from_array(x.clone()), &y)
-            }
-            _ => m.loss_and_input_gradient_with(&Tensor::from_array(x.clone()), &mut |z| {
-                loss.evaluate(z, &y)
-            }),
+            AttackLoss::CrossEntropy => m.loss_and_input_gradient(&on(x.clone()), &y),
+            _ => m.loss_and_input_gradient_with(&on(x.clone()), &mut |z| loss.evaluate(z, &y)),
         }
         .unwrap();
         let g = vals(&lg.grad);
@@ -325,14 +336,14 @@ fn batch_statistics_mode_gives_the_gradient_of_the_summed_loss() {
                 let fd = (total(&mut m, &up, loss) - total(&mut m, &down, loss)) / (2.0 * h);
                 let an = g[i * d + c];
                 assert!(
-                    (fd - an).abs() < 1e-6 * (1.0 + an.abs()),
+                    (fd - an).abs() < scaled_tol(dev, 1e-6, GPU_FACTOR) * (1.0 + an.abs()),
                     "{loss} ({i}, {c}): analytic {an}, finite difference {fd}"
                 );
             }
         }
     }
     // Early exit would change the batch, so it is refused; a plain PGD runs.
-    let xt = Tensor::from_array(x.clone());
+    let xt = on(x.clone());
     let early = PgdConfig {
         early_exit: true,
         ..PgdConfig::linf(0.05)
@@ -341,8 +352,9 @@ fn batch_statistics_mode_gives_the_gradient_of_the_summed_loss() {
     assert!(matches!(err, AttackError::InvalidArgument { .. }), "{err}");
     pgd(&mut m, &xt, &y, &PgdConfig::linf_cw(0.05)).unwrap();
     // No running statistic moved: eval-mode logits are unchanged.
-    let after = vals(&net.logits(&Tensor::from_array(x)).unwrap());
+    let after = vals(&net.logits(&on(x)).unwrap());
     assert_eq!(before, after);
+    Ok(())
 }
 
 /// A network whose input gradient of sample 1 is NaN.

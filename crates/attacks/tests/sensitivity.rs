@@ -2,13 +2,22 @@
 
 mod common;
 
-use common::{linear_net, normal, small_mlp, uniform, vals};
+use common::{linear_net, normal, small_mlp, small_mlp_on, uniform, vals};
 use ndarray::Array2;
 use specreg_attacks::{
-    RepresentationSpectrum, SensitivityOptions, SensitivityReduction, sensitivity_maps,
+    RepresentationSpectrum, Result, SensitivityOptions, SensitivityReduction, sensitivity_maps,
 };
 use specreg_nn::{Linear, Mode, Network, Sequential, Tanh};
-use specreg_tensor::{DType, Rng, Tensor};
+use specreg_tensor::{DType, Device, Rng, Tensor, test_device, testing::scaled_tol};
+
+test_device!(
+    per_image_gradient_matches_finite_differences,
+    shared_perturbation_map_is_the_derivative_of_moving_a_pixel_in_every_image
+);
+
+/// How much looser a tolerance is on a GPU (other summation orders, libdevice's `tanh`,
+/// cuSOLVER's eigendecomposition).
+const GPU_FACTOR: f64 = 10.0;
 
 const M: usize = 9;
 const D: usize = 6;
@@ -19,8 +28,10 @@ fn data(seed: u64) -> Array2<f32> {
     uniform(M, D, 0.0, 1.0, &mut Rng::new(seed)).mapv(|v| v as f32)
 }
 
-/// λ of `rep` over `images` with pixel (i, j) moved by `delta` (`i = None`: every image).
+/// λ of `rep` over `images` (on `dev`) with pixel (i, j) moved by `delta` (`i = None`:
+/// every image).
 fn eigenvalues_moved(
+    dev: &Device,
     net: &mut specreg_nn::Network,
     images: &Array2<f32>,
     i: Option<usize>,
@@ -35,7 +46,10 @@ fn eigenvalues_moved(
         None => moved.column_mut(j).mapv_inplace(|v| v + delta),
     }
     let h = net
-        .forward(&Tensor::from_array(moved), Mode::Eval)
+        .forward(
+            &Tensor::from_array(moved).to_device(dev).unwrap(),
+            Mode::Eval,
+        )
         .unwrap()
         .get("h2")
         .unwrap()
@@ -45,13 +59,12 @@ fn eigenvalues_moved(
     l.to_vec::<f64>().unwrap()
 }
 
-#[test]
-fn per_image_gradient_matches_finite_differences() {
+fn per_image_gradient_matches_finite_differences(dev: &Device) -> Result<()> {
     let images = data(1);
-    let mut net = small_mlp(D, 5, 3, DType::F64, 2);
+    let mut net = small_mlp_on(dev, D, 5, 3, DType::F64, 2);
     let spec = RepresentationSpectrum::compute(&mut net, images.view(), "h2", 4).unwrap();
     let ranks = [1, 2, 3, 5];
-    let x = Tensor::from_array(images.mapv(f64::from));
+    let x = Tensor::from_array(images.mapv(f64::from)).to_device(dev)?;
     let grads = spec
         .eigenvalue_input_gradients(&mut net, &x, &ranks)
         .unwrap();
@@ -60,23 +73,28 @@ fn per_image_gradient_matches_finite_differences() {
         let g = vals(g);
         for i in 0..M {
             for j in 0..D {
-                let p = eigenvalues_moved(&mut net, &images, Some(i), j, H)[r - 1];
-                let m = eigenvalues_moved(&mut net, &images, Some(i), j, -H)[r - 1];
+                let p = eigenvalues_moved(dev, &mut net, &images, Some(i), j, H)[r - 1];
+                let m = eigenvalues_moved(dev, &mut net, &images, Some(i), j, -H)[r - 1];
                 let fd = (p - m) / (2.0 * H);
                 let got = g[i * D + j];
                 let err = (got - fd).abs() / fd.abs().max(1e-3);
                 worst = worst.max(err);
-                assert!(err < 1e-5, "rank {r}, image {i}, pixel {j}: {got} vs {fd}");
+                assert!(
+                    err < scaled_tol(dev, 1e-5, GPU_FACTOR),
+                    "rank {r}, image {i}, pixel {j}: {got} vs {fd}"
+                );
             }
         }
     }
     println!("largest relative error against finite differences: {worst:e}");
+    Ok(())
 }
 
-#[test]
-fn shared_perturbation_map_is_the_derivative_of_moving_a_pixel_in_every_image() {
+fn shared_perturbation_map_is_the_derivative_of_moving_a_pixel_in_every_image(
+    dev: &Device,
+) -> Result<()> {
     let images = data(3);
-    let mut net = small_mlp(D, 5, 3, DType::F64, 4);
+    let mut net = small_mlp_on(dev, D, 5, 3, DType::F64, 4);
     let ranks = [1, 4];
     let opts = SensitivityOptions {
         batch_size: 4,
@@ -86,20 +104,24 @@ fn shared_perturbation_map_is_the_derivative_of_moving_a_pixel_in_every_image() 
     let maps = sensitivity_maps(&mut net, images.view(), "h2", &ranks, &opts).unwrap();
     assert_eq!(maps.num_images, M);
     for (k, &r) in ranks.iter().enumerate() {
-        let lam = eigenvalues_moved(&mut net, &images, None, 0, 0.0)[r - 1];
-        assert!((maps.eigenvalues[k] - lam).abs() < 1e-12 * lam.abs().max(1.0));
+        let lam = eigenvalues_moved(dev, &mut net, &images, None, 0, 0.0)[r - 1];
+        assert!(
+            (maps.eigenvalues[k] - lam).abs()
+                < scaled_tol(dev, 1e-12, GPU_FACTOR) * lam.abs().max(1.0)
+        );
         assert_eq!(maps.maps[k].dim(), (2, 3));
         for j in 0..D {
-            let p = eigenvalues_moved(&mut net, &images, None, j, H)[r - 1];
-            let m = eigenvalues_moved(&mut net, &images, None, j, -H)[r - 1];
+            let p = eigenvalues_moved(dev, &mut net, &images, None, j, H)[r - 1];
+            let m = eigenvalues_moved(dev, &mut net, &images, None, j, -H)[r - 1];
             let fd = (p - m) / (2.0 * H);
             let got = maps.maps[k][[j / 3, j % 3]];
             assert!(
-                (got - fd).abs() <= 1e-5 * fd.abs().max(1e-3),
+                (got - fd).abs() <= scaled_tol(dev, 1e-5, GPU_FACTOR) * fd.abs().max(1e-3),
                 "rank {r}, pixel {j}: {got} vs {fd}"
             );
         }
     }
+    Ok(())
 }
 
 #[test]

@@ -4,11 +4,16 @@
 
 mod common;
 
-use common::{check_layer, randn, uniform, vals};
+use common::{check_layer, randn, randn_on, uniform_on, vals};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 use specreg_nn::{BatchNorm1d, Layer, Mode, NnError};
-use specreg_tensor::{DType, Device, Rng, Tensor};
+use specreg_tensor::{DType, Device, Result, Rng, Tensor, test_device};
+
+test_device!(
+    every_pass_matches_central_differences,
+    output_and_gradients_equal_train_mode
+);
 
 fn config() -> Config {
     Config {
@@ -20,11 +25,14 @@ fn config() -> Config {
 }
 
 /// A BatchNorm with random affine parameters and running statistics away from `(0, 1)`.
-fn random_batch_norm(f: usize, rng: &mut Rng) -> BatchNorm1d {
-    let mut bn = BatchNorm1d::new(f, DType::F64, &Device::Cpu).unwrap();
-    bn.params_mut()[0].value = uniform(&[f], 0.5, 2.0, rng);
-    bn.params_mut()[1].value = randn(&[f], rng);
-    let (mean, var) = (randn(&[f], rng), uniform(&[f], 0.5, 2.0, rng));
+fn random_batch_norm(dev: &Device, f: usize, rng: &mut Rng) -> BatchNorm1d {
+    let mut bn = BatchNorm1d::new(f, DType::F64, dev).unwrap();
+    bn.params_mut()[0].value = uniform_on(dev, &[f], 0.5, 2.0, rng);
+    bn.params_mut()[1].value = randn_on(dev, &[f], rng);
+    let (mean, var) = (
+        randn_on(dev, &[f], rng),
+        uniform_on(dev, &[f], 0.5, 2.0, rng),
+    );
     bn.set_running_stats(mean, var, 3).unwrap();
     bn
 }
@@ -38,29 +46,28 @@ fn running(bn: &BatchNorm1d) -> (Vec<f64>, Vec<f64>, u64) {
     )
 }
 
-proptest! {
-    #![proptest_config(config())]
-
-    /// Backward, parameter gradients, forward tangent and backward tangent against f64
-    /// central differences (the finite differences also run in `BatchStatistics` mode).
-    #[test]
-    fn every_pass_matches_central_differences(b in 2usize..6, f in 1usize..4, seed in any::<u64>()) {
+/// Backward, parameter gradients, forward tangent and backward tangent against f64
+/// central differences (the finite differences also run in `BatchStatistics` mode).
+fn every_pass_matches_central_differences(dev: &Device) -> Result<()> {
+    proptest!(config(), |(b in 2usize..6, f in 1usize..4, seed in any::<u64>())| {
         let mut rng = Rng::new(seed);
-        let mut bn = random_batch_norm(f, &mut rng);
+        let mut bn = random_batch_norm(dev, f, &mut rng);
         let before = running(&bn);
-        let x = randn(&[b, f], &mut rng).affine(1.5, 0.3).unwrap();
+        let x = randn_on(dev, &[b, f], &mut rng).affine(1.5, 0.3).unwrap();
         check_layer(&mut bn, &x, Mode::BatchStatistics, &mut rng);
         // Dozens of forward passes later, nothing has moved.
         prop_assert_eq!(running(&bn), before);
-    }
+    });
+    Ok(())
+}
 
-    /// The output and the input and parameter gradients are Train's, bit for bit.
-    #[test]
-    fn output_and_gradients_equal_train_mode(b in 2usize..9, f in 1usize..5, seed in any::<u64>()) {
+/// The output and the input and parameter gradients are Train's, bit for bit.
+fn output_and_gradients_equal_train_mode(dev: &Device) -> Result<()> {
+    proptest!(config(), |(b in 2usize..9, f in 1usize..5, seed in any::<u64>())| {
         let mut rng = Rng::new(seed);
-        let mut bn = random_batch_norm(f, &mut rng);
-        let x = randn(&[b, f], &mut rng).affine(2.0, -0.7).unwrap();
-        let g = randn(&[b, f], &mut rng);
+        let mut bn = random_batch_norm(dev, f, &mut rng);
+        let x = randn_on(dev, &[b, f], &mut rng).affine(2.0, -0.7).unwrap();
+        let g = randn_on(dev, &[b, f], &mut rng);
         let run = |bn: &mut BatchNorm1d, mode: Mode| {
             bn.zero_grad();
             let y = bn.forward(&x, mode).unwrap();
@@ -77,13 +84,14 @@ proptest! {
         // Train did update the running statistics (the comparison above is not vacuous).
         prop_assert_eq!(bn.num_batches_tracked(), before.2 + 1);
         prop_assert_ne!(vals(bn.running_mean()), before.0);
-    }
+    });
+    Ok(())
 }
 
 #[test]
 fn batch_statistics_leave_eval_mode_untouched() {
     let mut rng = Rng::new(17);
-    let mut bn = random_batch_norm(3, &mut rng);
+    let mut bn = random_batch_norm(&Device::Cpu, 3, &mut rng);
     let probe = randn(&[4, 3], &mut rng);
     let eval_before = vals(&bn.forward(&probe, Mode::Eval).unwrap());
     let buffers_before: Vec<(String, Vec<f64>)> = bn
@@ -116,7 +124,7 @@ fn batch_statistics_leave_eval_mode_untouched() {
 #[test]
 fn a_single_sample_batch_is_an_error_naming_the_layer() {
     let mut rng = Rng::new(3);
-    let mut bn = random_batch_norm(4, &mut rng);
+    let mut bn = random_batch_norm(&Device::Cpu, 4, &mut rng);
     let before = running(&bn);
     let x = randn(&[1, 4], &mut rng);
     for mode in [Mode::BatchStatistics, Mode::Train] {

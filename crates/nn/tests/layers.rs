@@ -2,13 +2,13 @@
 
 mod common;
 
-use common::{check_layer, randn, tensor, uniform};
+use common::{check_layer, randn_on, tensor, tensor_on, uniform_on};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 use specreg_nn::{
     BatchNorm1d, Conv2d, Flatten, Layer, Linear, MaxPool2d, Mode, Relu, Sigmoid, Tanh,
 };
-use specreg_tensor::{DType, Device, Rng, Tensor};
+use specreg_tensor::{DType, Device, Result, Rng, Tensor, test_device};
 
 fn config() -> Config {
     Config {
@@ -20,7 +20,7 @@ fn config() -> Config {
 }
 
 /// Distinct values spaced by 0.1 in a random order: no pooling window is near a tie.
-fn spaced(shape: &[usize], rng: &mut Rng) -> Tensor {
+fn spaced(dev: &Device, shape: &[usize], rng: &mut Rng) -> Tensor {
     let n: usize = shape.iter().product();
     let mut order: Vec<usize> = (0..n).collect();
     for i in (1..n).rev() {
@@ -30,99 +30,124 @@ fn spaced(shape: &[usize], rng: &mut Rng) -> Tensor {
         .iter()
         .map(|&r| 0.1 * r as f64 - 0.05 * n as f64)
         .collect();
-    tensor(v, shape)
+    tensor_on(dev, v, shape)
 }
 
 /// Values bounded away from ReLU's kink at 0.
-fn off_zero(shape: &[usize], rng: &mut Rng) -> Tensor {
-    let v = randn(shape, rng).to_vec::<f64>().unwrap();
+fn off_zero(dev: &Device, shape: &[usize], rng: &mut Rng) -> Tensor {
+    let v = randn_on(dev, shape, rng).to_vec::<f64>().unwrap();
     let v = v.iter().map(|a| a.signum() * (0.1 + a.abs())).collect();
-    tensor(v, shape)
+    tensor_on(dev, v, shape)
 }
 
-proptest! {
-    #![proptest_config(config())]
+test_device!(
+    linear,
+    tanh,
+    sigmoid,
+    relu,
+    flatten,
+    conv2d,
+    max_pool2d,
+    batch_norm_train,
+    batch_norm_eval
+);
 
-    #[test]
-    fn linear(b in 1usize..4, i in 1usize..5, o in 1usize..4, seed in any::<u64>()) {
+fn linear(dev: &Device) -> Result<()> {
+    proptest!(config(), |(b in 1usize..4, i in 1usize..5, o in 1usize..4, seed in any::<u64>())| {
         let mut rng = Rng::new(seed);
-        let mut l = Linear::new(i, o, DType::F64, &Device::Cpu, &mut rng).unwrap();
-        check_layer(&mut l, &randn(&[b, i], &mut rng), Mode::Train, &mut rng);
-    }
+        let mut l = Linear::new(i, o, DType::F64, dev, &mut rng).unwrap();
+        check_layer(&mut l, &randn_on(dev, &[b, i], &mut rng), Mode::Train, &mut rng);
+    });
+    Ok(())
+}
 
-    #[test]
-    fn tanh(b in 1usize..4, n in 1usize..5, seed in any::<u64>()) {
+fn tanh(dev: &Device) -> Result<()> {
+    proptest!(config(), |(b in 1usize..4, n in 1usize..5, seed in any::<u64>())| {
         let mut rng = Rng::new(seed);
-        check_layer(&mut Tanh::new(), &randn(&[b, n], &mut rng), Mode::Train, &mut rng);
-    }
+        check_layer(&mut Tanh::new(), &randn_on(dev, &[b, n], &mut rng), Mode::Train, &mut rng);
+    });
+    Ok(())
+}
 
-    #[test]
-    fn sigmoid(b in 1usize..4, n in 1usize..5, seed in any::<u64>()) {
+fn sigmoid(dev: &Device) -> Result<()> {
+    proptest!(config(), |(b in 1usize..4, n in 1usize..5, seed in any::<u64>())| {
         let mut rng = Rng::new(seed);
-        check_layer(&mut Sigmoid::new(), &randn(&[b, n], &mut rng), Mode::Eval, &mut rng);
-    }
+        check_layer(&mut Sigmoid::new(), &randn_on(dev, &[b, n], &mut rng), Mode::Eval, &mut rng);
+    });
+    Ok(())
+}
 
-    #[test]
-    fn relu(b in 1usize..4, n in 1usize..5, seed in any::<u64>()) {
+fn relu(dev: &Device) -> Result<()> {
+    proptest!(config(), |(b in 1usize..4, n in 1usize..5, seed in any::<u64>())| {
         let mut rng = Rng::new(seed);
-        check_layer(&mut Relu::new(), &off_zero(&[b, n], &mut rng), Mode::Train, &mut rng);
-    }
+        check_layer(&mut Relu::new(), &off_zero(dev, &[b, n], &mut rng), Mode::Train, &mut rng);
+    });
+    Ok(())
+}
 
-    #[test]
-    fn flatten(b in 1usize..3, c in 1usize..3, h in 1usize..4, seed in any::<u64>()) {
+fn flatten(dev: &Device) -> Result<()> {
+    proptest!(config(), |(b in 1usize..3, c in 1usize..3, h in 1usize..4, seed in any::<u64>())| {
         let mut rng = Rng::new(seed);
-        let x = randn(&[b, c, h, 2], &mut rng);
+        let x = randn_on(dev, &[b, c, h, 2], &mut rng);
         let mut f = Flatten::new();
         let y = f.forward(&x, Mode::Train).unwrap();
         prop_assert_eq!(y.shape(), &[b, c * h * 2]);
         check_layer(&mut f, &x, Mode::Train, &mut rng);
-    }
+    });
+    Ok(())
+}
 
-    #[test]
-    fn conv2d(
-        b in 1usize..3, c in 1usize..3, o in 1usize..3,
-        kh in 1usize..4, kw in 1usize..4, eh in 0usize..3, ew in 0usize..3,
-        seed in any::<u64>(),
-    ) {
+fn conv2d(dev: &Device) -> Result<()> {
+    proptest!(config(), |(b in 1usize..3, c in 1usize..3, o in 1usize..3, kh in 1usize..4, kw in 1usize..4, eh in 0usize..3, ew in 0usize..3, seed in any::<u64>())| {
         let mut rng = Rng::new(seed);
-        let mut l = Conv2d::new(c, o, (kh, kw), DType::F64, &Device::Cpu, &mut rng).unwrap();
-        let x = randn(&[b, c, kh + eh, kw + ew], &mut rng);
+        let mut l = Conv2d::new(c, o, (kh, kw), DType::F64, dev, &mut rng).unwrap();
+        let x = randn_on(dev, &[b, c, kh + eh, kw + ew], &mut rng);
         check_layer(&mut l, &x, Mode::Train, &mut rng);
-    }
+    });
+    Ok(())
+}
 
-    #[test]
-    fn max_pool2d(b in 1usize..3, c in 1usize..3, h in 2usize..6, w in 2usize..6, seed in any::<u64>()) {
+fn max_pool2d(dev: &Device) -> Result<()> {
+    proptest!(config(), |(b in 1usize..3, c in 1usize..3, h in 2usize..6, w in 2usize..6, seed in any::<u64>())| {
         let mut rng = Rng::new(seed);
-        let x = spaced(&[b, c, h, w], &mut rng);
+        let x = spaced(dev, &[b, c, h, w], &mut rng);
         let mut p = MaxPool2d::new();
         let y = p.forward(&x, Mode::Train).unwrap();
         prop_assert_eq!(y.shape(), &[b, c, h / 2, w / 2]);
         check_layer(&mut p, &x, Mode::Train, &mut rng);
-    }
+    });
+    Ok(())
+}
 
-    #[test]
-    fn batch_norm_train(b in 2usize..6, f in 1usize..4, seed in any::<u64>()) {
+fn batch_norm_train(dev: &Device) -> Result<()> {
+    proptest!(config(), |(b in 2usize..6, f in 1usize..4, seed in any::<u64>())| {
         let mut rng = Rng::new(seed);
-        let mut bn = random_batch_norm(f, &mut rng);
-        let x = randn(&[b, f], &mut rng).affine(1.5, 0.3).unwrap();
+        let mut bn = random_batch_norm(dev, f, &mut rng);
+        let x = randn_on(dev, &[b, f], &mut rng).affine(1.5, 0.3).unwrap();
         check_layer(&mut bn, &x, Mode::Train, &mut rng);
-    }
+    });
+    Ok(())
+}
 
-    #[test]
-    fn batch_norm_eval(b in 1usize..5, f in 1usize..4, seed in any::<u64>()) {
+fn batch_norm_eval(dev: &Device) -> Result<()> {
+    proptest!(config(), |(b in 1usize..5, f in 1usize..4, seed in any::<u64>())| {
         let mut rng = Rng::new(seed);
-        let mut bn = random_batch_norm(f, &mut rng);
-        let x = randn(&[b, f], &mut rng);
+        let mut bn = random_batch_norm(dev, f, &mut rng);
+        let x = randn_on(dev, &[b, f], &mut rng);
         check_layer(&mut bn, &x, Mode::Eval, &mut rng);
-    }
+    });
+    Ok(())
 }
 
 /// A BatchNorm with random affine parameters and running statistics.
-fn random_batch_norm(f: usize, rng: &mut Rng) -> BatchNorm1d {
-    let mut bn = BatchNorm1d::new(f, DType::F64, &Device::Cpu).unwrap();
-    bn.params_mut()[0].value = uniform(&[f], 0.5, 2.0, rng);
-    bn.params_mut()[1].value = randn(&[f], rng);
-    let (mean, var) = (randn(&[f], rng), uniform(&[f], 0.5, 2.0, rng));
+fn random_batch_norm(dev: &Device, f: usize, rng: &mut Rng) -> BatchNorm1d {
+    let mut bn = BatchNorm1d::new(f, DType::F64, dev).unwrap();
+    bn.params_mut()[0].value = uniform_on(dev, &[f], 0.5, 2.0, rng);
+    bn.params_mut()[1].value = randn_on(dev, &[f], rng);
+    let (mean, var) = (
+        randn_on(dev, &[f], rng),
+        uniform_on(dev, &[f], 0.5, 2.0, rng),
+    );
     bn.set_running_stats(mean, var, 3).unwrap();
     bn
 }
@@ -151,7 +176,7 @@ fn max_pool_ties_route_to_the_first_maximum() {
 #[test]
 fn odd_pool_input_drops_the_last_row_and_column() {
     let mut rng = Rng::new(5);
-    let x = spaced(&[1, 1, 3, 3], &mut rng);
+    let x = spaced(&Device::Cpu, &[1, 1, 3, 3], &mut rng);
     let mut p = MaxPool2d::new();
     let y = p.forward(&x, Mode::Train).unwrap();
     let v = common::vals(&x);

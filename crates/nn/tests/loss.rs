@@ -2,13 +2,15 @@
 
 mod common;
 
-use common::{assert_close, axpy, fd_dir, fd_grad, randn, tensor, vals};
+use common::{assert_close, assert_close_tol, axpy, fd_dir, fd_grad, randn_on, tensor, tol, vals};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 use specreg_nn::loss::{
     cross_entropy_per_sample, softmax_cross_entropy, softmax_cross_entropy_tangent,
 };
-use specreg_tensor::{DType, Rng};
+use specreg_tensor::{DType, Device, Result, Rng, test_device};
+
+test_device!(gradient_and_tangent_match_finite_differences);
 
 fn config() -> Config {
     Config {
@@ -23,27 +25,23 @@ fn labels(b: usize, k: usize, rng: &mut Rng) -> Vec<usize> {
     (0..b).map(|_| rng.below(k as u64) as usize).collect()
 }
 
-proptest! {
-    #![proptest_config(config())]
-
-    #[test]
-    fn gradient_and_tangent_match_finite_differences(
-        b in 1usize..5, k in 2usize..6, seed in any::<u64>(),
-    ) {
+fn gradient_and_tangent_match_finite_differences(dev: &Device) -> Result<()> {
+    proptest!(config(), |(b in 1usize..5, k in 2usize..6, seed in any::<u64>())| {
         let mut rng = Rng::new(seed);
-        let z = randn(&[b, k], &mut rng).scale(2.0).unwrap();
+        let z = randn_on(dev, &[b, k], &mut rng).scale(2.0).unwrap();
         let y = labels(b, k, &mut rng);
         let (_, g) = softmax_cross_entropy(&z, &y).unwrap();
         let fd = fd_grad(&z, |zp| {
             softmax_cross_entropy(zp, &y).unwrap().0.to_scalar().unwrap()
         });
-        assert_close("∂L/∂z", &vals(&g), &fd);
+        assert_close_tol("∂L/∂z", &vals(&g), &fd, tol(dev));
 
-        let dz = randn(&[b, k], &mut rng);
+        let dz = randn_on(dev, &[b, k], &mut rng);
         let rg = softmax_cross_entropy_tangent(&z, &dz).unwrap();
         let fd = fd_dir(|s| vals(&softmax_cross_entropy(&axpy(&z, s, &dz), &y).unwrap().1));
-        assert_close("R{∂L/∂z}", &vals(&rg), &fd);
-    }
+        assert_close_tol("R{∂L/∂z}", &vals(&rg), &fd, tol(dev));
+    });
+    Ok(())
 }
 
 #[test]

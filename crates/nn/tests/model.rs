@@ -5,13 +5,20 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::{assert_close, fd_grad, randn, uniform, vals};
+use common::{assert_close_tol, fd_grad, randn, randn_on, tol, uniform_on, vals};
 use specreg_nn::loss::softmax_cross_entropy;
 use specreg_nn::{
     BatchNorm1d, Conv2d, Flatten, Layer, Linear, MaxPool2d, Mode, Network, NnError, Result,
     Sequential, Tanh,
 };
-use specreg_tensor::{DType, Device, Rng, Tensor};
+use specreg_tensor::{DType, Device, Rng, Tensor, test_device};
+
+test_device!(
+    injected_gradients_match_central_differences_mlp_with_batchnorm,
+    injected_gradients_match_central_differences_cnn,
+    injected_gradients_match_central_differences_after_insertion,
+    input_gradient_matches_central_differences_and_keeps_parameter_gradients
+);
 
 type Builder = fn(&mut Rng, DType, &Device) -> Result<Network>;
 
@@ -72,31 +79,29 @@ fn paper_networks_have_the_reference_parameter_counts() {
 
 /// Small f64 networks: an MLP with BatchNorm (train mode) and a CNN whose first
 /// representation is 4-D.
-fn small_mlp(rng: &mut Rng) -> Network {
-    let dev = Device::Cpu;
-    let mut bn = BatchNorm1d::new(5, DType::F64, &dev).unwrap();
-    bn.params_mut()[0].value = uniform(&[5], 0.5, 2.0, rng);
-    bn.params_mut()[1].value = randn(&[5], rng);
+fn small_mlp(dev: &Device, rng: &mut Rng) -> Network {
+    let mut bn = BatchNorm1d::new(5, DType::F64, dev).unwrap();
+    bn.params_mut()[0].value = uniform_on(dev, &[5], 0.5, 2.0, rng);
+    bn.params_mut()[1].value = randn_on(dev, &[5], rng);
     let seq = Sequential::new()
-        .with(Linear::new(6, 5, DType::F64, &dev, rng).unwrap())
+        .with(Linear::new(6, 5, DType::F64, dev, rng).unwrap())
         .with(Tanh::new())
         .with(bn)
-        .with(Linear::new(5, 4, DType::F64, &dev, rng).unwrap())
+        .with(Linear::new(5, 4, DType::F64, dev, rng).unwrap())
         .with(Tanh::new())
-        .with(Linear::new(4, 3, DType::F64, &dev, rng).unwrap());
+        .with(Linear::new(4, 3, DType::F64, dev, rng).unwrap());
     Network::new(seq, vec![("h2".into(), 4), ("h1".into(), 2)], &[6]).unwrap()
 }
 
-fn small_cnn(rng: &mut Rng) -> Network {
-    let dev = Device::Cpu;
+fn small_cnn(dev: &Device, rng: &mut Rng) -> Network {
     let seq = Sequential::new()
-        .with(Conv2d::new(1, 2, (3, 3), DType::F64, &dev, rng).unwrap())
+        .with(Conv2d::new(1, 2, (3, 3), DType::F64, dev, rng).unwrap())
         .with(Tanh::new())
         .with(MaxPool2d::new())
         .with(Flatten::new())
-        .with(Linear::new(8, 5, DType::F64, &dev, rng).unwrap())
+        .with(Linear::new(8, 5, DType::F64, dev, rng).unwrap())
         .with(Tanh::new())
-        .with(Linear::new(5, 3, DType::F64, &dev, rng).unwrap());
+        .with(Linear::new(5, 3, DType::F64, dev, rng).unwrap());
     let hidden = vec![("c1".into(), 2), ("f1".into(), 5)];
     Network::new(seq, hidden, &[1, 6, 6]).unwrap()
 }
@@ -104,11 +109,12 @@ fn small_cnn(rng: &mut Rng) -> Network {
 /// `f = CE(logits) + Σ_reps ⟨C_r, H_r⟩`; checks `backward` with the `C_r` injected against
 /// central differences of `f` in every parameter and in the input.
 fn check_injection(net: &mut Network, x: &Tensor, y: &[usize], rng: &mut Rng) {
+    let rtol = tol(&x.device());
     let pass = net.forward(x, Mode::Train).unwrap();
     let cs: Vec<(String, Tensor)> = pass
         .hidden
         .iter()
-        .map(|(n, h)| (n.clone(), randn(h.shape(), rng)))
+        .map(|(n, h)| (n.clone(), randn_on(&x.device(), h.shape(), rng)))
         .collect();
     let objective = |net: &mut Network, x: &Tensor| -> f64 {
         let pass = net.forward(x, Mode::Train).unwrap();
@@ -149,7 +155,7 @@ fn check_injection(net: &mut Network, x: &Tensor, y: &[usize], rng: &mut Rng) {
     }
 
     let fd_x = fd_grad(x, |xp| objective(net, xp));
-    assert_close("∂f/∂x", &vals(&gx), &fd_x);
+    assert_close_tol("∂f/∂x", &vals(&gx), &fd_x, rtol);
     for (k, want) in analytic.iter().enumerate() {
         let value = net.params()[k].value.clone();
         let fd = fd_grad(&value, |v| {
@@ -157,48 +163,48 @@ fn check_injection(net: &mut Network, x: &Tensor, y: &[usize], rng: &mut Rng) {
             objective(net, x)
         });
         net.params_mut()[k].value = value;
-        assert_close(&format!("∂f/∂θ[{k}]"), want, &fd);
+        assert_close_tol(&format!("∂f/∂θ[{k}]"), want, &fd, rtol);
     }
 }
 
-#[test]
-fn injected_gradients_match_central_differences_mlp_with_batchnorm() {
+fn injected_gradients_match_central_differences_mlp_with_batchnorm(dev: &Device) -> Result<()> {
     let mut rng = Rng::new(3);
-    let mut net = small_mlp(&mut rng);
+    let mut net = small_mlp(dev, &mut rng);
     assert_eq!(net.hidden_names(), ["h1", "h2"], "sorted by layer");
-    let x = randn(&[4, 6], &mut rng);
+    let x = randn_on(dev, &[4, 6], &mut rng);
     let y = labels(4, 3, &mut rng);
     check_injection(&mut net, &x, &y, &mut rng);
+    Ok(())
 }
 
-#[test]
-fn injected_gradients_match_central_differences_cnn() {
+fn injected_gradients_match_central_differences_cnn(dev: &Device) -> Result<()> {
     let mut rng = Rng::new(4);
-    let mut net = small_cnn(&mut rng);
+    let mut net = small_cnn(dev, &mut rng);
     // A flat [B, 36] input is viewed as [B, 1, 6, 6]; the 4-D rep c1 is reported [B, 8].
-    let x = uniform(&[3, 36], 0.0, 1.0, &mut rng);
+    let x = uniform_on(dev, &[3, 36], 0.0, 1.0, &mut rng);
     let y = labels(3, 3, &mut rng);
     let pass = net.forward(&x, Mode::Train).unwrap();
     assert_eq!(pass.get("c1").unwrap().shape(), &[3, 8]);
     check_injection(&mut net, &x, &y, &mut rng);
+    Ok(())
 }
 
-#[test]
-fn injected_gradients_match_central_differences_after_insertion() {
+fn injected_gradients_match_central_differences_after_insertion(dev: &Device) -> Result<()> {
     let mut rng = Rng::new(5);
-    let mut net = small_cnn(&mut rng);
+    let mut net = small_cnn(dev, &mut rng);
     // A linear layer after the 4-D representation sees it as [B, 8].
-    let extra = Linear::new(8, 8, DType::F64, &Device::Cpu, &mut rng).unwrap();
+    let extra = Linear::new(8, 8, DType::F64, dev, &mut rng).unwrap();
     net.insert_after("c1", Box::new(extra)).unwrap();
-    let x = uniform(&[3, 1, 6, 6], 0.0, 1.0, &mut rng);
+    let x = uniform_on(dev, &[3, 1, 6, 6], 0.0, 1.0, &mut rng);
     let y = labels(3, 3, &mut rng);
     check_injection(&mut net, &x, &y, &mut rng);
+    Ok(())
 }
 
 #[test]
 fn injections_are_validated() {
     let mut rng = Rng::new(6);
-    let mut net = small_mlp(&mut rng);
+    let mut net = small_mlp(&Device::Cpu, &mut rng);
     let x = randn(&[4, 6], &mut rng);
     let gz = randn(&[4, 3], &mut rng);
     assert!(matches!(
@@ -321,12 +327,13 @@ fn insertion_goes_right_after_the_named_representation() {
     );
 }
 
-#[test]
-fn input_gradient_matches_central_differences_and_keeps_parameter_gradients() {
+fn input_gradient_matches_central_differences_and_keeps_parameter_gradients(
+    dev: &Device,
+) -> Result<()> {
     let mut rng = Rng::new(9);
     for mode in [Mode::Train, Mode::Eval] {
-        let mut net = small_cnn(&mut rng);
-        let x = uniform(&[3, 1, 6, 6], 0.0, 1.0, &mut rng);
+        let mut net = small_cnn(dev, &mut rng);
+        let x = uniform_on(dev, &[3, 1, 6, 6], 0.0, 1.0, &mut rng);
         let y = labels(3, 3, &mut rng);
         // Some gradients already accumulated must survive untouched.
         net.zero_grad();
@@ -358,7 +365,7 @@ fn input_gradient_matches_central_differences_and_keeps_parameter_gradients() {
                 .to_scalar()
                 .unwrap()
         });
-        assert_close("∂L/∂x", &vals(&gx), &fd);
+        assert_close_tol("∂L/∂x", &vals(&gx), &fd, tol(dev));
         let after: Vec<Vec<f64>> = net
             .params()
             .iter()
@@ -366,6 +373,7 @@ fn input_gradient_matches_central_differences_and_keeps_parameter_gradients() {
             .collect();
         assert_eq!(before, after);
     }
+    Ok(())
 }
 
 #[test]

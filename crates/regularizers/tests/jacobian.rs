@@ -3,23 +3,27 @@
 
 mod common;
 
-use common::{assert_close, central_diff, randn, vals};
+use common::{assert_close, central_diff, randn, randn_on, tol, vals};
 use proptest::prelude::*;
 use specreg_nn::{
     BatchNorm1d, Linear, Mode, Network, Sequential, Tanh, loss::softmax_cross_entropy,
 };
 use specreg_regularizers::{JacobianKind, JacobianRegularizer};
-use specreg_tensor::{DType, Device, Rng, Tensor};
+use specreg_tensor::{DType, Device, Result, Rng, Tensor, test_device};
 
-fn small_net(rng: &mut Rng, batchnorm: bool) -> Network {
-    let dev = Device::Cpu;
+test_device!(
+    eq11_weight_gradients_are_exact,
+    logit_weight_gradients_are_exact
+);
+
+fn small_net(dev: &Device, rng: &mut Rng, batchnorm: bool) -> Network {
     let mut seq = Sequential::new()
-        .with(Linear::new(4, 6, DType::F64, &dev, rng).unwrap())
+        .with(Linear::new(4, 6, DType::F64, dev, rng).unwrap())
         .with(Tanh::new());
     if batchnorm {
-        seq.push(BatchNorm1d::new(6, DType::F64, &dev).unwrap());
+        seq.push(BatchNorm1d::new(6, DType::F64, dev).unwrap());
     }
-    seq.push(Linear::new(6, 3, DType::F64, &dev, rng).unwrap());
+    seq.push(Linear::new(6, 3, DType::F64, dev, rng).unwrap());
     Network::new(seq, vec![("h".into(), 1)], &[4]).unwrap()
 }
 
@@ -31,13 +35,14 @@ fn row(t: &Tensor, i: usize) -> Tensor {
 /// Checks `step`'s parameter gradients against central differences of `CE + P` (with the
 /// logit variant's projections replayed from the same seed).
 fn check_step(net: &mut Network, reg: &JacobianRegularizer, x: &Tensor, y: &[usize], seed: u64) {
+    let dev = x.device();
     net.zero_grad();
     let got = reg.step(net, x, y, &mut Rng::new(seed)).unwrap();
     let pen = reg
         .penalty(net, x, y, Mode::Train, &mut Rng::new(seed))
         .unwrap();
     let (got_penalty, pen) = (got.penalty.to_scalar().unwrap(), pen.to_scalar().unwrap());
-    assert_close("penalty", &[got_penalty], &[pen], 1e-10, 1e-12);
+    assert_close("penalty", &[got_penalty], &[pen], tol(&dev, 1e-10), 1e-12);
     let grads: Vec<Vec<f64>> = net
         .params()
         .iter()
@@ -56,47 +61,57 @@ fn check_step(net: &mut Network, reg: &JacobianRegularizer, x: &Tensor, y: &[usi
                 .unwrap()
         });
         net.params_mut()[k].value = value;
-        assert_close(&format!("∂(CE + P)/∂θ[{k}]"), want, &fd, 1e-5, 1e-3);
+        assert_close(
+            &format!("∂(CE + P)/∂θ[{k}]"),
+            want,
+            &fd,
+            tol(&dev, 1e-5),
+            1e-3,
+        );
     }
 }
 
-proptest! {
-    // A fixed seed: the checks are exact up to f64 rounding, and a batch of 2 through
-    // BatchNorm (every normalised value ±1) is conditioned badly enough that a random
-    // seed occasionally lands 1e-8 past the tolerance; such batches start at 3 below.
-    #![proptest_config(ProptestConfig {
+/// A fixed seed: the checks are exact up to f64 rounding, and a batch of 2 through
+/// BatchNorm (every normalised value ±1) is conditioned badly enough that a random seed
+/// occasionally lands 1e-8 past the tolerance; such batches start at 3 below.
+fn config() -> ProptestConfig {
+    ProptestConfig {
         cases: 8,
         rng_seed: proptest::test_runner::RngSeed::Fixed(20201206),
         ..ProptestConfig::default()
-    })]
+    }
+}
 
-    #[test]
-    fn eq11_weight_gradients_are_exact(seed in 0u64..10_000, b in 2usize..6) {
+fn eq11_weight_gradients_are_exact(dev: &Device) -> Result<()> {
+    proptest!(config(), |(seed in 0u64..10_000, b in 2usize..6)| {
         let mut rng = Rng::new(seed);
-        let mut net = small_net(&mut rng, false);
-        let x = randn(&[b, 4], &mut rng);
+        let mut net = small_net(dev, &mut rng, false);
+        let x = randn_on(dev, &[b, 4], &mut rng);
         let y: Vec<usize> = (0..b).map(|i| (i + seed as usize) % 3).collect();
         let reg = JacobianRegularizer::new(JacobianKind::InputLoss { beta: 0.3 }).unwrap();
         check_step(&mut net, &reg, &x, &y, seed);
-    }
+    });
+    Ok(())
+}
 
-    #[test]
-    fn logit_weight_gradients_are_exact(seed in 0u64..10_000, b in 2usize..6, proj in 1usize..3) {
+fn logit_weight_gradients_are_exact(dev: &Device) -> Result<()> {
+    proptest!(config(), |(seed in 0u64..10_000, b in 2usize..6, proj in 1usize..3)| {
         let mut rng = Rng::new(seed);
         let with_bn = seed % 2 == 0;
         let b = if with_bn { b.max(3) } else { b };
-        let mut net = small_net(&mut rng, with_bn);
-        let x = randn(&[b, 4], &mut rng);
+        let mut net = small_net(dev, &mut rng, with_bn);
+        let x = randn_on(dev, &[b, 4], &mut rng);
         let y: Vec<usize> = (0..b).map(|i| (i + seed as usize) % 3).collect();
         let reg = JacobianRegularizer::new(JacobianKind::Logit { beta: 0.5, projections: proj }).unwrap();
         check_step(&mut net, &reg, &x, &y, seed);
-    }
+    });
+    Ok(())
 }
 
 #[test]
 fn eq11_is_the_mean_squared_per_sample_input_gradient() {
     let mut rng = Rng::new(4);
-    let mut net = small_net(&mut rng, false);
+    let mut net = small_net(&Device::Cpu, &mut rng, false);
     let x = randn(&[5, 4], &mut rng);
     let y = [0, 2, 1, 1, 0];
     let beta = 0.01;
@@ -121,7 +136,7 @@ fn the_logit_penalty_is_an_unbiased_frobenius_estimate() {
     // Σ over many projections of C‖Jᵀv‖²/n_proj → ‖J‖_F² per sample; check the mean over
     // 4000 projections against the Jacobian built column by column.
     let mut rng = Rng::new(8);
-    let mut net = small_net(&mut rng, false);
+    let mut net = small_net(&Device::Cpu, &mut rng, false);
     let x = randn(&[1, 4], &mut rng);
     let reg = JacobianRegularizer::new(JacobianKind::Logit {
         beta: 1.0,

@@ -5,15 +5,22 @@
 
 mod common;
 
-use common::{assert_close, central_diff, randn, tensor, uniform, vals};
+use common::{assert_close, central_diff, randn, randn_on, tensor_on, tol, uniform_on, vals};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 use specreg_nn::loss::softmax_cross_entropy;
 use specreg_nn::{BatchNorm1d, Conv2d, Flatten, Layer, Linear, MaxPool2d, Mode, Sequential, Tanh};
 use specreg_regularizers::{jacobian_penalty, jacobian_penalty_grad};
-use specreg_tensor::{DType, Device, Rng, Tensor};
+use specreg_tensor::{DType, Device, Result, Rng, Tensor, test_device};
 
 const F64: DType = DType::F64;
+
+test_device!(
+    mlp_penalty,
+    cnn_penalty,
+    batch_norm_net_eval,
+    batch_norm_net_train
+);
 
 fn config() -> Config {
     Config {
@@ -31,7 +38,12 @@ fn fd_grad(t: &Tensor, f: impl FnMut(&Tensor) -> f64) -> Vec<f64> {
 
 /// `|got − want| ≤ 1e-6 · max(0.01, |want|)`.
 fn close(what: &str, got: &[f64], want: &[f64]) {
-    assert_close(what, got, want, 1e-6, 1e-2);
+    close_on(&Device::Cpu, what, got, want);
+}
+
+/// [`close`] with the tolerance of `dev`.
+fn close_on(dev: &Device, what: &str, got: &[f64], want: &[f64]) {
+    assert_close(what, got, want, tol(dev, 1e-6), 1e-2);
 }
 
 fn scalar(t: &Tensor) -> f64 {
@@ -45,41 +57,38 @@ fn input_gradient(net: &mut Sequential, x: &Tensor, y: &[usize], mode: Mode) -> 
     (scalar(&loss), net.backward_input(&gz).unwrap())
 }
 
-fn mlp(i: usize, h: usize, k: usize, rng: &mut Rng) -> Sequential {
-    let dev = Device::Cpu;
+fn mlp(dev: &Device, i: usize, h: usize, k: usize, rng: &mut Rng) -> Sequential {
     Sequential::new()
-        .with(Linear::new(i, h, F64, &dev, rng).unwrap())
+        .with(Linear::new(i, h, F64, dev, rng).unwrap())
         .with(Tanh::new())
-        .with(Linear::new(h, k, F64, &dev, rng).unwrap())
+        .with(Linear::new(h, k, F64, dev, rng).unwrap())
 }
 
-fn cnn(c: usize, o: usize, side: usize, k: usize, rng: &mut Rng) -> Sequential {
-    let dev = Device::Cpu;
+fn cnn(dev: &Device, c: usize, o: usize, side: usize, k: usize, rng: &mut Rng) -> Sequential {
     let pooled = (side - 2) / 2;
     Sequential::new()
-        .with(Conv2d::new(c, o, (3, 3), F64, &dev, rng).unwrap())
+        .with(Conv2d::new(c, o, (3, 3), F64, dev, rng).unwrap())
         .with(Tanh::new())
         .with(MaxPool2d::new())
         .with(Flatten::new())
-        .with(Linear::new(o * pooled * pooled, k, F64, &dev, rng).unwrap())
+        .with(Linear::new(o * pooled * pooled, k, F64, dev, rng).unwrap())
 }
 
-fn bn_net(i: usize, h: usize, k: usize, rng: &mut Rng) -> Sequential {
-    let dev = Device::Cpu;
-    let mut bn = BatchNorm1d::new(h, F64, &dev).unwrap();
-    bn.params_mut()[0].value = uniform(&[h], 0.5, 2.0, rng);
-    bn.params_mut()[1].value = randn(&[h], rng);
+fn bn_net(dev: &Device, i: usize, h: usize, k: usize, rng: &mut Rng) -> Sequential {
+    let mut bn = BatchNorm1d::new(h, F64, dev).unwrap();
+    bn.params_mut()[0].value = uniform_on(dev, &[h], 0.5, 2.0, rng);
+    bn.params_mut()[1].value = randn_on(dev, &[h], rng);
     bn.set_running_stats(
-        randn(&[h], rng).scale(0.3).unwrap(),
-        uniform(&[h], 0.2, 1.0, rng),
+        randn_on(dev, &[h], rng).scale(0.3).unwrap(),
+        uniform_on(dev, &[h], 0.2, 1.0, rng),
         1,
     )
     .unwrap();
     Sequential::new()
-        .with(Linear::new(i, h, F64, &dev, rng).unwrap())
+        .with(Linear::new(i, h, F64, dev, rng).unwrap())
         .with(Tanh::new())
         .with(bn)
-        .with(Linear::new(h, k, F64, &dev, rng).unwrap())
+        .with(Linear::new(h, k, F64, dev, rng).unwrap())
 }
 
 fn labels(b: usize, k: usize, rng: &mut Rng) -> Vec<usize> {
@@ -89,6 +98,8 @@ fn labels(b: usize, k: usize, rng: &mut Rng) -> Vec<usize> {
 /// Checks the input gradient and `jacobian_penalty_grad` against central differences of
 /// the cross-entropy and of `L̄ + P` (and of `P` alone) over inputs and parameters.
 fn check_objectives(net: &mut Sequential, x: &Tensor, y: &[usize], mode: Mode, beta: f64) {
+    let dev = x.device();
+    let close = |what: &str, got: &[f64], want: &[f64]| close_on(&dev, what, got, want);
     // Input gradient of the mean loss.
     let (_, gx) = input_gradient(net, x, y, mode);
     let fd = fd_grad(x, |xp| input_gradient(net, xp, y, mode).0);
@@ -104,7 +115,7 @@ fn check_objectives(net: &mut Sequential, x: &Tensor, y: &[usize], mode: Mode, b
     let xv = vals(x);
     let per_sample: f64 = (0..y.len())
         .map(|n| {
-            let xn = tensor(xv[n * row..(n + 1) * row].to_vec(), &one_shape);
+            let xn = tensor_on(&dev, xv[n * row..(n + 1) * row].to_vec(), &one_shape);
             let (_, gn) = input_gradient(net, &xn, &y[n..=n], mode);
             gn.sqr().unwrap().sum_all().unwrap()
         })
@@ -112,14 +123,14 @@ fn check_objectives(net: &mut Sequential, x: &Tensor, y: &[usize], mode: Mode, b
         * beta
         / b;
     assert!(
-        (penalty - per_sample).abs() <= 1e-12 * per_sample.max(1.0),
+        (penalty - per_sample).abs() <= tol(&dev, 1e-12) * per_sample.max(1.0),
         "{penalty} vs per-sample {per_sample}"
     );
 
     // Exact gradient of L̄ + P, and of P alone (total minus the plain loss gradient).
     net.zero_grad();
     let step = jacobian_penalty_grad(net, x, y, beta, mode).unwrap();
-    assert!((scalar(&step.penalty) - penalty).abs() <= 1e-12 * penalty.max(1.0));
+    assert!((scalar(&step.penalty) - penalty).abs() <= tol(&dev, 1e-12) * penalty.max(1.0));
     let total: Vec<Vec<f64>> = net
         .params()
         .iter()
@@ -157,6 +168,8 @@ fn check_objectives(net: &mut Sequential, x: &Tensor, y: &[usize], mode: Mode, b
 /// With train-mode BatchNorm the samples interact, so `P = βB‖∂L̄/∂x‖²` is not the sum of
 /// per-sample terms; check only the exact gradient of `L̄ + P`.
 fn check_objectives_train_bn(net: &mut Sequential, x: &Tensor, y: &[usize], beta: f64) {
+    let dev = x.device();
+    let close = |what: &str, got: &[f64], want: &[f64]| close_on(&dev, what, got, want);
     let mode = Mode::Train;
     let b = y.len() as f64;
     net.zero_grad();
@@ -178,50 +191,54 @@ fn check_objectives_train_bn(net: &mut Sequential, x: &Tensor, y: &[usize], beta
     }
 }
 
-proptest! {
-    #![proptest_config(config())]
-
-    #[test]
-    fn mlp_penalty(b in 1usize..4, i in 1usize..4, h in 1usize..5, seed in any::<u64>()) {
+fn mlp_penalty(dev: &Device) -> Result<()> {
+    proptest!(config(), |(b in 1usize..4, i in 1usize..4, h in 1usize..5, seed in any::<u64>())| {
         let mut rng = Rng::new(seed);
-        let mut net = mlp(i, h, 3, &mut rng);
-        let x = randn(&[b, i], &mut rng);
+        let mut net = mlp(dev, i, h, 3, &mut rng);
+        let x = randn_on(dev, &[b, i], &mut rng);
         let y = labels(b, 3, &mut rng);
         check_objectives(&mut net, &x, &y, Mode::Train, 0.7);
-    }
+    });
+    Ok(())
+}
 
-    #[test]
-    fn cnn_penalty(b in 1usize..3, c in 1usize..3, o in 1usize..3, seed in any::<u64>()) {
+fn cnn_penalty(dev: &Device) -> Result<()> {
+    proptest!(config(), |(b in 1usize..3, c in 1usize..3, o in 1usize..3, seed in any::<u64>())| {
         let mut rng = Rng::new(seed);
-        let mut net = cnn(c, o, 6, 3, &mut rng);
-        let x = randn(&[b, c, 6, 6], &mut rng);
+        let mut net = cnn(dev, c, o, 6, 3, &mut rng);
+        let x = randn_on(dev, &[b, c, 6, 6], &mut rng);
         let y = labels(b, 3, &mut rng);
         check_objectives(&mut net, &x, &y, Mode::Eval, 0.5);
-    }
+    });
+    Ok(())
+}
 
-    #[test]
-    fn batch_norm_net_eval(b in 1usize..4, i in 1usize..4, h in 1usize..4, seed in any::<u64>()) {
+fn batch_norm_net_eval(dev: &Device) -> Result<()> {
+    proptest!(config(), |(b in 1usize..4, i in 1usize..4, h in 1usize..4, seed in any::<u64>())| {
         let mut rng = Rng::new(seed);
-        let mut net = bn_net(i, h, 3, &mut rng);
-        let x = randn(&[b, i], &mut rng);
+        let mut net = bn_net(dev, i, h, 3, &mut rng);
+        let x = randn_on(dev, &[b, i], &mut rng);
         let y = labels(b, 3, &mut rng);
         check_objectives(&mut net, &x, &y, Mode::Eval, 0.9);
-    }
+    });
+    Ok(())
+}
 
-    #[test]
-    fn batch_norm_net_train(b in 3usize..6, i in 1usize..4, h in 1usize..4, seed in any::<u64>()) {
+fn batch_norm_net_train(dev: &Device) -> Result<()> {
+    proptest!(config(), |(b in 3usize..6, i in 1usize..4, h in 1usize..4, seed in any::<u64>())| {
         let mut rng = Rng::new(seed);
-        let mut net = bn_net(i, h, 3, &mut rng);
-        let x = randn(&[b, i], &mut rng).scale(2.0).unwrap();
+        let mut net = bn_net(dev, i, h, 3, &mut rng);
+        let x = randn_on(dev, &[b, i], &mut rng).scale(2.0).unwrap();
         let y = labels(b, 3, &mut rng);
         check_objectives_train_bn(&mut net, &x, &y, 0.9);
-    }
+    });
+    Ok(())
 }
 
 #[test]
 fn zero_beta_is_plain_training_and_gradients_accumulate() {
     let mut rng = Rng::new(11);
-    let mut net = mlp(3, 4, 2, &mut rng);
+    let mut net = mlp(&Device::Cpu, 3, 4, 2, &mut rng);
     let x = randn(&[4, 3], &mut rng);
     let y = [0, 1, 1, 0];
     net.zero_grad();

@@ -4,8 +4,8 @@
 mod common;
 
 use common::{
-    assert_close, central_diff, covariance, penalty_with_kappa, randn, random_orthogonal, tensor,
-    vals,
+    assert_close, central_diff, covariance, penalty_with_kappa, randn, randn_on, random_orthogonal,
+    tensor, tol, vals,
 };
 use ndarray::Array2;
 use proptest::prelude::*;
@@ -14,7 +14,13 @@ use specreg_regularizers::{
     EigenMode, RegularizerError, SpectralLayer, SpectralRegularizer, check_alpha_schedule,
     exact_penalty, projected_penalty, spectral_penalty,
 };
-use specreg_tensor::{DType, Device, Rng, Tensor, linalg::symmetric_eigen};
+use specreg_tensor::{DType, Device, Result, Rng, Tensor, linalg::symmetric_eigen, test_device};
+
+test_device!(
+    projected_value_and_gradient_match_central_differences,
+    exact_value_and_gradient_match_central_differences,
+    exact_mode_handles_repeated_eigenvalues
+);
 
 fn kappa_of(lambda: &Tensor, alpha: f64, tau: usize) -> f64 {
     vals(lambda)[tau - 1] * (tau as f64).powf(alpha)
@@ -141,47 +147,45 @@ fn alpha_schedules_must_fall_to_one() {
 }
 
 fn check_exact(h: &Tensor, alpha: f64, tau: usize) {
+    let dev = h.device();
     let got = exact_penalty(h, alpha, tau).unwrap();
     let kappa = kappa_of(&got.eigenvalues, alpha, tau);
     let want = exact_reference(h, kappa, alpha, tau);
-    assert_close("exact value", &[scalar(&got.value)], &[want], 1e-9, 1e-12);
+    let value = scalar(&got.value);
+    assert_close("exact value", &[value], &[want], tol(&dev, 1e-9), 1e-12);
     let fd = central_diff(h, 1e-6, |hp| exact_reference(hp, kappa, alpha, tau));
-    assert_close("exact ∂R/∂H", &vals(&got.grad), &fd, 2e-5, 1e-3);
+    assert_close("exact ∂R/∂H", &vals(&got.grad), &fd, tol(&dev, 2e-5), 1e-3);
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(24))]
-
-    #[test]
-    fn projected_value_and_gradient_match_central_differences(
-        seed in 0u64..10_000, b in 4usize..12, n in 3usize..8, alpha in 0.5f64..2.0,
-    ) {
+fn projected_value_and_gradient_match_central_differences(dev: &Device) -> Result<()> {
+    proptest!(ProptestConfig::with_cases(24), |(seed in 0u64..10_000, b in 4usize..12, n in 3usize..8, alpha in 0.5f64..2.0)| {
         let mut rng = Rng::new(seed);
         let tau = 1 + (seed as usize % (n - 1));
-        let h = randn(&[b, n], &mut rng);
+        let h = randn_on(dev, &[b, n], &mut rng);
         let v = random_orthogonal(n, &mut rng);
-        let vt = Tensor::from_array(v.clone());
+        let vt = Tensor::from_array(v.clone()).to_device(dev).unwrap();
         let got = projected_penalty(&h, &vt, alpha, tau).unwrap();
         let kappa = kappa_of(&got.eigenvalues, alpha, tau);
         prop_assume!(kappa > 1e-3);
         let want = projected_reference(&h, &v, kappa, alpha, tau);
-        assert_close("projected value", &[scalar(&got.value)], &[want], 1e-9, 1e-12);
+        assert_close("projected value", &[scalar(&got.value)], &[want], tol(dev, 1e-9), 1e-12);
         let fd = central_diff(&h, 1e-6, |hp| projected_reference(hp, &v, kappa, alpha, tau));
-        assert_close("projected ∂R/∂H", &vals(&got.grad), &fd, 2e-5, 1e-3);
-    }
+        assert_close("projected ∂R/∂H", &vals(&got.grad), &fd, tol(dev, 2e-5), 1e-3);
+    });
+    Ok(())
+}
 
-    #[test]
-    fn exact_value_and_gradient_match_central_differences(
-        seed in 0u64..10_000, b in 8usize..14, n in 3usize..7, alpha in 0.5f64..2.0,
-    ) {
+fn exact_value_and_gradient_match_central_differences(dev: &Device) -> Result<()> {
+    proptest!(ProptestConfig::with_cases(24), |(seed in 0u64..10_000, b in 8usize..14, n in 3usize..7, alpha in 0.5f64..2.0)| {
         let mut rng = Rng::new(seed);
         let tau = 1 + (seed as usize % (n - 1));
-        check_exact(&randn(&[b, n], &mut rng), alpha, tau);
-    }
+        check_exact(&randn_on(dev, &[b, n], &mut rng), alpha, tau);
+    });
+    Ok(())
 }
 
 /// `H = U diag(s) Wᵀ` plus a constant row offset: a batch with chosen singular values.
-fn batch_with_singular_values(b: usize, s: &[f64], rng: &mut Rng) -> Tensor {
+fn batch_with_singular_values(dev: &Device, b: usize, s: &[f64], rng: &mut Rng) -> Tensor {
     let n = s.len();
     // Orthonormal columns of length b, orthogonal to the all-ones vector (so centring keeps
     // the singular values).
@@ -205,23 +209,27 @@ fn batch_with_singular_values(b: usize, s: &[f64], rng: &mut Rng) -> Tensor {
             }
         }
     }
-    Tensor::from_array(h)
+    Tensor::from_array(h).to_device(dev).unwrap()
 }
 
-#[test]
-fn exact_mode_handles_repeated_eigenvalues() {
+fn exact_mode_handles_repeated_eigenvalues(dev: &Device) -> Result<()> {
     let mut rng = Rng::new(7);
     // A triple eigenvalue at the top (ranks below τ) and a nondegenerate tail.
-    let h = batch_with_singular_values(12, &[3.0, 3.0, 3.0, 2.0, 1.5, 1.0, 0.7, 0.5], &mut rng);
+    let h =
+        batch_with_singular_values(dev, 12, &[3.0, 3.0, 3.0, 2.0, 1.5, 1.0, 0.7, 0.5], &mut rng);
     let got = vals(&exact_penalty(&h, 1.0, 4).unwrap().eigenvalues);
-    assert!((got[0] - got[2]).abs() < 1e-9 * got[0]);
+    assert!((got[0] - got[2]).abs() < tol(dev, 1e-9) * got[0]);
     check_exact(&h, 1.0, 4);
     // A rank-deficient batch (B ≤ N): a cluster of zero eigenvalues in the penalised tail,
     // where the eigenvectors are arbitrary but the gradient is still well defined.
-    let h = batch_with_singular_values(6, &[2.0, 1.2, 0.9, 0.6, 0.4, 0.0, 0.0, 0.0], &mut rng);
+    let h = batch_with_singular_values(dev, 6, &[2.0, 1.2, 0.9, 0.6, 0.4, 0.0, 0.0, 0.0], &mut rng);
     let got = vals(&exact_penalty(&h, 1.0, 2).unwrap().eigenvalues);
-    assert!(got[5..].iter().all(|l| l.abs() < 1e-12), "{got:?}");
+    assert!(
+        got[5..].iter().all(|l| l.abs() < tol(dev, 1e-12)),
+        "{got:?}"
+    );
     check_exact(&h, 1.0, 2);
+    Ok(())
 }
 
 #[test]

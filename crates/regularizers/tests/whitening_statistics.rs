@@ -5,35 +5,37 @@
 
 mod common;
 
-use common::{assert_close, central_diff, randn, richardson_diff, vals};
+use common::{assert_close, central_diff, randn, randn_on, richardson_diff, tol, vals};
 use ndarray::{Array1, Array2};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 use specreg_nn::{Layer, Mode, NnError};
 use specreg_regularizers::{RegularizerError, Whitening, WhiteningStatistics};
-use specreg_tensor::{DType, Device, Rng, Tensor};
+use specreg_tensor::{DType, Device, Result, Rng, Tensor, test_device};
 
 const EPS: f64 = 1e-5;
 
 /// Correlated rows with a non-zero mean (well conditioned): `Z (3I + R/(2√N)) + 1.5`.
-fn correlated(b: usize, n: usize, rng: &mut Rng) -> Tensor {
-    let eye = Tensor::from_array(Array2::<f64>::eye(n));
-    let a = randn(&[n, n], rng)
+fn correlated(dev: &Device, b: usize, n: usize, rng: &mut Rng) -> Tensor {
+    let eye = Tensor::from_array(Array2::<f64>::eye(n))
+        .to_device(dev)
+        .unwrap();
+    let a = randn_on(dev, &[n, n], rng)
         .scale(0.5 / (n as f64).sqrt())
         .unwrap()
         .add(&eye.scale(3.0).unwrap())
         .unwrap();
-    randn(&[b, n], rng)
+    randn_on(dev, &[b, n], rng)
         .matmul(&a)
         .unwrap()
         .add_scalar(1.5)
         .unwrap()
 }
 
-fn layer(n: usize, statistics: WhiteningStatistics) -> Whitening {
+fn layer(dev: &Device, n: usize, statistics: WhiteningStatistics) -> Whitening {
     Whitening::new("fc2", n, EPS)
         .unwrap()
-        .on(DType::F64, &Device::Cpu)
+        .on(DType::F64, dev)
         .unwrap()
         .with_statistics(statistics)
 }
@@ -86,9 +88,9 @@ fn run(w: &mut Whitening, x: &Tensor, c: &Tensor, mode: Mode) -> (Vec<f64>, Vec<
 fn eval_with_batch_statistics_is_train_on_the_same_batch() {
     let mut rng = Rng::new(21);
     let (b, n) = (40, 5);
-    let x = correlated(b, n, &mut rng);
+    let x = correlated(&Device::Cpu, b, n, &mut rng);
     let c = randn(&[b, n], &mut rng);
-    let mut w = layer(n, WhiteningStatistics::Batch);
+    let mut w = layer(&Device::Cpu, n, WhiteningStatistics::Batch);
     assert_eq!(w.statistics(), WhiteningStatistics::Batch);
     let initial = buffers(&w);
     let eval = run(&mut w, &x, &c, Mode::Eval);
@@ -108,6 +110,8 @@ fn eval_with_batch_statistics_is_train_on_the_same_batch() {
     assert_eq!(WhiteningStatistics::default(), WhiteningStatistics::Batch);
 }
 
+test_device!(batch_statistics_gradients_match_central_differences);
+
 /// A fixed seed: the same cases every run, and no regression files.
 fn config() -> Config {
     Config {
@@ -118,23 +122,18 @@ fn config() -> Config {
     }
 }
 
-proptest! {
-    #![proptest_config(config())]
-
-    /// The gradient through the batch mean, covariance and Cholesky factor in `Eval` mode
-    /// (batch statistics) and in `BatchStatistics` mode of a running-statistics layer.
-    #[test]
-    fn batch_statistics_gradients_match_central_differences(
-        seed in 0u64..10_000, b in 6usize..14, n in 2usize..6,
-    ) {
+/// The gradient through the batch mean, covariance and Cholesky factor in `Eval` mode
+/// (batch statistics) and in `BatchStatistics` mode of a running-statistics layer.
+fn batch_statistics_gradients_match_central_differences(dev: &Device) -> Result<()> {
+    proptest!(config(), |(seed in 0u64..10_000, b in 6usize..14, n in 2usize..6)| {
         let mut rng = Rng::new(seed);
-        let x = correlated(b, n, &mut rng);
-        let c = randn(&[b, n], &mut rng);
-        let mut running = layer(n, WhiteningStatistics::Running);
-        running.forward(&correlated(b, n, &mut rng), Mode::Train).unwrap();
+        let x = correlated(dev, b, n, &mut rng);
+        let c = randn_on(dev, &[b, n], &mut rng);
+        let mut running = layer(dev, n, WhiteningStatistics::Running);
+        running.forward(&correlated(dev, b, n, &mut rng), Mode::Train).unwrap();
         let moved = buffers(&running);
         let cases = [
-            (layer(n, WhiteningStatistics::Batch), Mode::Eval),
+            (layer(dev, n, WhiteningStatistics::Batch), Mode::Eval),
             (running, Mode::BatchStatistics),
         ];
         for (mut w, mode) in cases {
@@ -144,20 +143,21 @@ proptest! {
             let fd = richardson_diff(&x, 1e-4, |xp| {
                 w.forward(xp, mode).unwrap().mul(&c).unwrap().sum_all().unwrap()
             });
-            assert_close(&format!("{mode:?} ∂/∂x"), &got, &fd, 1e-5, 1e-2);
+            assert_close(&format!("{mode:?} ∂/∂x"), &got, &fd, tol(dev, 1e-5), 1e-2);
             if mode == Mode::BatchStatistics {
                 prop_assert_eq!(buffers(&w), moved.clone());
             }
         }
-    }
+    });
+    Ok(())
 }
 
 #[test]
 fn running_eval_whitens_with_the_running_statistics_through_a_cached_factor() {
     let mut rng = Rng::new(8);
     let n = 4;
-    let mut w = layer(n, WhiteningStatistics::Running);
-    let x1 = correlated(64, n, &mut rng);
+    let mut w = layer(&Device::Cpu, n, WhiteningStatistics::Running);
+    let x1 = correlated(&Device::Cpu, 64, n, &mut rng);
     w.forward(&x1, Mode::Train).unwrap();
     // Momentum 0.1 from μ = 0, Σ = I.
     let x1a = array(&x1);
@@ -181,7 +181,7 @@ fn running_eval_whitens_with_the_running_statistics_through_a_cached_factor() {
         1e-12,
     );
 
-    let probe = correlated(5, n, &mut rng);
+    let probe = correlated(&Device::Cpu, 5, n, &mut rng);
     let check = |w: &mut Whitening, what: &str| {
         let (mu, cov) = (w.running_mean().unwrap(), w.running_cov().unwrap());
         let want = naive_whiten(&array(&probe), &mu, &cov);
@@ -213,7 +213,7 @@ fn running_eval_whitens_with_the_running_statistics_through_a_cached_factor() {
     };
     check(&mut w, "after one update");
     // A Train update drops the cached factor...
-    w.forward(&correlated(32, n, &mut rng), Mode::Train)
+    w.forward(&correlated(&Device::Cpu, 32, n, &mut rng), Mode::Train)
         .unwrap();
     check(&mut w, "after a second update");
     // ... and so does a loaded buffer.
@@ -228,31 +228,31 @@ fn running_eval_whitens_with_the_running_statistics_through_a_cached_factor() {
 fn batch_statistics_mode_updates_nothing() {
     let mut rng = Rng::new(13);
     let n = 3;
-    let mut w = layer(n, WhiteningStatistics::Running);
-    w.forward(&correlated(30, n, &mut rng), Mode::Train)
+    let mut w = layer(&Device::Cpu, n, WhiteningStatistics::Running);
+    w.forward(&correlated(&Device::Cpu, 30, n, &mut rng), Mode::Train)
         .unwrap();
     let before = buffers(&w);
-    let probe = correlated(6, n, &mut rng);
+    let probe = correlated(&Device::Cpu, 6, n, &mut rng);
     let eval_before = vals(&w.forward(&probe, Mode::Eval).unwrap());
     for b in [2, 7, 50] {
-        let x = correlated(b, n, &mut rng);
+        let x = correlated(&Device::Cpu, b, n, &mut rng);
         let batch = vals(&w.forward(&x, Mode::BatchStatistics).unwrap());
         assert_eq!(buffers(&w), before, "B = {b}");
         // The same output as a training step on that batch (which does update).
-        let mut twin = layer(n, WhiteningStatistics::Running);
+        let mut twin = layer(&Device::Cpu, n, WhiteningStatistics::Running);
         assert_eq!(vals(&twin.forward(&x, Mode::Train).unwrap()), batch);
         assert_ne!(
             buffers(&twin),
-            buffers(&layer(n, WhiteningStatistics::Running))
+            buffers(&layer(&Device::Cpu, n, WhiteningStatistics::Running))
         );
     }
     assert_eq!(vals(&w.forward(&probe, Mode::Eval).unwrap()), eval_before);
     // With batch statistics even Train leaves the buffers at their initial values.
-    let mut batch = layer(n, WhiteningStatistics::Batch);
+    let mut batch = layer(&Device::Cpu, n, WhiteningStatistics::Batch);
     let initial = buffers(&batch);
     for _ in 0..3 {
         batch
-            .forward(&correlated(20, n, &mut rng), Mode::Train)
+            .forward(&correlated(&Device::Cpu, 20, n, &mut rng), Mode::Train)
             .unwrap();
     }
     assert_eq!(buffers(&batch), initial);
@@ -262,20 +262,20 @@ fn batch_statistics_mode_updates_nothing() {
 fn checkpoint_buffers_round_trip_between_settings() {
     let mut rng = Rng::new(4);
     let n = 4;
-    let mut trained = layer(n, WhiteningStatistics::Running);
+    let mut trained = layer(&Device::Cpu, n, WhiteningStatistics::Running);
     trained
-        .forward(&correlated(40, n, &mut rng), Mode::Train)
+        .forward(&correlated(&Device::Cpu, 40, n, &mut rng), Mode::Train)
         .unwrap();
     let saved = trained.buffers();
     let names: Vec<&str> = saved.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["running_mean", "running_cov"]);
     // An old checkpoint (running_mean, running_cov) loads into a batch-statistics layer.
-    let mut fresh = layer(n, WhiteningStatistics::Batch);
+    let mut fresh = layer(&Device::Cpu, n, WhiteningStatistics::Batch);
     for (name, value) in &saved {
         fresh.set_buffer(name, value.clone()).unwrap();
     }
     assert_eq!(buffers(&fresh), buffers(&trained));
-    let x = correlated(12, n, &mut rng);
+    let x = correlated(&Device::Cpu, 12, n, &mut rng);
     let batch_eval = vals(&fresh.forward(&x, Mode::Eval).unwrap());
     assert_eq!(batch_eval, vals(&fresh.forward(&x, Mode::Train).unwrap()));
     // Switched to running statistics, it evaluates exactly as the trained layer.
@@ -295,7 +295,7 @@ fn checkpoint_buffers_round_trip_between_settings() {
 fn batch_sizes_are_checked_and_name_the_layer() {
     let mut rng = Rng::new(6);
     let n = 5;
-    let w = layer(n, WhiteningStatistics::Batch);
+    let w = layer(&Device::Cpu, n, WhiteningStatistics::Batch);
     assert_eq!(w.width(), n);
     assert_eq!(w.min_batch(), n + 1);
     assert!(w.check_batch_size(n + 1).is_ok() && w.check_batch_size(3000).is_ok());
@@ -306,14 +306,16 @@ fn batch_sizes_are_checked_and_name_the_layer() {
         }
         other => panic!("expected TooFewSamples, got {other}"),
     }
-    let one = correlated(1, n, &mut rng);
+    let one = correlated(&Device::Cpu, 1, n, &mut rng);
     for (statistics, mode) in [
         (WhiteningStatistics::Batch, Mode::Eval),
         (WhiteningStatistics::Batch, Mode::Train),
         (WhiteningStatistics::Running, Mode::BatchStatistics),
         (WhiteningStatistics::Running, Mode::Train),
     ] {
-        let err = layer(n, statistics).forward(&one, mode).unwrap_err();
+        let err = layer(&Device::Cpu, n, statistics)
+            .forward(&one, mode)
+            .unwrap_err();
         match &err {
             NnError::InvalidArgument { what, reason } => {
                 assert!(what.contains("fc2") && reason.contains("got 1"), "{err}");
@@ -322,13 +324,13 @@ fn batch_sizes_are_checked_and_name_the_layer() {
         }
     }
     assert!(
-        layer(n, WhiteningStatistics::Running)
+        layer(&Device::Cpu, n, WhiteningStatistics::Running)
             .forward(&one, Mode::Eval)
             .is_ok()
     );
     // A rank-deficient batch (B ≤ N) is accepted: εI keeps the factorisation alive.
-    let small = correlated(3, n, &mut rng);
-    let y = layer(n, WhiteningStatistics::Batch)
+    let small = correlated(&Device::Cpu, 3, n, &mut rng);
+    let y = layer(&Device::Cpu, n, WhiteningStatistics::Batch)
         .forward(&small, Mode::Eval)
         .unwrap();
     assert!(vals(&y).iter().all(|v| v.is_finite()));

@@ -26,16 +26,27 @@ pub fn normal(rows: usize, cols: usize, rng: &mut Rng) -> Array2<f64> {
     Array2::from_shape_fn((rows, cols), |_| rng.normal())
 }
 
-/// `D → hidden → hidden → K` tanh MLP with representations `h1`, `h2`.
+/// `D → hidden → hidden → K` tanh MLP with representations `h1`, `h2`, on the CPU.
 pub fn small_mlp(d: usize, hidden: usize, k: usize, dtype: DType, seed: u64) -> Network {
+    small_mlp_on(&Device::Cpu, d, hidden, k, dtype, seed)
+}
+
+/// [`small_mlp`] on `dev` (the same weights on every device).
+pub fn small_mlp_on(
+    dev: &Device,
+    d: usize,
+    hidden: usize,
+    k: usize,
+    dtype: DType,
+    seed: u64,
+) -> Network {
     let mut rng = Rng::new(seed);
-    let dev = Device::Cpu;
     let seq = Sequential::new()
-        .with(Linear::new(d, hidden, dtype, &dev, &mut rng).unwrap())
+        .with(Linear::new(d, hidden, dtype, dev, &mut rng).unwrap())
         .with(Tanh::new())
-        .with(Linear::new(hidden, hidden, dtype, &dev, &mut rng).unwrap())
+        .with(Linear::new(hidden, hidden, dtype, dev, &mut rng).unwrap())
         .with(Tanh::new())
-        .with(Linear::new(hidden, k, dtype, &dev, &mut rng).unwrap());
+        .with(Linear::new(hidden, k, dtype, dev, &mut rng).unwrap());
     Network::new(seq, vec![("h1".into(), 1), ("h2".into(), 3)], &[d]).unwrap()
 }
 

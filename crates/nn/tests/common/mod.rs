@@ -1,22 +1,44 @@
 //! Finite-difference helpers shared by the integration tests (all in `f64`).
+//!
+//! Gradient checks are written once as `fn case(dev: &Device) -> Result<…>` and stamped out
+//! for the CPU and CUDA by `specreg_tensor::test_device!`. The tensors under test live on
+//! `dev`; the finite differences are formed on the host from values read back, in `f64`.
 #![allow(dead_code)]
 
 use specreg_nn::{Layer, Mode};
-use specreg_tensor::{DType, Device, Rng, Tensor};
+use specreg_tensor::{DType, Device, Rng, Tensor, testing::scaled_tol};
 
 /// Central-difference step.
 pub const H: f64 = 1e-6;
-/// Tolerance: `|got − want| ≤ TOL · max(0.01, |want|)`.
+/// Tolerance: `|got − want| ≤ TOL · max(0.01, |want|)` on the CPU.
 pub const TOL: f64 = 1e-6;
+/// How much looser [`TOL`] is on a GPU, whose sums add in other orders and whose `exp`,
+/// `log` and `tanh` come from libdevice: a few ulps more in each evaluation, divided by `2H`.
+pub const GPU_FACTOR: f64 = 10.0;
 
-/// A standard-normal `f64` tensor.
-pub fn randn(shape: &[usize], rng: &mut Rng) -> Tensor {
-    Tensor::randn(shape, 0.0, 1.0, DType::F64, rng, &Device::Cpu).unwrap()
+/// The finite-difference tolerance on `dev`.
+pub fn tol(dev: &Device) -> f64 {
+    scaled_tol(dev, TOL, GPU_FACTOR)
 }
 
-/// A uniform `f64` tensor on `[lo, hi)`.
+/// A standard-normal `f64` tensor on the CPU.
+pub fn randn(shape: &[usize], rng: &mut Rng) -> Tensor {
+    randn_on(&Device::Cpu, shape, rng)
+}
+
+/// A standard-normal `f64` tensor on `dev` (the same values on every device).
+pub fn randn_on(dev: &Device, shape: &[usize], rng: &mut Rng) -> Tensor {
+    Tensor::randn(shape, 0.0, 1.0, DType::F64, rng, dev).unwrap()
+}
+
+/// A uniform `f64` tensor on `[lo, hi)` on the CPU.
 pub fn uniform(shape: &[usize], lo: f64, hi: f64, rng: &mut Rng) -> Tensor {
-    Tensor::rand_uniform(shape, lo, hi, DType::F64, rng, &Device::Cpu).unwrap()
+    uniform_on(&Device::Cpu, shape, lo, hi, rng)
+}
+
+/// A uniform `f64` tensor on `[lo, hi)` on `dev` (the same values on every device).
+pub fn uniform_on(dev: &Device, shape: &[usize], lo: f64, hi: f64, rng: &mut Rng) -> Tensor {
+    Tensor::rand_uniform(shape, lo, hi, DType::F64, rng, dev).unwrap()
 }
 
 /// The row-major values.
@@ -24,16 +46,21 @@ pub fn vals(t: &Tensor) -> Vec<f64> {
     t.to_vec::<f64>().unwrap()
 }
 
-/// A tensor from row-major values.
+/// A tensor from row-major values on the CPU.
 pub fn tensor(v: Vec<f64>, shape: &[usize]) -> Tensor {
-    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    tensor_on(&Device::Cpu, v, shape)
 }
 
-/// `t` with element `i` moved by `delta`.
+/// A tensor from row-major values on `dev`.
+pub fn tensor_on(dev: &Device, v: Vec<f64>, shape: &[usize]) -> Tensor {
+    Tensor::from_vec(v, shape, dev).unwrap()
+}
+
+/// `t` with element `i` moved by `delta`, on `t`'s device.
 pub fn bump(t: &Tensor, i: usize, delta: f64) -> Tensor {
     let mut v = vals(t);
     v[i] += delta;
-    tensor(v, t.shape())
+    tensor_on(&t.device(), v, t.shape())
 }
 
 /// `t + s·d`.
@@ -56,9 +83,14 @@ pub fn fd_grad(t: &Tensor, mut f: impl FnMut(&Tensor) -> f64) -> Vec<f64> {
 
 /// Asserts elementwise agreement within [`TOL`] relative (absolute `1e-8` below 0.01).
 pub fn assert_close(what: &str, got: &[f64], want: &[f64]) {
+    assert_close_tol(what, got, want, TOL);
+}
+
+/// Asserts elementwise agreement within `rtol` relative (absolute `rtol / 100` below 0.01).
+pub fn assert_close_tol(what: &str, got: &[f64], want: &[f64], rtol: f64) {
     assert_eq!(got.len(), want.len(), "{what}: lengths");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        let tol = TOL * w.abs().max(1e-2);
+        let tol = rtol * w.abs().max(1e-2);
         assert!(
             (g - w).abs() <= tol,
             "{what}[{i}]: got {g}, finite difference {w} (|diff| {:e})",
@@ -76,9 +108,12 @@ pub struct Probe {
 
 impl Probe {
     pub fn new(shape: &[usize], rng: &mut Rng) -> Self {
+        Self::on(&Device::Cpu, shape, rng)
+    }
+    pub fn on(dev: &Device, shape: &[usize], rng: &mut Rng) -> Self {
         Self {
-            c: randn(shape, rng),
-            d: randn(shape, rng),
+            c: randn_on(dev, shape, rng),
+            d: randn_on(dev, shape, rng),
         }
     }
     pub fn loss(&self, y: &Tensor) -> f64 {
@@ -108,12 +143,18 @@ pub fn grads(layer: &mut dyn Layer, x: &Tensor, probe: &Probe, mode: Mode) -> Ve
 
 /// Checks every pass of `layer` at `x` against central differences:
 /// (a) the input gradient, (b) every parameter gradient, (c) `forward_tangent` and
-/// (d) `backward_tangent`'s input and parameter outputs.
+/// (d) `backward_tangent`'s input and parameter outputs. Everything runs on `x`'s device;
+/// the tolerance is [`tol`] of it.
 pub fn check_layer(layer: &mut dyn Layer, x: &Tensor, mode: Mode, rng: &mut Rng) {
+    let dev = x.device();
+    let rtol = tol(&dev);
+    let assert_close = |what: &str, got: &[f64], want: &[f64]| {
+        assert_close_tol(what, got, want, rtol);
+    };
     let name = layer.name().to_string();
     let y = layer.forward(x, mode).unwrap();
-    let probe = Probe::new(y.shape(), rng);
-    let dx = randn(x.shape(), rng);
+    let probe = Probe::on(&dev, y.shape(), rng);
+    let dx = randn_on(&dev, x.shape(), rng);
     let analytic = grads(layer, x, &probe, mode);
 
     // (a) input gradient.

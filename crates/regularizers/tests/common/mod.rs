@@ -1,17 +1,40 @@
 //! Helpers for the regulariser tests: `f64` tensors and central differences.
+//!
+//! Gradient checks are written once as `fn case(dev: &Device) -> Result<…>` and stamped out
+//! for the CPU and CUDA by `specreg_tensor::test_device!`; the tensors under test live on
+//! `dev`, the finite differences are formed on the host in `f64`.
 #![allow(dead_code)]
 
 use ndarray::Array2;
-use specreg_tensor::{DType, Device, Rng, Tensor, linalg::symmetric_eigen};
+use specreg_tensor::{DType, Device, Rng, Tensor, linalg::symmetric_eigen, testing::scaled_tol};
 
-/// A standard-normal `f64` tensor.
-pub fn randn(shape: &[usize], rng: &mut Rng) -> Tensor {
-    Tensor::randn(shape, 0.0, 1.0, DType::F64, rng, &Device::Cpu).unwrap()
+/// How much looser a finite-difference tolerance is on a GPU (other summation orders,
+/// libdevice's `exp`, `log`, `sqrt` and `tanh`, cuSOLVER's eigenvectors).
+pub const GPU_FACTOR: f64 = 10.0;
+
+/// `rtol` on the CPU, `rtol · GPU_FACTOR` on a GPU.
+pub fn tol(dev: &Device, rtol: f64) -> f64 {
+    scaled_tol(dev, rtol, GPU_FACTOR)
 }
 
-/// A uniform `f64` tensor on `[lo, hi)`.
+/// A standard-normal `f64` tensor on the CPU.
+pub fn randn(shape: &[usize], rng: &mut Rng) -> Tensor {
+    randn_on(&Device::Cpu, shape, rng)
+}
+
+/// A standard-normal `f64` tensor on `dev` (the same values on every device).
+pub fn randn_on(dev: &Device, shape: &[usize], rng: &mut Rng) -> Tensor {
+    Tensor::randn(shape, 0.0, 1.0, DType::F64, rng, dev).unwrap()
+}
+
+/// A uniform `f64` tensor on `[lo, hi)` on the CPU.
 pub fn uniform(shape: &[usize], lo: f64, hi: f64, rng: &mut Rng) -> Tensor {
-    Tensor::rand_uniform(shape, lo, hi, DType::F64, rng, &Device::Cpu).unwrap()
+    uniform_on(&Device::Cpu, shape, lo, hi, rng)
+}
+
+/// A uniform `f64` tensor on `[lo, hi)` on `dev` (the same values on every device).
+pub fn uniform_on(dev: &Device, shape: &[usize], lo: f64, hi: f64, rng: &mut Rng) -> Tensor {
+    Tensor::rand_uniform(shape, lo, hi, DType::F64, rng, dev).unwrap()
 }
 
 /// Row-major values of an `f64` tensor.
@@ -19,13 +42,21 @@ pub fn vals(t: &Tensor) -> Vec<f64> {
     t.to_dtype(DType::F64).unwrap().to_vec::<f64>().unwrap()
 }
 
-/// An `f64` tensor from row-major values.
+/// An `f64` tensor from row-major values on the CPU.
 pub fn tensor(v: Vec<f64>, shape: &[usize]) -> Tensor {
-    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    tensor_on(&Device::Cpu, v, shape)
 }
 
-/// Central differences (step `h`) of `f` with respect to every element of `t`.
+/// An `f64` tensor from row-major values on `dev`.
+pub fn tensor_on(dev: &Device, v: Vec<f64>, shape: &[usize]) -> Tensor {
+    Tensor::from_vec(v, shape, dev).unwrap()
+}
+
+/// Central differences (step `h`) of `f` with respect to every element of `t`; the bumped
+/// tensors are on `t`'s device.
 pub fn central_diff(t: &Tensor, h: f64, mut f: impl FnMut(&Tensor) -> f64) -> Vec<f64> {
+    let dev = t.device();
+    let tensor = |v: Vec<f64>, shape: &[usize]| tensor_on(&dev, v, shape);
     let base = vals(t);
     (0..base.len())
         .map(|i| {
