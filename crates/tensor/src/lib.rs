@@ -47,6 +47,7 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod conv_geometry;
 mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;

@@ -40,6 +40,7 @@ use ndarray::{Array4, ArrayView4};
 use rayon::prelude::*;
 
 use crate::Element;
+use crate::conv_geometry::ConvGeometry as Geom;
 
 /// Target size, in floats, of one chunk's patch matrix plus GEMM operand (512 KiB: in L2).
 const COL_TARGET: usize = 1 << 17;
@@ -190,34 +191,7 @@ fn scratch<T: Element>(buf: &mut Vec<T>, len: usize) -> &mut [T] {
     &mut buf[..len]
 }
 
-/// Geometry of one convolution: input `[C, H, W]` per sample, kernel `KH × KW`, `KH ≤ H`,
-/// `KW ≤ W`.
-#[derive(Clone, Copy, Debug)]
-struct Geom {
-    c: usize,
-    h: usize,
-    w: usize,
-    kh: usize,
-    kw: usize,
-}
-
 impl Geom {
-    fn oh(&self) -> usize {
-        self.h + 1 - self.kh
-    }
-    fn ow(&self) -> usize {
-        self.w + 1 - self.kw
-    }
-    /// Rows of the patch matrix, `C·KH·KW`.
-    fn k(&self) -> usize {
-        self.c * self.kh * self.kw
-    }
-    fn in_len(&self) -> usize {
-        self.c * self.h * self.w
-    }
-    fn out_plane(&self) -> usize {
-        self.oh() * self.ow()
-    }
     /// Row-padded columns per sample, `NP = (OH-1)·W + OW` (see the module docs).
     fn np(&self) -> usize {
         (self.oh() - 1) * self.w + self.ow()

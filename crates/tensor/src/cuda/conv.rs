@@ -22,39 +22,15 @@ use super::kernels as k;
 use super::storage::{CudaStorage, each, grid, launch, u};
 use crate::Element as _;
 use crate::Result;
+use crate::conv_geometry::ConvGeometry as Geom;
 
 /// Elements of one chunk's patch matrices (`S · K · P`): 32 Mi (128 MiB in f32).
 const COL_BUDGET: usize = 1 << 25;
 
-/// One convolution's geometry: input `[C, H, W]` per sample, kernel `KH × KW`.
-#[derive(Debug, Clone, Copy)]
-struct Geom {
-    c: usize,
-    h: usize,
-    w: usize,
-    kh: usize,
-    kw: usize,
-}
-
 impl Geom {
-    fn oh(&self) -> usize {
-        self.h + 1 - self.kh
-    }
-    fn ow(&self) -> usize {
-        self.w + 1 - self.kw
-    }
-    fn k(&self) -> usize {
-        self.c * self.kh * self.kw
-    }
-    fn p(&self) -> usize {
-        self.oh() * self.ow()
-    }
-    fn in_len(&self) -> usize {
-        self.c * self.h * self.w
-    }
     /// Samples per chunk for a batch of `b`.
     fn chunk(&self, b: usize) -> usize {
-        (COL_BUDGET / (self.k() * self.p()).max(1)).clamp(1, b.max(1))
+        (COL_BUDGET / (self.k() * self.out_plane()).max(1)).clamp(1, b.max(1))
     }
     /// The kernels' `(c, h, w, kh, kw, oh, ow)` arguments.
     fn args(&self) -> [u64; 7] {
@@ -83,7 +59,7 @@ impl CudaStorage {
         let f = self.dev.function(k::IM2COL, T::DTYPE)?;
         let [c, h, w, kh, kw, oh, ow] = g.args();
         let src = x.slice(s0 * g.in_len()..(s0 + s) * g.in_len());
-        launch!(self.dev, f, grid(s * g.k() * g.p());
+        launch!(self.dev, f, grid(s * g.k() * g.out_plane());
             &src, col, &u(s), &c, &h, &w, &kh, &kw, &oh, &ow)
     }
 
@@ -91,7 +67,7 @@ impl CudaStorage {
         let (b, c, h, w) = (self.dims[0], self.dims[1], self.dims[2], self.dims[3]);
         let (o, kh, kw) = (wt.dims[0], wt.dims[2], wt.dims[3]);
         let g = Geom { c, h, w, kh, kw };
-        let (nk, np) = (g.k(), g.p());
+        let (nk, np) = (g.k(), g.out_plane());
         let dims = vec![b, o, g.oh(), g.ow()];
         each!(self, T, x => {
             let wb = wt.typed::<T>("conv2d")?;
@@ -127,7 +103,7 @@ impl CudaStorage {
             kh,
             kw,
         };
-        let (nk, np) = (g.k(), g.p());
+        let (nk, np) = (g.k(), g.out_plane());
         let dims = vec![b, c, g.h, g.w];
         each!(self, T, gr => {
             let wb = wt.typed::<T>("conv2d_backward_input")?;
@@ -166,7 +142,7 @@ impl CudaStorage {
         let (b, c, h, w) = (self.dims[0], self.dims[1], self.dims[2], self.dims[3]);
         let o = grad_out.dims[1];
         let g = Geom { c, h, w, kh, kw };
-        let (nk, np) = (g.k(), g.p());
+        let (nk, np) = (g.k(), g.out_plane());
         let dims = vec![o, c, kh, kw];
         each!(self, T, x => {
             let gr = grad_out.typed::<T>("conv2d_backward_weight")?;

@@ -132,7 +132,9 @@ impl DeviceState {
     /// Uploads a small host array (indices, labels) for a kernel to read.
     pub(crate) fn upload<T: DeviceRepr>(&self, v: &[T], op: &'static str) -> Result<CudaSlice<T>> {
         if v.is_empty() {
-            // SAFETY: a one-element placeholder no kernel reads (their counts are 0).
+            // cudarc cannot allocate zero elements: an empty upload is one uninitialised
+            // element, which kernels never read because their element counts are 0.
+            // SAFETY: nothing reads the element.
             return unsafe { self.stream.alloc::<T>(1) }.map_err(driver(op));
         }
         self.stream.clone_htod(v).map_err(driver(op))
