@@ -2,18 +2,22 @@
 //! epochs with the spectral regulariser (projected mode), fit its hidden layer's power law,
 //! and measure its PGD robustness on the first 1 000 test images.
 //!
-//! `cargo run --release --example specreg_then_attack` (MNIST from `SPECREG_DATA` or the
-//! per-user cache).
+//! `cargo run --release --example specreg_then_attack [MNIST_DIR]`: MNIST is found the way
+//! the `specreg` binary finds it: the folder given, else `SPECREG_DATA`, the per-user cache
+//! or the system packages, else it is downloaded (md5-checked) into the per-user cache.
 
 use anyhow::Result;
 use specreg::attacks::{Attack, EvalOptions, PgdConfig, robustness_curve};
-use specreg::data::{DatasetKind, batch_indices};
+use specreg::data::{DatasetKind, Mnist, batch_indices, load_or_download};
 use specreg::nn::{Adam, AdamConfig, Network, evaluate, train_epoch};
 use specreg::regularizers::{EigenMode, SpectralLayer, SpectralRegularizer, layer_spectrum};
 use specreg::tensor::{DType, Device, Rng};
 
 fn main() -> Result<()> {
-    let mnist = specreg::data::load(DatasetKind::Mnist, None)?;
+    let mnist = match std::env::args_os().nth(1) {
+        Some(dir) => Mnist::load(dir)?,
+        None => load_or_download(DatasetKind::Mnist, None)?,
+    };
     let (images, labels) = (mnist.train.images(), mnist.train.labels());
 
     let mut rng = Rng::new(0);

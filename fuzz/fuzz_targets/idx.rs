@@ -1,7 +1,7 @@
 //! Fuzz target: `parse_idx` must never panic on arbitrary bytes (raw or gzip), and whatever
 //! it accepts must survive an encode / parse round trip unchanged.
 //!
-//! Run with `cargo +nightly fuzz run idx` from `fuzz/`.
+//! Run with `cargo xtask fuzz --target idx` (see `xtask/src/fuzz.rs`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

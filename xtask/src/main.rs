@@ -4,10 +4,11 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+mod fuzz;
 mod gpu_bundle;
 
 const USAGE: &str =
-    "usage: cargo xtask <ci | lint | test | smoke | extra | slurm | reproduce | gpu-bundle>
+    "usage: cargo xtask <ci | lint | test | smoke | extra | slurm | reproduce | gpu-bundle | fuzz>
 
   ci         lint, test, smoke, extra and (as root, with slurm-wlm installed) slurm in that
              order: exactly the steps of .ci/run
@@ -24,7 +25,10 @@ const USAGE: &str =
              re-running resumes after a kill; --shard runs share K of N of the runs
   gpu-bundle [--out DIR]  build the CUDA check for a GPU machine into target/gpu-bundle:
              stripped --features cuda binaries (specreg, tensor tests, GPU bench) and a
-             run.sh that runs them, the PyTorch anchor and experiment 1 there in < 9 min";
+             run.sh that runs them, the PyTorch anchor and experiment 1 there in < 9 min
+  fuzz       [--seconds N] [--target NAME]... [--data DIR] [--asan] [--build-only]
+             build the cargo-fuzz targets (stable: --sanitizer none; --asan sets
+             RUSTC_BOOTSTRAP=1), write seed corpora from real files and run each for N s";
 
 /// The Slurm test (ignored in the plain test run: it needs root and slurm-wlm).
 pub const SLURM_TEST: &[&str] = &[
@@ -214,6 +218,10 @@ fn main() -> Result<()> {
         Some("gpu-bundle") => {
             let rest: Vec<String> = std::env::args().skip(2).collect();
             gpu_bundle::gpu_bundle(&rest)
+        }
+        Some("fuzz") => {
+            let rest: Vec<String> = std::env::args().skip(2).collect();
+            fuzz::fuzz(&rest)
         }
         Some("reproduce") => {
             let rest: Vec<String> = std::env::args().skip(2).collect();

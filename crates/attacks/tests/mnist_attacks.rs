@@ -3,8 +3,10 @@
 //! PGD-40 (η = 0.01) at ε = 0.1 below 15% accuracy, FGSM at ε = 0.1 below 20% (PyTorch,
 //! same settings: 4.3% and 8.7%). A PGD that does not break an undefended MLP is wrong.
 //!
-//! Reads MNIST from `SPECREG_DATA` (skips with a notice when unset). Release builds only:
-//! in a debug build the training alone takes many minutes, so the test is ignored there.
+//! MNIST is found when the tests are built (`SPECREG_DATA`, the per-user cache, a download:
+//! see `specreg_data::testing`); without it the test is ignored, with the reason. Release
+//! builds only: in a debug build the training alone takes many minutes, so the test is
+//! ignored there.
 
 use std::time::Instant;
 
@@ -16,13 +18,17 @@ use specreg_nn::{Adam, AdamConfig, Network, NoHook, train_epoch};
 use specreg_tensor::{DType, Device, Rng};
 
 #[test]
-#[cfg_attr(debug_assertions, ignore = "trains on real MNIST: run with --release")]
+#[cfg_attr(
+    specreg_no_mnist,
+    ignore = "MNIST not found at build time (see the cargo warning): set SPECREG_DATA"
+)]
+#[cfg_attr(
+    all(debug_assertions, not(specreg_no_mnist)),
+    ignore = "trains on real MNIST: run with --release"
+)]
 fn pgd_and_fgsm_break_a_vanilla_mlp_on_mnist() {
-    let Some(dir) = std::env::var_os("SPECREG_DATA") else {
-        eprintln!("skipped: SPECREG_DATA is not set (point it at the MNIST folder)");
-        return;
-    };
-    let mnist = Mnist::load(dir).expect("SPECREG_DATA names a folder with the four MNIST files");
+    let dir = specreg_data::test_mnist_dir!();
+    let mnist = Mnist::load(&dir).unwrap_or_else(|e| panic!("{e}"));
     let t0 = Instant::now();
     let mut rng = Rng::new(0);
     let mut net = Network::mlp(&mut rng, DType::F32, &Device::Cpu).unwrap();

@@ -5,7 +5,7 @@
 //! order produced for a given seed is fixed: the same on every platform and in every
 //! version of this crate (a test pins it).
 
-use crate::error::DataError;
+use super::error::DataError;
 
 /// The SplitMix64 pseudo-random generator: tiny, fast, and good enough for shuffling.
 /// Not cryptographic.

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use flate2::read::MultiGzDecoder;
 use md5::{Digest, Md5};
 
-use crate::error::DataError;
-use crate::idx::{io_error, is_gzip};
-use crate::kind::{DataFile, DatasetKind, ExpectedDigest};
+use super::error::DataError;
+use super::idx::{io_error, is_gzip};
+use super::kind::{DataFile, DatasetKind, ExpectedDigest};
 
 /// Result of checking one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

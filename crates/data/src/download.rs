@@ -5,12 +5,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::digest::{CheckOutcome, check_bytes, check_file};
-use crate::error::{DataError, DownloadAttempt};
-use crate::idx::is_gzip;
-use crate::kind::{DataFile, DatasetKind};
-use crate::locate::{cache_dir, locate};
-use crate::mnist::Mnist;
+use super::digest::{CheckOutcome, check_bytes, check_file};
+use super::error::{DataError, DownloadAttempt};
+use super::idx::is_gzip;
+use super::kind::{DataFile, DatasetKind};
+use super::locate::{cache_dir, locate};
+use super::mnist::Mnist;
 
 /// Largest response accepted (the biggest file, train images, is about 26 MiB as .gz and
 /// 45 MiB raw).
@@ -43,10 +43,54 @@ pub fn download_from(
     dir: impl AsRef<Path>,
     mirrors: &[&str],
 ) -> Result<PathBuf, DataError> {
+    download_with(kind, dir, mirrors, DownloadTimeouts::default())
+}
+
+/// How long a download may take before it is abandoned (and the next mirror tried).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DownloadTimeouts {
+    /// Looking up the host name, and separately setting up the connection (TLS included).
+    pub connect: Duration,
+    /// One file, from the request to its last byte.
+    pub per_file: Duration,
+}
+
+impl Default for DownloadTimeouts {
+    /// 30 s to resolve and to connect, 10 minutes per file: patient, for interactive use.
+    fn default() -> Self {
+        DownloadTimeouts {
+            connect: Duration::from_secs(30),
+            per_file: Duration::from_secs(600),
+        }
+    }
+}
+
+impl DownloadTimeouts {
+    /// 5 s to resolve and to connect, 90 s per file: for a build that must not hang on a
+    /// machine without network (the largest file, 9.9 MB, then needs about 110 kB/s).
+    pub fn brief() -> Self {
+        DownloadTimeouts {
+            connect: Duration::from_secs(5),
+            per_file: Duration::from_secs(90),
+        }
+    }
+}
+
+/// [`download_from`] with explicit [`DownloadTimeouts`].
+///
+/// # Errors
+/// As for [`download_from`]; a timeout is one failed attempt of [`DataError::Download`].
+pub fn download_with(
+    kind: DatasetKind,
+    dir: impl AsRef<Path>,
+    mirrors: &[&str],
+    timeouts: DownloadTimeouts,
+) -> Result<PathBuf, DataError> {
     let dir = dir.as_ref();
     let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_connect(Some(Duration::from_secs(30)))
-        .timeout_global(Some(Duration::from_secs(600)))
+        .timeout_resolve(Some(timeouts.connect))
+        .timeout_connect(Some(timeouts.connect))
+        .timeout_global(Some(timeouts.per_file))
         .build()
         .into();
     for file in DataFile::ALL {

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::io;
 use std::path::PathBuf;
 
-use crate::kind::DatasetKind;
+use super::kind::DatasetKind;
 
 /// Everything that can go wrong while reading, locating, verifying, downloading or batching data.
 ///
@@ -95,7 +95,7 @@ pub enum DataError {
     #[error(
         "{}: IDX dimensions {dims:?} describe more than {} elements",
         file.display(),
-        crate::MAX_IDX_ELEMENTS
+        super::MAX_IDX_ELEMENTS
     )]
     TooLarge {
         /// The file concerned.
@@ -237,6 +237,27 @@ pub enum DataError {
         /// The dataset concerned.
         kind: DatasetKind,
     },
+    /// A test asked for MNIST ([`crate::testing`]), but its build script found none, so the
+    /// test was built as ignored and has been run anyway (`--ignored`, `--include-ignored`).
+    #[error(
+        "MNIST was not found when these tests were built (so they are marked ignored): \
+         {searched}"
+    )]
+    TestDataNotFound {
+        /// The build script's account of where it looked and why the download did not happen
+        /// or failed.
+        searched: String,
+    },
+    /// MNIST was in `dir` when the tests were built, but it no longer holds the four files.
+    #[error(
+        "{}: held MNIST when these tests were built, but no longer holds all four files; \
+         run the tests through cargo again, which searches anew",
+        dir.display()
+    )]
+    TestDataGone {
+        /// The directory the build script found.
+        dir: PathBuf,
+    },
     /// An [`crate::IdxArray`] that cannot be encoded (inconsistent or out-of-range dimensions).
     #[error("{}: cannot encode IDX: {problem}", file.display())]
     Encode {
@@ -283,7 +304,7 @@ pub(crate) fn dtype_name(code: u8) -> &'static str {
 }
 
 fn file_list() -> String {
-    crate::DataFile::ALL.map(|f| f.stem()).join(", ")
+    super::DataFile::ALL.map(|f| f.stem()).join(", ")
 }
 
 fn where_to_put(kind: DatasetKind) -> String {
@@ -293,7 +314,7 @@ fn where_to_put(kind: DatasetKind) -> String {
          `download`, on by default).",
         file_list(),
         kind.env_var(),
-        match crate::cache_dir(kind) {
+        match super::cache_dir(kind) {
             Some(c) => format!(", or use the per-user cache {}", c.display()),
             None => String::new(),
         }

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use flate2::read::MultiGzDecoder;
 
-use crate::error::DataError;
+use super::error::DataError;
 
 /// Largest element count accepted in an IDX header (4 Gi elements); larger headers are
 /// rejected with [`DataError::TooLarge`] before anything is allocated.

@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use crate::error::DataError;
+use super::error::DataError;
 
 /// Which dataset: the two share file names, format and shapes (60 000 + 10 000 images of
 /// 28×28 pixels, labels `0..=9`).
@@ -33,8 +33,8 @@ impl DatasetKind {
     /// [`crate::locate`]).
     pub fn env_var(self) -> &'static str {
         match self {
-            DatasetKind::Mnist => crate::DATA_ENV,
-            DatasetKind::FashionMnist => crate::FASHION_DATA_ENV,
+            DatasetKind::Mnist => super::DATA_ENV,
+            DatasetKind::FashionMnist => super::FASHION_DATA_ENV,
         }
     }
 

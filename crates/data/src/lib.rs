@@ -13,6 +13,8 @@
 //!   `~/.cache/specreg/<kind>`, then system packages; see [`candidate_dirs`].
 //! * `download` (feature `download`, on by default) fetches the files from the public
 //!   mirrors, checks their md5 and writes them atomically; [`verify`] checks files on disk.
+//! * [`testing`] finds MNIST for tests when they are built, so that a missing dataset shows
+//!   up as ignored tests; [`test_mnist_dir!`] hands the directory to a test.
 //! * [`batch_indices`] / [`Batches`] split `0..n` into mini-batches, shuffled by a seeded
 //!   SplitMix64 Fisher–Yates: the same seed always gives the same order.
 //!
@@ -36,16 +38,24 @@
 //!     let (x, y) = split.gather(&batch)?;
 //!     assert_eq!((x.nrows(), y.len()), (2, 2));
 //! }
+//! # Ok(())
+//! # }
+//! ```
 //!
-//! // The real data, when $SPECREG_DATA points at it.
-//! let Some(dir) = std::env::var_os("SPECREG_DATA") else {
-//!     return Ok(());
-//! };
-//! let mnist = specreg_data::Mnist::load(dir)?;
+//! The real data, found like the `specreg` binary finds it (downloaded into the per-user
+//! cache if it is nowhere on disk):
+//!
+//! ```no_run
+//! # fn main() -> Result<(), specreg_data::DataError> {
+//! use specreg_data::{DatasetKind, load_or_download};
+//! let mnist = load_or_download(DatasetKind::Mnist, None)?;
 //! assert_eq!((mnist.train.len(), mnist.test.len()), (60_000, 10_000));
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! `build.rs` compiles this file as a module of the build script (see [`testing`]): inside
+//! the crate, paths therefore start with `super::`, never `crate::`.
 
 #![warn(missing_docs)]
 
@@ -58,11 +68,12 @@ mod idx;
 mod kind;
 mod locate;
 mod mnist;
+pub mod testing;
 
 pub use batch::{Batches, SplitMix64, batch_indices, permutation, shuffle};
 pub use digest::{CheckOutcome, FileCheck, check_bytes, check_file, md5_hex, verify};
 #[cfg(feature = "download")]
-pub use download::{download, download_from, load_or_download};
+pub use download::{DownloadTimeouts, download, download_from, download_with, load_or_download};
 pub use error::{DataError, DownloadAttempt, SearchedDir};
 pub use idx::{
     IDX_DTYPE_U8, IdxArray, MAX_IDX_ELEMENTS, encode_idx, is_gzip, parse_idx, read_idx, write_idx,

@@ -3,8 +3,8 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use crate::error::{DataError, SearchedDir};
-use crate::kind::{DataFile, DatasetKind};
+use super::error::{DataError, SearchedDir};
+use super::kind::{DataFile, DatasetKind};
 
 /// Environment variable naming the MNIST directory (the four files directly inside), or a
 /// root holding `mnist/` and `fashion-mnist/` subdirectories.
@@ -51,13 +51,14 @@ pub fn has_dataset(dir: &Path) -> bool {
     DataFile::ALL.iter().all(|f| f.find_in(dir).is_some())
 }
 
-fn env(name: &str) -> Option<OsString> {
+pub(crate) fn env(name: &str) -> Option<OsString> {
     std::env::var_os(name).filter(|v| !v.is_empty())
 }
 
-type Env<'a> = &'a dyn Fn(&str) -> Option<OsString>;
+/// Reads an environment variable (unset and empty alike give `None`); injectable for tests.
+pub(crate) type Env<'a> = &'a dyn Fn(&str) -> Option<OsString>;
 
-fn cache_dir_with(kind: DatasetKind, env: Env<'_>) -> Option<PathBuf> {
+pub(crate) fn cache_dir_with(kind: DatasetKind, env: Env<'_>) -> Option<PathBuf> {
     let xdg = env("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .filter(|p| p.is_absolute());
@@ -65,7 +66,7 @@ fn cache_dir_with(kind: DatasetKind, env: Env<'_>) -> Option<PathBuf> {
     Some(base.join("specreg").join(kind.dir_name()))
 }
 
-fn candidates_with(
+pub(crate) fn candidates_with(
     kind: DatasetKind,
     explicit: Option<&Path>,
     env: Env<'_>,
@@ -98,6 +99,13 @@ fn locate_in(
     kind: DatasetKind,
     candidates: Vec<(PathBuf, &'static str)>,
 ) -> Result<PathBuf, DataError> {
+    search(candidates).map_err(|searched| DataError::NotFound { kind, searched })
+}
+
+/// The first candidate holding all four files, or what each candidate lacked.
+pub(crate) fn search(
+    candidates: Vec<(PathBuf, &'static str)>,
+) -> Result<PathBuf, Vec<SearchedDir>> {
     let mut searched = Vec::with_capacity(candidates.len());
     for (dir, origin) in candidates {
         let missing: Vec<&'static str> = DataFile::ALL
@@ -116,7 +124,7 @@ fn locate_in(
             missing,
         });
     }
-    Err(DataError::NotFound { kind, searched })
+    Err(searched)
 }
 
 #[cfg(test)]

@@ -4,10 +4,10 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{Array2, ArrayView2, ArrayView4, ArrayViewMut2, Axis};
 
-use crate::error::DataError;
-use crate::idx::{IN_MEMORY, IdxArray, read_idx};
-use crate::kind::{DataFile, DatasetKind};
-use crate::locate::locate;
+use super::error::DataError;
+use super::idx::{IN_MEMORY, IdxArray, read_idx};
+use super::kind::{DataFile, DatasetKind};
+use super::locate::locate;
 
 /// Side of an image in pixels.
 pub const IMAGE_SIDE: usize = 28;

@@ -1,14 +1,15 @@
-//! The real MNIST files, when `SPECREG_DATA` points at them (skipped otherwise).
+//! The real MNIST files, found when the tests are built (`SPECREG_DATA`, the per-user cache,
+//! a download: see `specreg_data::testing`); ignored, with the reason, when there are none.
 
 use specreg_data::{CheckOutcome, DatasetKind, Mnist, verify};
 
 #[test]
+#[cfg_attr(
+    specreg_no_mnist,
+    ignore = "MNIST not found at build time (see the cargo warning): set SPECREG_DATA"
+)]
 fn real_mnist() {
-    let Some(dir) = std::env::var_os("SPECREG_DATA") else {
-        println!("SPECREG_DATA is not set: skipping the real-MNIST test");
-        return;
-    };
-    let dir = std::path::PathBuf::from(dir);
+    let dir = specreg_data::test_mnist_dir!();
     let m = Mnist::load(&dir).unwrap();
     assert_eq!(m.train.len(), 60_000);
     assert_eq!(m.test.len(), 10_000);

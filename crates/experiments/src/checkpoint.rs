@@ -10,13 +10,15 @@
 //! a kill at any moment leaves `state.json` pointing at a complete epoch folder. Older
 //! epoch folders are removed once the new state is in place.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::config::Config;
 use crate::metrics::{EpochRecord, ErrorRecord};
-use crate::outputs::write_atomic;
+use crate::outputs::{RunPaths, write_atomic};
 
 /// Where a run stands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,8 +94,7 @@ impl Checkpoints {
         }
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
-        let state: RunState = serde_json::from_str(&text)
-            .with_context(|| format!("{}: corrupt run state", path.display()))?;
+        let state = parse_state(&text, &path)?;
         if state.epochs_done > 0 {
             for f in [
                 self.model(state.epochs_done),
@@ -136,6 +137,141 @@ impl Checkpoints {
         }
         Ok(())
     }
+}
+
+/// The run state in the text of a `checkpoint/state.json`; `origin` names the file in
+/// errors.
+///
+/// # Errors
+/// Text that is not a run state, or whose metrics disagree with its epoch count.
+pub fn parse_state(text: &str, origin: &Path) -> Result<RunState> {
+    let state: RunState = serde_json::from_str(text)
+        .with_context(|| format!("{}: corrupt run state", origin.display()))?;
+    if state.records.len() != state.epochs_done {
+        bail!(
+            "{}: corrupt run state: epochs_done is {} but it holds {} epoch records",
+            origin.display(),
+            state.epochs_done,
+            state.records.len()
+        );
+    }
+    if let Some((i, r)) = state
+        .records
+        .iter()
+        .enumerate()
+        .find(|(i, r)| r.epoch != i + 1)
+    {
+        bail!(
+            "{}: corrupt run state: epoch record {} is numbered {}",
+            origin.display(),
+            i + 1,
+            r.epoch
+        );
+    }
+    Ok(state)
+}
+
+/// The seed, epoch and training digest a model file's `specreg` header entry (written by
+/// [`crate::runner::model_metadata`]) records.
+fn model_provenance(
+    metadata: &BTreeMap<String, String>,
+    file: &Path,
+) -> Result<(u64, usize, String)> {
+    let Some(text) = metadata.get("specreg") else {
+        bail!(
+            "{}: no `specreg` provenance in the safetensors header: not a model written by \
+             `specreg train`",
+            file.display()
+        );
+    };
+    let value: serde_json::Value = serde_json::from_str(text).with_context(|| {
+        format!(
+            "{}: the `specreg` provenance in the safetensors header is not JSON",
+            file.display()
+        )
+    })?;
+    let field =
+        |key: &str| {
+            value.get(key).and_then(serde_json::Value::as_u64).with_context(|| {
+            format!(
+                "{}: the `specreg` provenance in the safetensors header has no integer {key:?}",
+                file.display()
+            )
+        })
+        };
+    let seed = field("seed")?;
+    let epoch = usize::try_from(field("epoch")?)
+        .with_context(|| format!("{}: provenance epoch is out of range", file.display()))?;
+    let training = value
+        .get("training")
+        .and_then(serde_json::Value::as_str)
+        .with_context(|| {
+            format!(
+                "{}: the `specreg` provenance in the safetensors header has no \"training\" \
+                 digest: written by an older specreg (results format 1)",
+                file.display()
+            )
+        })?
+        .to_string();
+    Ok((seed, epoch, training))
+}
+
+/// Checks that the model file `file`, whose safetensors header is `metadata`, was written by
+/// the run with `seed` after epoch `epoch` (a file copied from another run, or from another
+/// config of the same architecture with another seed or length, is an error naming it).
+///
+/// # Errors
+/// Missing or unreadable provenance, or a seed or epoch other than expected.
+pub fn check_model_provenance(
+    metadata: &BTreeMap<String, String>,
+    file: &Path,
+    seed: u64,
+    epoch: usize,
+    training: &str,
+) -> Result<()> {
+    let (found_seed, found_epoch, found_training) = model_provenance(metadata, file)?;
+    if (found_seed, found_epoch) != (seed, epoch) {
+        bail!(
+            "{}: the model is from seed {found_seed} after epoch {found_epoch}, but this run \
+             (seed {seed}) expects epoch {epoch}: a file from another run or config",
+            file.display()
+        );
+    }
+    if found_training != training {
+        bail!(
+            "{}: the model was trained with another config (its training settings' SHA-256 \
+             is {found_training}, this run's is {training}): a file from another run",
+            file.display()
+        );
+    }
+    Ok(())
+}
+
+/// [`check_model_provenance`] for the final `model.safetensors` of the run in `paths`
+/// (seed from its `seed<k>` folder name, as [`RunPaths::new`] names it) trained with
+/// `config` (all its epochs).
+///
+/// # Errors
+/// As [`check_model_provenance`], and a run folder not named `seed<k>`.
+pub fn check_trained_model(
+    metadata: &BTreeMap<String, String>,
+    paths: &RunPaths,
+    config: &Config,
+) -> Result<()> {
+    let seed = paths
+        .dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("seed"))
+        .and_then(|k| k.parse().ok())
+        .with_context(|| format!("{}: not a run folder (seed<k>)", paths.dir.display()))?;
+    check_model_provenance(
+        metadata,
+        &paths.model(),
+        seed,
+        config.train.epochs,
+        &crate::runner::training_digest(config, seed),
+    )
 }
 
 fn remove_other_epochs(dir: &Path, keep: &Path) {

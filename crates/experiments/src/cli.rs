@@ -1,8 +1,10 @@
 //! Command-line interface of `specreg`.
 
 use std::path::PathBuf;
+use std::str::FromStr;
 
 use clap::{Args, Parser, Subcommand};
+use specreg_experiments::config::{Experiment, device_name_is_valid};
 use specreg_experiments::shard::Shard;
 
 /// Reproduce the experiments of Nassar et al. (NeurIPS 2020), "On 1/n neural
@@ -22,20 +24,20 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct Global {
     /// Device: cpu, cuda or cuda:N (overrides the configs' `device`).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_parser = device)]
     pub device: Option<String>,
     /// MNIST folder (default: $SPECREG_DATA, the per-user cache, system packages).
     #[arg(long, global = true)]
     pub data: Option<PathBuf>,
     /// Worker threads (default: all cores). Results are bit-identical only for the same
     /// thread count.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_parser = at_least_one::<usize>)]
     pub threads: Option<usize>,
     /// Results folder.
     #[arg(long, global = true, default_value = "results")]
     pub out: PathBuf,
     /// Run only this seed (instead of the configs' seed lists).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, allow_negative_numbers = true, value_parser = seed)]
     pub seed: Option<u64>,
     /// No progress bars or logs (warnings and errors are still printed).
     #[arg(long, short, global = true)]
@@ -55,8 +57,9 @@ pub struct Select {
     /// Profile: smoke, quick, paper, or a profile file.
     #[arg(long, default_value = "paper")]
     pub profile: String,
-    /// Only these experiments (comma-separated: exp1,exp2,exp3).
-    #[arg(long, value_delimiter = ',')]
+    /// Only these experiments (comma-separated: exp1,exp2,exp3), among the configs under
+    /// --configs (not with --config, which names the configs itself).
+    #[arg(long, value_delimiter = ',', value_parser = experiment, conflicts_with = "config")]
     pub only: Vec<String>,
     /// Only shard K of N (1-based): a deterministic share of the selected runs, balanced
     /// by estimated cost. Shards may run at the same time, on several machines, into one
@@ -78,8 +81,8 @@ pub struct ReportArgs {
     /// Folder of configs and of `profiles/`.
     #[arg(long, default_value = "configs")]
     pub configs: PathBuf,
-    /// Only these experiments are expected (comma-separated).
-    #[arg(long, value_delimiter = ',')]
+    /// Only these experiments are expected (comma-separated; with --profile).
+    #[arg(long, value_delimiter = ',', value_parser = experiment, conflicts_with = "config")]
     pub only: Vec<String>,
 }
 
@@ -91,10 +94,10 @@ pub struct SlurmArgs {
     pub select: Select,
     /// Array tasks (shards). Default: enough that each task's estimate is under
     /// --hours-per-task, at most one per run.
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one::<usize>, conflicts_with = "hours_per_task")]
     pub shards: Option<usize>,
     /// Target hours of work per array task when --shards is not given.
-    #[arg(long, default_value_t = 4.0)]
+    #[arg(long, default_value_t = 4.0, allow_negative_numbers = true)]
     pub hours_per_task: f64,
     /// Slurm partition (`#SBATCH --partition`).
     #[arg(long)]
@@ -103,10 +106,10 @@ pub struct SlurmArgs {
     #[arg(long)]
     pub account: Option<String>,
     /// Override the per-task time limit, in minutes (default: from the estimate).
-    #[arg(long, value_name = "MINUTES")]
+    #[arg(long, value_name = "MINUTES", value_parser = at_least_one::<u64>)]
     pub time: Option<u64>,
     /// Override the per-task memory request, in MiB (default: from the networks).
-    #[arg(long, value_name = "MIB")]
+    #[arg(long, value_name = "MIB", value_parser = at_least_one::<u64>)]
     pub mem: Option<u64>,
     /// Where to write the scripts and logs/ (default: <out>/slurm).
     #[arg(long, value_name = "DIR")]
@@ -132,4 +135,37 @@ pub enum Command {
     /// Write a Slurm job array (one task per shard) and a dependent report job for the
     /// selected sweep, and print the sbatch line that submits them.
     Slurm(SlurmArgs),
+}
+
+/// A count that must be at least 1 (`--threads`, `--shards`, `--time`, `--mem`).
+fn at_least_one<T: FromStr + PartialOrd + From<u8>>(s: &str) -> Result<T, String> {
+    match s.trim().parse::<T>() {
+        Ok(n) if n >= T::from(1) => Ok(n),
+        Ok(_) => Err("must be at least 1".into()),
+        Err(_) => Err("expected a whole number of at least 1".into()),
+    }
+}
+
+/// A seed: a whole number from 0 to 2^64 - 1.
+fn seed(s: &str) -> Result<u64, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("a seed is a whole number from 0 to {}", u64::MAX))
+}
+
+/// A device name the binary knows (whether the device exists is checked when it is opened).
+fn device(s: &str) -> Result<String, String> {
+    if device_name_is_valid(s) {
+        Ok(s.trim().to_string())
+    } else {
+        Err("unknown device (expected cpu, cuda or cuda:N)".into())
+    }
+}
+
+/// One experiment of `--only`.
+fn experiment(s: &str) -> Result<String, String> {
+    match Experiment::parse(s) {
+        Some(e) => Ok(e.name().to_string()),
+        None => Err("unknown experiment (expected exp1, exp2 or exp3)".into()),
+    }
 }

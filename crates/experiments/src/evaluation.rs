@@ -5,6 +5,7 @@
 //! `sensitivity.png` and `summary.json`, which the report reads. Evaluation is skipped when
 //! `summary.json` already matches the trained model and the evaluation settings.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use anyhow::{Context as _, Result};
@@ -16,6 +17,7 @@ use crate::attack_plan::attack_specs;
 pub use crate::attack_plan::pgd_config;
 use crate::checkpoint::{Checkpoints, Status};
 use crate::config::{Config, Role};
+use crate::integrity::{RESULTS_FORMAT, ROBUSTNESS_HEADER, ResultsError, seal_summary, verify_run};
 use crate::outputs::{Provenance, RunPaths, write_atomic};
 use crate::reading::Reading;
 use crate::representations::{
@@ -100,6 +102,13 @@ pub struct Summary {
     pub sensitivity_ranks: Vec<usize>,
     /// Provenance.
     pub provenance: Provenance,
+    /// The results format ([`RESULTS_FORMAT`](crate::integrity::RESULTS_FORMAT)).
+    pub format: u64,
+    /// SHA-256 of every other file of the run folder when the summary was written
+    /// (`metrics.jsonl` without its `seconds`), by file name.
+    pub files: BTreeMap<String, String>,
+    /// SHA-256 of this summary's text with this field empty (the last field).
+    pub digest: String,
 }
 
 /// What [`evaluate_run`] did.
@@ -113,9 +122,9 @@ pub enum EvalOutcome {
     Evaluated,
 }
 
-fn read_summary(paths: &RunPaths) -> Option<Summary> {
-    let text = std::fs::read_to_string(paths.summary()).ok()?;
-    serde_json::from_str(&text).ok()
+/// The run's summary once its format and digests check out (`None`: not evaluated yet).
+fn read_summary(paths: &RunPaths) -> Result<Option<Summary>, ResultsError> {
+    verify_run(&paths.dir)
 }
 
 /// Whether the run's training finished, and its state.
@@ -136,14 +145,17 @@ pub fn evaluate_run(ctx: &Context<'_>, config: &Config, seed: u64) -> Result<Eva
     }
     let training = config.training_fingerprint(seed);
     let eval = config.eval_fingerprint();
-    if let Some(s) = read_summary(&paths)
+    // A summary from another results format, or of a folder edited since, is an error
+    // naming the file: evaluating again would overwrite what someone may still need.
+    if let Some(s) = read_summary(&paths)?
         && s.training_fingerprint == training
         && s.eval_fingerprint == eval
-        && paths.robustness().is_file()
-        && paths.spectrum().is_file()
     {
         return Ok(EvalOutcome::AlreadyDone);
     }
+    // The stale summary goes first: a kill during the evaluation below must leave a run
+    // that is not evaluated, not a summary whose digests no longer match the new files.
+    remove_summary(&paths)?;
     let provenance = ctx.provenance(seed);
     let mut net = load_trained(config, &paths, &ctx.device)?;
     let (test_x, test_y) = test_slice(ctx.data, config.test_images());
@@ -259,11 +271,12 @@ pub fn evaluate_run(ctx: &Context<'_>, config: &Config, seed: u64) -> Result<Eva
         sensitivity_layer: layer,
         sensitivity_ranks: maps.iter().map(|m| m.0).collect(),
         provenance,
+        format: RESULTS_FORMAT.into(),
+        files: BTreeMap::new(),
+        digest: String::new(),
     };
-    write_atomic(
-        &paths.summary(),
-        serde_json::to_string_pretty(&summary)?.as_bytes(),
-    )?;
+    let sealed = seal_summary(&summary, &paths.dir)?;
+    write_atomic(&paths.summary(), sealed.as_bytes())?;
     Ok(EvalOutcome::Evaluated)
 }
 
@@ -280,9 +293,7 @@ fn write_robustness_csv(
     for f in flags {
         let _ = writeln!(text, "# sanity flag: {f}");
     }
-    text.push_str(
-        "attack,strength,accuracy,correct,num_images,mean_loss,max_ball_violation,max_clip_violation,zero_gradient_rows\n",
-    );
+    text.push_str(&format!("{ROBUSTNESS_HEADER}\n"));
     for (name, _, c) in curves {
         for p in &c.points {
             let _ = writeln!(
@@ -302,7 +313,24 @@ fn write_robustness_csv(
     write_atomic(&paths.robustness(), text.as_bytes())
 }
 
-/// Reads the summary of a run, if it was evaluated.
-pub fn load_summary(paths: &RunPaths) -> Option<Summary> {
+/// Removes a run's `summary.json`, if there is one.
+///
+/// # Errors
+/// I/O errors other than a missing file.
+pub fn remove_summary(paths: &RunPaths) -> Result<()> {
+    match std::fs::remove_file(paths.summary()) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", paths.summary().display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Reads the summary of a run, if it was evaluated, after checking its format and the
+/// digests of the run's files.
+///
+/// # Errors
+/// [`ResultsError`] naming the file of another format, malformed or edited.
+pub fn load_summary(paths: &RunPaths) -> Result<Option<Summary>, ResultsError> {
     read_summary(paths)
 }

@@ -27,6 +27,8 @@ pub mod error;
 pub mod estimate;
 pub mod evaluation;
 pub mod hypothesis;
+pub mod integrity;
+pub mod kill_points;
 pub mod metrics;
 pub mod outputs;
 pub mod plots;

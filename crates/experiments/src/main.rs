@@ -3,12 +3,14 @@
 mod cli;
 mod commands;
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result, bail};
 use clap::Parser;
 use specreg_data::{DatasetKind, Mnist};
-use specreg_experiments::config::Experiment;
+use specreg_experiments::ConfigError;
+use specreg_experiments::config::{Config, Experiment, one_line_error, table_sets};
 use specreg_experiments::estimate::{Steps, TimingRecord};
 use specreg_experiments::outputs::git_commit;
 use specreg_experiments::profile::Profile;
@@ -39,7 +41,7 @@ pub(crate) fn selection(select: &Select, global: &Global) -> Result<Selection> {
     {
         Profile::paper()
     } else {
-        Profile::load(&select.profile, &select.configs)?
+        Profile::load(&select.profile, &select.configs).map_err(one_line_error)?
     };
     let only = select
         .only
@@ -70,6 +72,72 @@ pub(crate) fn set_threads(threads: Option<usize>) -> Result<usize> {
         .build_global()
         .context("setting up the thread pool")?;
     Ok(n)
+}
+
+/// The file of `--profile` (as [`Profile::load`] finds it).
+fn profile_file(select: &Select) -> PathBuf {
+    let direct = PathBuf::from(&select.profile);
+    if direct.extension().is_some_and(|e| e == "toml") || direct.is_file() {
+        direct
+    } else {
+        select
+            .configs
+            .join("profiles")
+            .join(format!("{}.toml", select.profile))
+    }
+}
+
+/// A config error about a key that one of the profile's override tables sets (the last of
+/// them in merge order: `all`, the experiment, the network) says so: the value to fix is
+/// in the profile's file, not in the config's.
+fn name_the_override(e: anyhow::Error, select: &Select, profile: &Profile) -> anyhow::Error {
+    let Some(ConfigError::Invalid { origin, key, .. }) = e.downcast_ref::<ConfigError>() else {
+        return e;
+    };
+    let Ok(raw) = Config::read_table(Path::new(origin)) else {
+        return e;
+    };
+    let o = &profile.overrides;
+    let experiment = raw
+        .get("experiment")
+        .and_then(|v| v.as_str())
+        .and_then(Experiment::parse);
+    let by_experiment = match experiment {
+        Some(Experiment::Exp1) => ("exp1", &o.exp1),
+        Some(Experiment::Exp2) => ("exp2", &o.exp2),
+        Some(Experiment::Exp3) => ("exp3", &o.exp3),
+        None => ("", &None),
+    };
+    let by_model = match raw.get("model").and_then(|m| m.get("kind")?.as_str()) {
+        Some("shallow") => ("shallow", &o.shallow),
+        Some("mlp") => ("mlp", &o.mlp),
+        Some("cnn") => ("cnn", &o.cnn),
+        _ => ("", &None),
+    };
+    let Some((label, _)) = [("all", &o.all), by_experiment, by_model]
+        .into_iter()
+        .rev()
+        .find(|(_, t)| t.as_ref().is_some_and(|t| table_sets(t, key)))
+    else {
+        return e;
+    };
+    let section = key
+        .rsplit_once('.')
+        .map(|(parent, _)| format!(".{parent}"))
+        .unwrap_or_default();
+    anyhow::anyhow!(
+        "{e:#} (set by [overrides.{label}{section}] of profile {})",
+        profile_file(select).display()
+    )
+}
+
+/// Ends the command with the one error that stopped a sweep because the results folder
+/// cannot be written (nothing after it, timing and report included, could be written).
+fn stop_if_unwritable(r: &SweepReport) -> Result<()> {
+    match &r.stopped {
+        Some(msg) => bail!("{msg}; stopped: the results folder cannot be written"),
+        None => Ok(()),
+    }
 }
 
 fn summarize(progress: &Progress, what: &str, r: &SweepReport) {
@@ -105,7 +173,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let global = &cli.global;
     let progress = Progress::new(global.quiet);
     let select = match &cli.command {
-        Command::Report(args) => return report(args, global, &progress),
+        Command::Report(args) => {
+            if !args.only.is_empty() && args.profile.is_none() {
+                bail!(
+                    "--only {} needs --profile: it narrows the runs the profile expects, and \
+                     without --profile the report expects none",
+                    args.only.join(",")
+                );
+            }
+            return report(args, global, &progress);
+        }
         Command::Slurm(args) => return slurm(args, global, &progress),
         Command::Train(s)
         | Command::Eval(s)
@@ -114,7 +191,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         | Command::List(s) => s,
     };
     let sel = selection(select, global)?;
-    let all = sel.configs()?;
+    let all = sel
+        .configs()
+        .map_err(|e| name_the_override(e, select, &sel.profile))?;
     if all.is_empty() {
         bail!("no config selected (check --config, --configs, --profile and --only)");
     }
@@ -185,18 +264,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let (mut train_times, mut eval_times) = (Vec::new(), Vec::new());
     if steps.train {
         let r = train_all(&ctx, &configs);
+        stop_if_unwritable(&r)?;
         summarize(&progress, "train", &r);
         errors += r.errors.len();
         train_times = r.timings;
     }
     if steps.eval {
         let r = evaluate_all(&ctx, &configs);
+        stop_if_unwritable(&r)?;
         summarize(&progress, "eval", &r);
         errors += r.errors.len();
         eval_times = r.timings;
     }
     if let Command::Spectrum(_) = cli.command {
         let r = spectrum_all(&ctx, &configs);
+        stop_if_unwritable(&r)?;
         summarize(&progress, "spectrum", &r);
         errors += r.errors.len();
     }

@@ -71,23 +71,32 @@ pub fn write_metrics(
 /// Reads the epoch records of a `metrics.jsonl` (error lines are skipped).
 ///
 /// # Errors
-/// I/O errors and lines that are not JSON objects.
+/// I/O errors and the errors of [`parse_metrics`].
 pub fn read_metrics(path: &Path) -> Result<Vec<EpochRecord>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    parse_metrics(&text, path)
+}
+
+/// The epoch records of the text of a `metrics.jsonl` (error lines are skipped); `origin`
+/// names the file in errors.
+///
+/// # Errors
+/// A line that is not JSON, or not an epoch or error record, naming the file and line.
+pub fn parse_metrics(text: &str, origin: &Path) -> Result<Vec<EpochRecord>> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
         let value: serde_json::Value = serde_json::from_str(line)
-            .with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))?;
+            .with_context(|| format!("{}:{}: not JSON", origin.display(), i + 1))?;
         if value.get("error").is_some() {
             continue;
         }
         out.push(
             serde_json::from_value(value)
-                .with_context(|| format!("{}:{}: not an epoch record", path.display(), i + 1))?,
+                .with_context(|| format!("{}:{}: not an epoch record", origin.display(), i + 1))?,
         );
     }
     Ok(out)

@@ -34,7 +34,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = temp_path(path);
     let result = (|| -> std::io::Result<()> {
         let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
+        // In two halves, so that the kill-anywhere test can end the process in between.
+        let (first, second) = bytes.split_at(bytes.len() / 2);
+        f.write_all(first)?;
+        f.flush()?;
+        crate::kill_points::mid_write(path);
+        f.write_all(second)?;
         f.sync_all()?;
         drop(f);
         std::fs::rename(&tmp, path)

@@ -101,22 +101,33 @@ impl Profile {
             path: origin.clone(),
             source,
         })?;
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Profile::from_toml_str(&text, &origin, &name)
+    }
+
+    /// The profile called `name` whose file text is `text`; `origin` names the file in
+    /// errors.
+    ///
+    /// # Errors
+    /// [`ConfigError::Syntax`] for invalid TOML, [`ConfigError::Invalid`] naming the key
+    /// for an unknown key or a value of the wrong type.
+    pub fn from_toml_str(text: &str, origin: &str, name: &str) -> Result<Profile, ConfigError> {
         let table: toml::Table =
             text.parse()
                 .map_err(|e: toml::de::Error| ConfigError::Syntax {
-                    origin: origin.clone(),
+                    origin: origin.to_string(),
                     message: e.to_string(),
                 })?;
         let mut profile: Profile = serde_path_to_error::deserialize(toml::Value::Table(table))
             .map_err(|e| ConfigError::Invalid {
-                origin: origin.clone(),
+                origin: origin.to_string(),
                 key: e.path().to_string(),
                 message: e.into_inner().to_string(),
             })?;
-        profile.name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        profile.name = name.to_string();
         Ok(profile)
     }
 

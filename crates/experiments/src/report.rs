@@ -85,6 +85,9 @@ const GROUPS: [(&str, &str, &str); 5] = [
 /// # Errors
 /// Unreadable results and figure errors.
 pub fn write_report(out: &Path, profile: Option<&str>) -> Result<PathBuf> {
+    crate::kill_points::phase("report");
+    // Temp files of a report writer that was killed (figures, REPORT.md, timing records).
+    crate::outputs::remove_stale_temps(out);
     let results = Results::scan(out)?;
     let figures = out.join("figures");
     std::fs::create_dir_all(&figures)?;
@@ -340,6 +343,7 @@ pub fn write_report(out: &Path, profile: Option<&str>) -> Result<PathBuf> {
     }
     let path = out.join("REPORT.md");
     write_atomic(&path, md.as_bytes())?;
+    crate::kill_points::phase("report written");
     Ok(path)
 }
 

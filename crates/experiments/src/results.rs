@@ -9,6 +9,9 @@ use anyhow::{Context as _, Result};
 use crate::checkpoint::{Checkpoints, Status};
 use crate::config::Role;
 use crate::evaluation::Summary;
+pub use crate::integrity::{
+    RESULTS_FORMAT, ResultsError, RobustnessRow, parse_robustness_csv, parse_summary, verify_run,
+};
 use crate::stats::{interpolate, mean, std};
 
 /// All evaluated runs of one variant.
@@ -138,7 +141,8 @@ impl Results {
     /// Scans `out/<experiment>/<variant>/seed<k>/`.
     ///
     /// # Errors
-    /// Unreadable folders.
+    /// Unreadable folders, and a run whose summary is of another results format, malformed,
+    /// or no longer matches the run's files ([`ResultsError`]).
     pub fn scan(out: &Path) -> Result<Results> {
         let mut results = Results::default();
         for exp in ["exp1", "exp2", "exp3"] {
@@ -174,10 +178,7 @@ impl Results {
                         results.failed.push((d.clone(), error.error.clone()));
                         continue;
                     }
-                    match std::fs::read_to_string(d.join("summary.json"))
-                        .ok()
-                        .and_then(|t| serde_json::from_str::<Summary>(&t).ok())
-                    {
+                    match verify_run(&d)? {
                         Some(s) => {
                             v.dirs.push((seed, d));
                             v.runs.push(s);

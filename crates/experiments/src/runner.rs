@@ -116,16 +116,28 @@ pub fn build_network(config: &Config, rng: &mut Rng, device: &Device) -> Result<
 }
 
 /// The safetensors header of every model file of a run: one key, so the bytes do not
-/// depend on hash-map order.
-pub fn model_metadata(provenance: &Provenance, epoch: usize) -> BTreeMap<String, String> {
+/// depend on hash-map order. `training` is the SHA-256 of the run's training fingerprint
+/// ([`Config::training_fingerprint`]), so that a model of another config is recognised.
+pub fn model_metadata(
+    provenance: &Provenance,
+    epoch: usize,
+    training: &str,
+) -> BTreeMap<String, String> {
     let value = serde_json::json!({
         "seed": provenance.seed,
         "commit": provenance.commit,
         "device": provenance.device,
         "threads": provenance.threads,
         "epoch": epoch,
+        "training": training,
     });
     BTreeMap::from([("specreg".to_string(), value.to_string())])
+}
+
+/// The SHA-256 of the training fingerprint of `config` with `seed`, as model files record
+/// it.
+pub fn training_digest(config: &Config, seed: u64) -> String {
+    crate::integrity::sha256_hex(config.training_fingerprint(seed).as_bytes())
 }
 
 /// Loads the finished model of a run for evaluation.
@@ -135,26 +147,24 @@ pub fn model_metadata(provenance: &Provenance, epoch: usize) -> BTreeMap<String,
 pub fn load_trained(config: &Config, paths: &RunPaths, device: &Device) -> Result<Network> {
     let mut rng = Rng::new(0);
     let mut net = build_network(config, &mut rng, device)?;
-    load_checkpoint(paths.model(), net.sequential_mut())
+    let meta = load_checkpoint(paths.model(), net.sequential_mut())
         .with_context(|| format!("loading {}", paths.model().display()))?;
+    crate::checkpoint::check_trained_model(&meta, paths, config)?;
     Ok(net)
 }
 
-/// Whether a training error is a numerical failure of this run (a NaN or infinite loss, a
-/// NaN or infinite representation, or a representation whose anchor eigenvalue λ_τ is not
-/// positive), which is recorded as the run's failure so that the sweep goes on, rather
-/// than an error of the program.
+/// Whether a training error is a numerical failure of this run, which is recorded as the
+/// run's failure so that the sweep goes on, rather than an error of the program: a NaN or
+/// infinite loss, gradient, input or activation, a whitening Cholesky factorisation or an
+/// eigendecomposition that failed, a NaN or infinite representation, penalty or
+/// covariance, or a representation whose anchor eigenvalue λ_τ is not positive, at a step
+/// or before an epoch ([`specreg_regularizers::is_numerical_failure`]).
 fn is_numerical_failure(e: &NnError) -> bool {
-    match e {
-        NnError::Diverged { .. } => true,
-        NnError::Hook(inner) => matches!(
-            inner.downcast_ref::<RegularizerError>(),
-            Some(
-                RegularizerError::NonFiniteRepresentation { .. }
-                    | RegularizerError::RankBelowTau { .. }
-            )
-        ),
-        _ => false,
+    match e.innermost() {
+        NnError::Hook(inner) => inner
+            .downcast_ref::<RegularizerError>()
+            .is_some_and(RegularizerError::is_numerical),
+        inner => inner.is_numerical(),
     }
 }
 
@@ -265,8 +275,15 @@ pub fn train(ctx: &Context<'_>, config: &Config, seed: u64) -> Result<TrainOutco
     let mut state = match previous {
         Some(state) if state.epochs_done > 0 => {
             let e = state.epochs_done;
-            load_checkpoint(ckpt.model(e), net.sequential_mut())
+            let meta = load_checkpoint(ckpt.model(e), net.sequential_mut())
                 .with_context(|| format!("resuming from {}", ckpt.model(e).display()))?;
+            crate::checkpoint::check_model_provenance(
+                &meta,
+                &ckpt.model(e),
+                seed,
+                e,
+                &training_digest(config, seed),
+            )?;
             load_optimizer(ckpt.optimizer(e), &mut adam)
                 .with_context(|| format!("resuming from {}", ckpt.optimizer(e).display()))?;
             rng = Rng::from_state(state.rng);
@@ -317,7 +334,7 @@ pub fn train(ctx: &Context<'_>, config: &Config, seed: u64) -> Result<TrainOutco
             ),
             Regularizer::Spectral(spec) => spec
                 .refresh(&mut net, train_x, config.train.chunk)
-                .map_err(NnError::from)
+                .map_err(|e| NnError::from(e).before_epoch(epoch, adam.steps_taken()))
                 .and_then(|()| {
                     train_epoch(
                         &mut net,
@@ -348,7 +365,7 @@ pub fn train(ctx: &Context<'_>, config: &Config, seed: u64) -> Result<TrainOutco
                     error: error.clone(),
                 };
                 ckpt.commit(&state)?;
-                bar.abandon_with_message(if matches!(e, NnError::Diverged { .. }) {
+                bar.abandon_with_message(if matches!(e, NnError::NonFinite { .. }) {
                     "diverged"
                 } else {
                     "numerical failure"
@@ -389,7 +406,7 @@ pub fn train(ctx: &Context<'_>, config: &Config, seed: u64) -> Result<TrainOutco
             provenance: provenance.clone(),
         };
         let done = epoch + 1;
-        let meta = model_metadata(&provenance, done);
+        let meta = model_metadata(&provenance, done, &training_digest(config, seed));
         std::fs::create_dir_all(ckpt.epoch_dir(done))?;
         save_checkpoint(ckpt.model(done), net.sequential(), &meta)?;
         save_optimizer(ckpt.optimizer(done), &adam)?;
@@ -414,7 +431,7 @@ pub fn train(ctx: &Context<'_>, config: &Config, seed: u64) -> Result<TrainOutco
     }
     if state.status != Status::Finished || !paths.model().is_file() {
         // Every epoch was already done but the final model file was missing.
-        let meta = model_metadata(&provenance, epochs);
+        let meta = model_metadata(&provenance, epochs, &training_digest(config, seed));
         save_checkpoint(paths.model(), net.sequential(), &meta)?;
         state.status = Status::Finished;
         ckpt.commit(&state)?;

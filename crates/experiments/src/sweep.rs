@@ -8,8 +8,9 @@ use serde::Serialize;
 
 use crate::checkpoint::{Checkpoints, Status};
 use crate::config::{Config, Experiment};
-use crate::evaluation::{EvalOutcome, evaluate_run, load_summary};
-use crate::outputs::{RunPaths, remove_stale_temps};
+use crate::evaluation::{EvalOutcome, evaluate_run, load_summary, remove_summary};
+use crate::integrity::seal_summary;
+use crate::outputs::{RunPaths, remove_stale_temps, write_atomic};
 use crate::profile::{Profile, config_files};
 use crate::representations::{spectra, write_spectrum_csv};
 use crate::runner::{Context, TrainOutcome, load_trained, train};
@@ -116,11 +117,32 @@ pub struct SweepReport {
     pub errors: Vec<String>,
     /// The wall time of every run's step, in sweep order.
     pub timings: Vec<RunTime>,
+    /// An error that stopped the whole sweep: the results folder cannot be written (a full
+    /// disk, a read-only file system, no permission), so the other runs would fail alike.
+    pub stopped: Option<String>,
+}
+
+/// Whether `e` says the results folder cannot be written at all (rather than that one run
+/// failed): no space, a read-only file system, no permission, a quota.
+pub fn is_storage_error(e: &anyhow::Error) -> bool {
+    use std::io::ErrorKind;
+    e.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                ErrorKind::StorageFull
+                    | ErrorKind::ReadOnlyFilesystem
+                    | ErrorKind::PermissionDenied
+                    | ErrorKind::QuotaExceeded
+            )
+        })
+    })
 }
 
 /// Runs `step` on every (config, seed) run under one progress bar labelled `label`; a run
 /// whose `step` fails is logged and counted in [`SweepReport::errors`], and the sweep goes
-/// on with the others. Before each run, temporary files that a crashed writer left in its
+/// on with the others, unless the results folder cannot be written
+/// ([`is_storage_error`]): then the sweep stops with [`SweepReport::stopped`]. Before each run, temporary files that a crashed writer left in its
 /// folder are removed; each run's wall time is kept in [`SweepReport::timings`].
 fn for_each_run(
     ctx: &Context<'_>,
@@ -146,6 +168,10 @@ fn for_each_run(
         });
         if let Err(e) = result {
             let msg = format!("{} seed {seed}: {e:#}", config.id());
+            if is_storage_error(&e) {
+                report.stopped = Some(msg);
+                break;
+            }
             ctx.progress.warn(&msg);
             report.errors.push(msg);
         }
@@ -158,6 +184,7 @@ fn for_each_run(
 /// Trains every selected run.
 pub fn train_all(ctx: &Context<'_>, configs: &[Config]) -> SweepReport {
     for_each_run(ctx, configs, "train runs", |config, seed, report| {
+        crate::kill_points::phase(&format!("train {} seed{seed}", config.id()));
         match train(ctx, config, seed)? {
             TrainOutcome::AlreadyDone => report.skipped += 1,
             TrainOutcome::Finished { resumed_from } => {
@@ -179,6 +206,7 @@ pub fn train_all(ctx: &Context<'_>, configs: &[Config]) -> SweepReport {
 /// Evaluates every selected run that finished training.
 pub fn evaluate_all(ctx: &Context<'_>, configs: &[Config]) -> SweepReport {
     for_each_run(ctx, configs, "eval runs", |config, seed, report| {
+        crate::kill_points::phase(&format!("eval {} seed{seed}", config.id()));
         match evaluate_run(ctx, config, seed)? {
             EvalOutcome::Evaluated => report.done += 1,
             EvalOutcome::AlreadyDone => report.skipped += 1,
@@ -196,9 +224,21 @@ pub fn spectrum_all(ctx: &Context<'_>, configs: &[Config]) -> SweepReport {
             report.not_ready += 1;
             return Ok(());
         }
+        // An evaluated run's summary covers spectrum.csv: check the folder first, and seal
+        // the summary again over the new file.
+        // (removed while spectrum.csv is rewritten, so that a kill in between leaves a run
+        // to evaluate again rather than a summary that no longer matches).
+        let summary = load_summary(&paths)?;
         let mut net = load_trained(config, &paths, &ctx.device)?;
         let s = spectra(ctx, config, &mut net)?;
+        remove_summary(&paths)?;
         write_spectrum_csv(&paths, &ctx.provenance(seed), &s)?;
+        if let Some(summary) = summary {
+            write_atomic(
+                &paths.summary(),
+                seal_summary(&summary, &paths.dir)?.as_bytes(),
+            )?;
+        }
         report.done += 1;
         Ok(())
     })
@@ -249,7 +289,7 @@ pub fn statuses(out: &Path, configs: &[Config]) -> Vec<RunStatus> {
                 epochs_done,
                 epochs: c.train.epochs,
                 state,
-                evaluated: load_summary(&paths).is_some(),
+                evaluated: matches!(load_summary(&paths), Ok(Some(_))),
             });
         }
     }

@@ -94,7 +94,7 @@ fn negative_beta_is_rejected() {
     );
     let err = Config::from_toml_str(&text, "j").unwrap_err().to_string();
     assert!(
-        err.contains("jacobian.beta: ") && err.contains("beta must be finite and ≥ 0"),
+        err.contains("jacobian.beta: must be finite and ≥ 0, got -0.01"),
         "{err}"
     );
 }

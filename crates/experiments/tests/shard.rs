@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::process::Stdio;
 
-use common::{configs, data, differences, ok, specreg, temp_files};
+use common::{configs, differences, mnist, ok, specreg, temp_files};
 use specreg_experiments::Profile;
 use specreg_experiments::cost::reference_cost;
 use specreg_experiments::shard::{Shard, shard_configs};
@@ -18,11 +18,12 @@ use specreg_experiments::sweep::Selection;
 const SWEEP: &[&str] = &["--profile", "smoke", "--only", "exp2", "--threads", "1"];
 
 #[test]
+#[cfg_attr(
+    specreg_no_mnist,
+    ignore = "MNIST not found at build time (see the cargo warning): set SPECREG_DATA"
+)]
 fn concurrent_shards_merge_into_the_single_process_results() {
-    let Some(data) = data() else {
-        eprintln!("skipping: SPECREG_DATA does not point at MNIST");
-        return;
-    };
+    let data = mnist();
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
     let (single, sharded) = (tmp.path().join("single"), tmp.path().join("sharded"));

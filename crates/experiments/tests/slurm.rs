@@ -3,7 +3,8 @@
 //! dependent report job; both are submitted with the sbatch line it prints, and the
 //! merged results equal a single-process run's byte for byte apart from timing fields.
 //!
-//! Needs root, `apt-get install -y slurm-wlm munge` and MNIST in `SPECREG_DATA`; it takes
+//! Needs root, `apt-get install -y slurm-wlm munge` and MNIST (found when the tests are
+//! built: `SPECREG_DATA`, the per-user cache, a download; see `specreg_data::testing`); it takes
 //! about two and a half minutes on 2 cores, so it is ignored by default:
 //! `cargo test --release -p specreg-experiments --test slurm -- --ignored`
 //! (or `cargo xtask slurm`).
@@ -13,12 +14,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{configs, data, differences, ok, specreg, temp_files};
+use common::{configs, differences, mnist, ok, specreg, temp_files};
 
 #[test]
 #[ignore = "needs root, slurm-wlm and munge: cargo xtask slurm"]
 fn smoke_profile_as_a_slurm_job_array_equals_a_single_process_run() {
-    let data = data().expect("the Slurm test needs MNIST: set SPECREG_DATA");
+    let data = mnist();
     let started = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");

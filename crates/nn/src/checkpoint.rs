@@ -161,14 +161,15 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Serialises named tensors and string metadata to a safetensors file, atomically.
-/// Tensors whose name satisfies `int` are written as `I64` (they must hold integers).
-fn write_safetensors(
-    path: &Path,
+/// Serialises named tensors and string metadata to safetensors bytes. Tensors whose name
+/// satisfies `int` are written as `I64` (they must hold integers); `what` names the
+/// destination in errors.
+fn encode_safetensors(
+    what: &str,
     tensors: NamedTensors,
     metadata: &BTreeMap<String, String>,
     int: fn(&str) -> bool,
-) -> Result<()> {
+) -> Result<Vec<u8>> {
     let encoded = tensors
         .into_iter()
         .map(|(name, t)| {
@@ -191,12 +192,10 @@ fn write_safetensors(
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let bytes =
-        safetensors::serialize(views, Some(header)).map_err(|err| NnError::InvalidArgument {
-            what: format!("saving {}", path.display()),
-            reason: err.to_string(),
-        })?;
-    write_atomic(path, &bytes)
+    safetensors::serialize(views, Some(header)).map_err(|err| NnError::InvalidArgument {
+        what: format!("saving {what}"),
+        reason: err.to_string(),
+    })
 }
 
 fn decode_le<const N: usize, T>(bytes: &[u8], f: fn([u8; N]) -> T) -> Vec<T> {
@@ -206,20 +205,24 @@ fn decode_le<const N: usize, T>(bytes: &[u8], f: fn([u8; N]) -> T) -> Vec<T> {
         .collect()
 }
 
-/// Reads a safetensors file into CPU tensors (in file order of names, sorted) and its
-/// metadata. Tensors whose name satisfies `int` must be `I64` and come back as `f64`
-/// tensors; every other tensor must be `F32` or `F64`.
-fn read_safetensors(
-    path: &Path,
+/// Decodes the bytes of a safetensors file (`origin` names it in errors) into CPU tensors
+/// (sorted by name) and its metadata. Tensors whose name satisfies `int` must be `I64` and
+/// come back as `f64` tensors; every other tensor must be `F32` or `F64` and hold only
+/// finite values.
+fn decode_safetensors(
+    bytes: &[u8],
+    origin: &Path,
     int: fn(&str) -> bool,
 ) -> Result<(NamedTensors, BTreeMap<String, String>)> {
-    let bytes = std::fs::read(path).map_err(io_err(path))?;
+    let file = || origin.display().to_string();
     let corrupt = |err: safetensors::SafeTensorError| NnError::CorruptFile {
-        file: path.display().to_string(),
+        file: file(),
         reason: err.to_string(),
     };
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(corrupt)?;
-    let st = SafeTensors::deserialize(&bytes).map_err(corrupt)?;
+    // `deserialize` validates the header (its length against the input, every offset
+    // against the buffer) before any tensor is touched, so nothing is sized from it.
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(corrupt)?;
+    let st = SafeTensors::deserialize(bytes).map_err(corrupt)?;
     let metadata: BTreeMap<String, String> = header
         .metadata()
         .as_ref()
@@ -246,7 +249,7 @@ fn read_safetensors(
             for i in ints {
                 if (i as f64).abs() > EXACT_F64_INT {
                     return Err(NnError::CorruptFile {
-                        file: path.display().to_string(),
+                        file: file(),
                         reason: format!("{name}: count {i} is out of range"),
                     });
                 }
@@ -254,11 +257,30 @@ fn read_safetensors(
             }
             Tensor::from_vec(vals, &shape, &cpu)?
         } else {
-            match view.dtype() {
-                Dtype::F32 => Tensor::from_vec(decode_le(data, f32::from_le_bytes), &shape, &cpu)?,
-                Dtype::F64 => Tensor::from_vec(decode_le(data, f64::from_le_bytes), &shape, &cpu)?,
+            let (t, bad, total) = match view.dtype() {
+                Dtype::F32 => {
+                    let v = decode_le(data, f32::from_le_bytes);
+                    let bad = v.iter().filter(|x| !x.is_finite()).count();
+                    let total = v.len();
+                    (Tensor::from_vec(v, &shape, &cpu)?, bad, total)
+                }
+                Dtype::F64 => {
+                    let v = decode_le(data, f64::from_le_bytes);
+                    let bad = v.iter().filter(|x| !x.is_finite()).count();
+                    let total = v.len();
+                    (Tensor::from_vec(v, &shape, &cpu)?, bad, total)
+                }
                 _ => return Err(dtype_err("F32 or F64")),
+            };
+            if bad > 0 {
+                return Err(NnError::CorruptFile {
+                    file: file(),
+                    reason: format!(
+                        "tensor {name}: {bad} of {total} values are not finite (NaN or infinite)"
+                    ),
+                });
             }
+            t
         };
         out.push((name, t));
     }
@@ -279,7 +301,18 @@ pub fn save_checkpoint(
     net: &Sequential,
     metadata: &BTreeMap<String, String>,
 ) -> Result<()> {
-    write_safetensors(path.as_ref(), net.state_dict(), metadata, model_int)
+    let path = path.as_ref();
+    write_atomic(path, &checkpoint_bytes(path, net, metadata)?)
+}
+
+/// The bytes [`save_checkpoint`] writes (`what` names the destination in errors).
+pub fn checkpoint_bytes(
+    what: impl AsRef<Path>,
+    net: &Sequential,
+    metadata: &BTreeMap<String, String>,
+) -> Result<Vec<u8>> {
+    let what = what.as_ref().display().to_string();
+    encode_safetensors(&what, net.state_dict(), metadata, model_int)
 }
 
 /// Loads a checkpoint written by [`save_checkpoint`] (or by PyTorch's
@@ -290,12 +323,28 @@ pub fn save_checkpoint(
 /// [`NnError::CorruptFile`] (naming the file) if it is not valid safetensors (e.g.
 /// truncated), and, naming the tensor, [`NnError::MissingTensor`],
 /// [`NnError::UnexpectedTensor`], [`NnError::TensorShape`] (with both shapes) or
-/// [`NnError::TensorDType`].
+/// [`NnError::TensorDType`]; [`NnError::CorruptFile`] naming the tensor and the count if
+/// a weight or buffer holds NaN or infinite values.
 pub fn load_checkpoint(
     path: impl AsRef<Path>,
     net: &mut Sequential,
 ) -> Result<BTreeMap<String, String>> {
-    let (tensors, metadata) = read_safetensors(path.as_ref(), model_int)?;
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(io_err(path))?;
+    load_checkpoint_bytes(&bytes, path, net)
+}
+
+/// [`load_checkpoint`] of the file's bytes, already read; `origin` names the file in
+/// errors.
+///
+/// # Errors
+/// As [`load_checkpoint`], apart from I/O.
+pub fn load_checkpoint_bytes(
+    bytes: &[u8],
+    origin: impl AsRef<Path>,
+    net: &mut Sequential,
+) -> Result<BTreeMap<String, String>> {
+    let (tensors, metadata) = decode_safetensors(bytes, origin.as_ref(), model_int)?;
     net.load_state_dict(tensors)?;
     Ok(metadata)
 }
@@ -303,8 +352,15 @@ pub fn load_checkpoint(
 /// Writes `adam`'s state ([`Adam::state_tensors`], step counts as `I64`) with its config
 /// and counters ([`Adam::state_metadata`]) in the header, atomically.
 pub fn save_optimizer(path: impl AsRef<Path>, adam: &Adam) -> Result<()> {
-    write_safetensors(
-        path.as_ref(),
+    let path = path.as_ref();
+    write_atomic(path, &optimizer_bytes(path, adam)?)
+}
+
+/// The bytes [`save_optimizer`] writes (`what` names the destination in errors).
+pub fn optimizer_bytes(what: impl AsRef<Path>, adam: &Adam) -> Result<Vec<u8>> {
+    let what = what.as_ref().display().to_string();
+    encode_safetensors(
+        &what,
         adam.state_tensors(),
         &adam.state_metadata(),
         optim_int,
@@ -316,6 +372,17 @@ pub fn save_optimizer(path: impl AsRef<Path>, adam: &Adam) -> Result<()> {
 ///
 /// Errors, leaving `adam` unchanged, like [`load_checkpoint`] and [`Adam::load_state`].
 pub fn load_optimizer(path: impl AsRef<Path>, adam: &mut Adam) -> Result<()> {
-    let (tensors, metadata) = read_safetensors(path.as_ref(), optim_int)?;
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(io_err(path))?;
+    load_optimizer_bytes(&bytes, path, adam)
+}
+
+/// [`load_optimizer`] of the file's bytes, already read; `origin` names the file in
+/// errors.
+///
+/// # Errors
+/// As [`load_optimizer`], apart from I/O.
+pub fn load_optimizer_bytes(bytes: &[u8], origin: impl AsRef<Path>, adam: &mut Adam) -> Result<()> {
+    let (tensors, metadata) = decode_safetensors(bytes, origin.as_ref(), optim_int)?;
     adam.load_state(&metadata, tensors)
 }

@@ -131,7 +131,9 @@ pub enum NnError {
     /// crate's `RegularizerError`) to see which failure it was.
     #[error("{0}")]
     Hook(Box<dyn std::error::Error + Send + Sync + 'static>),
-    /// The training loss became NaN or infinite.
+    /// The training loss became NaN or infinite. The training loop no longer returns this:
+    /// it reports [`NnError::NonFinite`], which also names the step, the loss term and the
+    /// layer at fault. Kept so that code matching it still builds.
     #[error("training diverged: loss {loss} at epoch {epoch}, batch {batch}")]
     Diverged {
         /// The epoch (as passed to the trainer).
@@ -141,6 +143,182 @@ pub enum NnError {
         /// The non-finite loss.
         loss: f64,
     },
+    /// A training step found a NaN or infinite value in its loss, a parameter gradient, its
+    /// input or a layer's output, before the optimiser step (the parameters are unchanged).
+    /// `epoch` is the caller's epoch number, `batch` the 0-based batch within it, `step` the
+    /// number of optimiser steps taken before this one ([`Adam::steps_taken`](crate::Adam)).
+    #[error(
+        "training stopped at epoch {epoch}, batch {batch} (step {step}): {quantity}{}",
+        seen_as(.seen)
+    )]
+    NonFinite {
+        /// The epoch (as passed to the trainer).
+        epoch: usize,
+        /// The batch within the epoch (0-based).
+        batch: usize,
+        /// Optimiser steps taken before this one (0-based global step).
+        step: u64,
+        /// What was not finite: for a non-finite input or layer output, the first one along
+        /// the forward pass.
+        quantity: NonFiniteQuantity,
+        /// When `quantity` is an input or activation: what the step's check saw first (the
+        /// loss or a gradient, in words).
+        seen: Option<String>,
+    },
+    /// A training step failed inside the step: a layer or regulariser refused it (a
+    /// whitening Cholesky factorisation, an eigendecomposition, a regulariser's check such
+    /// as `λ_τ ≤ 0`). `source` is the error itself; the step is numbered as in
+    /// [`NnError::NonFinite`].
+    #[error("training stopped at epoch {epoch}, batch {batch} (step {step}): {source}")]
+    AtStep {
+        /// The epoch (as passed to the trainer).
+        epoch: usize,
+        /// The batch within the epoch (0-based).
+        batch: usize,
+        /// Optimiser steps taken before this one (0-based global step).
+        step: u64,
+        /// What failed.
+        source: Box<NnError>,
+    },
+    /// Preparing an epoch failed before its first step (e.g. a regulariser's refresh of its
+    /// eigenvectors over the training set); `step` is the number of optimiser steps taken.
+    #[error("training stopped before epoch {epoch} (step {step}): {source}")]
+    BeforeEpoch {
+        /// The epoch (as passed to the trainer).
+        epoch: usize,
+        /// Optimiser steps taken so far (the 0-based global step that was next).
+        step: u64,
+        /// What failed.
+        source: Box<NnError>,
+    },
+}
+
+/// What a training step found not finite (see [`NnError::NonFinite`]). Layers are named
+/// `"{index}.{kind}"` with the representation they compute or lead to, e.g.
+/// `2.linear (before fc2)`, `3.tanh (fc2)`, `6.linear (logits)`; parameters by their
+/// checkpoint name `"{index}.{name}"` (`2.weight`).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum NonFiniteQuantity {
+    /// A term of the loss: `the cross-entropy` or the regulariser's term.
+    Loss {
+        /// The term, in words.
+        term: String,
+        /// Its value (NaN or ±∞).
+        value: f64,
+    },
+    /// The gradient of one parameter (the first, in network order, with a non-finite entry).
+    Gradient {
+        /// The parameter's checkpoint name (`2.weight`).
+        parameter: String,
+        /// The layer it belongs to.
+        layer: String,
+        /// How many of its entries are NaN or infinite.
+        count: usize,
+        /// Its number of entries.
+        of: usize,
+    },
+    /// The output of the first layer of the forward pass whose output is not finite.
+    Activation {
+        /// The layer.
+        layer: String,
+        /// How many of its output values are NaN or infinite.
+        count: usize,
+        /// Its number of output values.
+        of: usize,
+    },
+    /// The input batch itself.
+    Input {
+        /// How many input values are NaN or infinite.
+        count: usize,
+        /// The number of input values.
+        of: usize,
+    },
+}
+
+impl std::fmt::Display for NonFiniteQuantity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Loss { term, value } => write!(f, "{term} is {value}"),
+            Self::Gradient {
+                parameter,
+                layer,
+                count,
+                of,
+            } => write!(
+                f,
+                "gradient of {parameter} (layer {layer}) has {count} non-finite values of {of}"
+            ),
+            Self::Activation { layer, count, of } => write!(
+                f,
+                "output of layer {layer} has {count} non-finite values of {of} \
+                 (the first layer whose output is not finite)"
+            ),
+            Self::Input { count, of } => {
+                write!(f, "the input batch has {count} non-finite values of {of}")
+            }
+        }
+    }
+}
+
+fn seen_as(seen: &Option<String>) -> String {
+    seen.as_ref()
+        .map_or_else(String::new, |s| format!("; the step saw {s}"))
+}
+
+impl NnError {
+    /// This error as one of the step `(epoch, batch, step)` ([`NnError::AtStep`]); errors
+    /// that already name their step are returned as they are.
+    pub fn at_step(self, epoch: usize, batch: usize, step: u64) -> Self {
+        match self {
+            e @ (Self::NonFinite { .. } | Self::AtStep { .. } | Self::BeforeEpoch { .. }) => e,
+            e => Self::AtStep {
+                epoch,
+                batch,
+                step,
+                source: Box::new(e),
+            },
+        }
+    }
+
+    /// This error as one that stopped training before epoch `epoch`, after `step` optimiser
+    /// steps ([`NnError::BeforeEpoch`]); errors that already name their step are returned as
+    /// they are.
+    pub fn before_epoch(self, epoch: usize, step: u64) -> Self {
+        match self {
+            e @ (Self::NonFinite { .. } | Self::AtStep { .. } | Self::BeforeEpoch { .. }) => e,
+            e => Self::BeforeEpoch {
+                epoch,
+                step,
+                source: Box::new(e),
+            },
+        }
+    }
+
+    /// The error under any [`NnError::AtStep`] or [`NnError::BeforeEpoch`] wrapping.
+    pub fn innermost(&self) -> &NnError {
+        match self {
+            Self::AtStep { source, .. } | Self::BeforeEpoch { source, .. } => source.innermost(),
+            e => e,
+        }
+    }
+
+    /// Whether this is a numerical failure of the network itself: a non-finite loss,
+    /// gradient, input or activation ([`NnError::NonFinite`], [`NnError::Diverged`]), a
+    /// Cholesky factorisation of a matrix that is not positive definite, or an
+    /// eigendecomposition that did not converge, at a step or not. A hook's own errors
+    /// ([`NnError::Hook`]) are the hook's to classify (the regularizers crate's
+    /// `RegularizerError` has its numerical variants).
+    pub fn is_numerical(&self) -> bool {
+        use specreg_tensor::Error as T;
+        matches!(
+            self.innermost(),
+            Self::NonFinite { .. }
+                | Self::Diverged { .. }
+                | Self::NotPositiveDefinite { .. }
+                | Self::Tensor(T::NotPositiveDefinite { .. } | T::EigenNoConvergence { .. })
+        )
+    }
 }
 
 /// Result alias for the `nn` crate.

@@ -57,8 +57,11 @@ mod optim;
 mod sequential;
 pub mod train;
 
-pub use checkpoint::{load_checkpoint, load_optimizer, save_checkpoint, save_optimizer};
-pub use error::{NnError, Result};
+pub use checkpoint::{
+    checkpoint_bytes, load_checkpoint, load_checkpoint_bytes, load_optimizer, load_optimizer_bytes,
+    optimizer_bytes, save_checkpoint, save_optimizer,
+};
+pub use error::{NnError, NonFiniteQuantity, Result};
 pub use layer::{Layer, Mode, Param};
 pub use layers::{BatchNorm1d, Conv2d, Flatten, Linear, MaxPool2d, Relu, Sigmoid, Tanh};
 pub use model::{ForwardPass, Network};

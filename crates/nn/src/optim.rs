@@ -148,6 +148,10 @@ fn conform(t: &Tensor, like: &Tensor) -> Result<Tensor> {
     Ok(t)
 }
 
+/// The most parameter tensors a saved optimiser state may claim (the networks here have
+/// at most a dozen).
+pub const MAX_STATE_PARAMS: usize = 1 << 16;
+
 fn state_err(i: usize, name: &str, reason: String) -> NnError {
     NnError::OptimizerState {
         param: format!("parameter {i} ({name})"),
@@ -392,6 +396,16 @@ impl Adam {
             Some(_) => Some(field(metadata, "num_params")?),
             None => None,
         };
+        // The state list is as long as the highest position with state, so the count a
+        // header claims is bounded before anything is sized from it.
+        if let Some(n) = num_params
+            && n > MAX_STATE_PARAMS
+        {
+            return Err(NnError::OptimizerState {
+                param: "num_params".into(),
+                reason: format!("{n} exceeds the limit of {MAX_STATE_PARAMS} parameter tensors"),
+            });
+        }
 
         #[derive(Default)]
         struct Parts {
@@ -405,7 +419,9 @@ impl Adam {
             let unexpected = || NnError::UnexpectedTensor { name: name.clone() };
             let (idx, kind) = name.split_once('.').ok_or_else(unexpected)?;
             let i: usize = idx.parse().map_err(|_| unexpected())?;
-            if num_params.is_none_or(|n| i >= n) {
+            // Only the canonical spelling (`7`, not `07` or `+7`), so no two names can
+            // fill the same slot.
+            if num_params.is_none_or(|n| i >= n) || idx != i.to_string() {
                 return Err(unexpected());
             }
             let e = parts.entry(i).or_default();
@@ -432,7 +448,10 @@ impl Adam {
             };
             *slot = Some(t);
         }
-        let mut state = vec![None; num_params.unwrap_or(0)];
+        // As long as the highest position with state (below `num_params`, bounded above):
+        // `step` pads the list to the parameter count.
+        let len = parts.keys().next_back().map_or(0, |&i| i + 1);
+        let mut state = vec![None; len];
         for (i, p) in parts {
             let missing = |kind: &str| NnError::MissingTensor {
                 name: format!("{i}.{kind}"),

@@ -13,6 +13,15 @@
 //! accuracy is counted on the device and read once per epoch: an epoch of `k` batches
 //! makes `k + 1` host reads.
 //!
+//! **Numerical guards.** The same read carries one probe per parameter gradient (its sum
+//! in `f64`, NaN or infinite when an entry is). A step whose loss or a gradient is not
+//! finite stops training with [`NnError::NonFinite`] naming the epoch, batch and global
+//! step, the quantity and the layer, before the optimiser step; only then are more host
+//! reads spent, to name the first layer whose output is not finite. A layer's or the
+//! hook's failure inside a step (a whitening Cholesky factorisation, an
+//! eigendecomposition, `λ_τ ≤ 0`) comes back as [`NnError::AtStep`]. See the `guards`
+//! module for what is checked where.
+//!
 //! The batches are the caller's (this crate does not depend on the data crate): the
 //! reference settings draw a fresh seeded shuffle each epoch with the last partial batch
 //! kept, e.g. `specreg_data::batch_indices(60_000, 1500, Some(seed + epoch))`.
@@ -53,7 +62,9 @@ use specreg_tensor::{DType, Device, Tensor};
 
 use crate::loss::softmax_cross_entropy;
 use crate::model::{ForwardPass, Network};
-use crate::{Adam, Mode, NnError, Result};
+use crate::{Adam, Mode, NnError, NonFiniteQuantity, Result};
+
+mod guards;
 
 /// What a [`TrainHook`] adds to one training step.
 #[derive(Debug, Clone, Default)]
@@ -174,10 +185,13 @@ pub type Step<'a> = dyn FnMut(&mut Network, &Tensor, &[usize]) -> Result<StepLos
 /// BatchNorm cannot train on a batch of one sample (an error): keep `N mod batch_size ≠ 1`.
 ///
 /// # Errors
-/// What the hook's `observe` reports (before the loss check); [`NnError::Diverged`] as soon
-/// as a batch's loss is NaN or infinite (before the step); [`NnError::InvalidArgument`] for
-/// mismatched data or an index out of range; anything the network, the hook or the
-/// optimiser reports.
+/// Before any optimiser step of the failing batch: [`NnError::NonFinite`] when the batch's
+/// input, a layer's output, the cross-entropy, the hook's loss or a parameter gradient
+/// holds a NaN or an infinity (the first non-finite input or layer output is named when
+/// there is one); [`NnError::AtStep`] around anything the network or the hook reports
+/// during the step, `observe` included (a hook's error wins over a non-finite loss when no
+/// input or layer output is at fault). [`NnError::InvalidArgument`] for mismatched data or
+/// an index out of range; anything the optimiser reports.
 pub fn train_epoch(
     net: &mut Network,
     adam: &mut Adam,
@@ -349,8 +363,11 @@ fn run_epoch(
         }
         let x = to_input(images.select(Axis(0), idx), dtype, &device)?;
         let y: Vec<usize> = idx.iter().map(|&i| usize::from(labels[i])).collect();
+        let step = adam.steps_taken();
         net.zero_grad();
-        let (out, scalars) = stepper.step(net, &x, &y)?;
+        let (out, scalars) = stepper
+            .step(net, &x, &y)
+            .map_err(|e| e.at_step(epoch, bi, step))?;
         check_scalar(&out.cross_entropy, "the cross-entropy")?;
         if let Some(e) = &out.extra {
             check_scalar(e, "the extra loss")?;
@@ -363,20 +380,51 @@ fn run_epoch(
         for t in &scalars {
             parts.push(t.to_dtype(DType::F64)?);
         }
+        let probes = guards::gradient_probes(net)?;
+        parts.extend(probes.iter().map(|(_, p)| p.clone()));
         let refs: Vec<&Tensor> = parts.iter().collect();
-        // The step's one host read.
+        // The step's one host read: the losses, the hook's scalars and the gradient probes.
         let values = Tensor::concat(&refs)?.to_vec::<f64>()?;
+        let (scalar_end, probe_values) = values.split_at(values.len() - probes.len());
         let ce = values[0];
         let extra = if out.extra.is_some() { values[1] } else { 0.0 };
-        stepper.observe(&values[head..])?;
-        let loss = ce + extra;
-        if !loss.is_finite() {
-            return Err(NnError::Diverged {
-                epoch,
-                batch: bi,
-                loss,
-            });
+        let observed = stepper.observe(&scalar_end[head..]);
+        let found = if !ce.is_finite() {
+            Some(NonFiniteQuantity::Loss {
+                term: "the cross-entropy".into(),
+                value: ce,
+            })
+        } else if !extra.is_finite() {
+            Some(NonFiniteQuantity::Loss {
+                term: "the regulariser loss".into(),
+                value: extra,
+            })
+        } else if !(ce + extra).is_finite() {
+            Some(NonFiniteQuantity::Loss {
+                term: "the total loss (cross-entropy + regulariser)".into(),
+                value: ce + extra,
+            })
+        } else {
+            guards::non_finite_gradient(net, &probes, probe_values)?
+        };
+        let stop = |quantity, seen| NnError::NonFinite {
+            epoch,
+            batch: bi,
+            step,
+            quantity,
+            seen,
+        };
+        if found.is_some() || observed.is_err() {
+            // Failure path only: name the first input or layer output that is not finite.
+            if let Some(q) = guards::first_non_finite_activation(net, &x) {
+                return Err(stop(q, found.map(|f| f.to_string())));
+            }
         }
+        observed.map_err(|e| e.at_step(epoch, bi, step))?;
+        if let Some(q) = found {
+            return Err(stop(q, None));
+        }
+        let loss = ce + extra;
         correct = accumulate(correct, correct_count(&out.logits, &y)?)?;
         adam.step(&mut net.params_mut())?;
         let n = idx.len();

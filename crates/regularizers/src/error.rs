@@ -7,14 +7,18 @@
 //!
 //! These pieces run inside the nn crate's training loop, whose error type is
 //! [`NnError`]: `From<RegularizerError> for NnError` puts a regulariser's error into
-//! [`NnError::Hook`] (and unwraps a wrapped `NnError` again), so a caller of
-//! [`specreg_nn::train_epoch`] gets it back with
+//! [`NnError::Hook`] (and unwraps a wrapped `NnError` again). The training loop puts an
+//! error raised during a step into [`NnError::AtStep`] (naming the epoch, batch and
+//! step); [`NnError::innermost`] unwraps it, and [`is_numerical_failure`] tells the run's
+//! numerical failures from the program's errors. A caller of [`specreg_nn::train_epoch`]
+//! gets a regulariser's error back with
 //!
 //! ```
 //! # use specreg_nn::NnError;
 //! # use specreg_regularizers::RegularizerError;
 //! # let e: NnError = RegularizerError::RankBelowTau { layer: "fc3".into(), tau: 10, lambda_tau: 0.0 }.into();
-//! if let NnError::Hook(inner) = &e
+//! # let e = e.at_step(0, 3, 3);
+//! if let NnError::Hook(inner) = e.innermost()
 //!     && let Some(RegularizerError::RankBelowTau { layer, .. }) = inner.downcast_ref()
 //! {
 //!     assert_eq!(layer, "fc3");
@@ -55,6 +59,30 @@ pub enum RegularizerError {
         layer: String,
         /// The regulariser's step (0-based count of batches since it was built).
         step: usize,
+    },
+    /// A regularised layer's penalty `R` is NaN or infinite although its `λ_τ` is finite and
+    /// positive (an eigenvalue above the anchor is not finite, or a ratio `λ_n/γ_n`
+    /// overflowed).
+    #[error("spectral regulariser of {layer}: the penalty R is {value} at step {step}")]
+    NonFiniteTerm {
+        /// The regularised representation.
+        layer: String,
+        /// The penalty's value.
+        value: f64,
+        /// The regulariser's step (0-based count of batches since it was built).
+        step: usize,
+    },
+    /// The eigendecomposition of a representation's covariance failed (the solver did not
+    /// converge): the batch covariance in exact mode or for the diagnostic, or the
+    /// training-set covariance of a refresh.
+    #[error("{layer}: the eigendecomposition of the {matrix} ({n}×{n}) failed to converge")]
+    EigenFailed {
+        /// The representation.
+        layer: String,
+        /// Which covariance (`batch covariance`, `training-set covariance`).
+        matrix: &'static str,
+        /// Its size.
+        n: usize,
     },
     /// A covariance over a data set holds NaN or infinite values (its representation did).
     #[error("covariance of {representation}: the representation holds NaN or infinite values")]
@@ -113,6 +141,54 @@ pub enum RegularizerError {
 
 /// Result alias for the regularizers crate.
 pub type Result<T> = std::result::Result<T, RegularizerError>;
+
+impl RegularizerError {
+    /// Whether this is a numerical failure of the training run (as opposed to a wrong
+    /// argument or a misuse): `λ_τ ≤ 0`, a non-finite representation, penalty or
+    /// covariance, a failed eigendecomposition, or a numerical failure of the network
+    /// ([`NnError::is_numerical`]).
+    pub fn is_numerical(&self) -> bool {
+        match self {
+            Self::RankBelowTau { .. }
+            | Self::NonFiniteRepresentation { .. }
+            | Self::NonFiniteTerm { .. }
+            | Self::NonFiniteCovariance { .. }
+            | Self::EigenFailed { .. } => true,
+            Self::Nn(e) => e.is_numerical(),
+            Self::Tensor(e) => matches!(
+                e,
+                specreg_tensor::Error::NotPositiveDefinite { .. }
+                    | specreg_tensor::Error::EigenNoConvergence { .. }
+            ),
+            _ => false,
+        }
+    }
+
+    /// [`RegularizerError::EigenFailed`] for `layer`'s `matrix` in place of the tensor
+    /// crate's `EigenNoConvergence`; any other error unchanged.
+    pub(crate) fn eigen_of(self, layer: &str, matrix: &'static str) -> Self {
+        match self {
+            Self::Tensor(specreg_tensor::Error::EigenNoConvergence { n }) => Self::EigenFailed {
+                layer: layer.into(),
+                matrix,
+                n,
+            },
+            e => e,
+        }
+    }
+}
+
+/// Whether a training error is a numerical failure of the run: [`NnError::is_numerical`],
+/// or a numerical [`RegularizerError`] carried in [`NnError::Hook`], at a step
+/// ([`NnError::AtStep`], [`NnError::BeforeEpoch`]) or not.
+pub fn is_numerical_failure(e: &NnError) -> bool {
+    match e.innermost() {
+        NnError::Hook(inner) => inner
+            .downcast_ref::<RegularizerError>()
+            .is_some_and(RegularizerError::is_numerical),
+        inner => inner.is_numerical(),
+    }
+}
 
 impl From<RegularizerError> for NnError {
     /// A wrapped [`NnError`] comes back out as itself; any other error is carried in

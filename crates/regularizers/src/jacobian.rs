@@ -23,7 +23,7 @@
 
 use ndarray::ArrayView2;
 use specreg_nn::{
-    Adam, EpochStats, Layer, Mode, Network, StepLoss,
+    Adam, EpochStats, Layer, Mode, Network, NnError, NonFiniteQuantity, StepLoss,
     loss::{softmax_cross_entropy, softmax_cross_entropy_tangent},
     train_epoch_with,
 };
@@ -285,9 +285,39 @@ impl JacobianRegularizer {
                     logits: v.logits,
                 })
             };
-        Ok(train_epoch_with(
-            net, adam, images, labels, batches, epoch, &mut step,
-        )?)
+        train_epoch_with(net, adam, images, labels, batches, epoch, &mut step)
+            .map_err(|e| name_penalty(e).into())
+    }
+}
+
+/// The training loop's "regulariser loss" under this regulariser's name, in a
+/// [`NnError::NonFinite`] that names it.
+fn name_penalty(e: NnError) -> NnError {
+    const LOOP: &str = "the regulariser loss";
+    const OURS: &str = "the Jacobian penalty";
+    match e {
+        NnError::NonFinite {
+            epoch,
+            batch,
+            step,
+            quantity,
+            seen,
+        } => NnError::NonFinite {
+            epoch,
+            batch,
+            step,
+            quantity: match quantity {
+                NonFiniteQuantity::Loss { term, value } if term == LOOP => {
+                    NonFiniteQuantity::Loss {
+                        term: OURS.into(),
+                        value,
+                    }
+                }
+                q => q,
+            },
+            seen: seen.map(|s| s.replacen(LOOP, OURS, 1)),
+        },
+        e => e,
     }
 }
 

@@ -21,8 +21,11 @@
 //!   eigendecomposition that the refresh, the spectra and the sensitivity maps share.
 //!
 //! Errors are [`RegularizerError`], with its own variants for the numerical failures
-//! (`λ_τ ≤ 0`, NaN representations, a missing refresh). Inside the nn crate's training
-//! loop they travel in [`NnError::Hook`](specreg_nn::NnError::Hook) (see [`error`]).
+//! (`λ_τ ≤ 0`, NaN representations or penalties, a failed eigendecomposition, a missing
+//! refresh). Inside the nn crate's training loop they travel in
+//! [`NnError::Hook`](specreg_nn::NnError::Hook), wrapped in
+//! [`NnError::AtStep`](specreg_nn::NnError::AtStep) with the step (see [`error`]);
+//! [`is_numerical_failure`] tells a run's numerical failures from other errors.
 //!
 //! Every per-step computation stays on the network's device: the training loop makes one
 //! host read per step, and a refresh one.
@@ -39,7 +42,7 @@ pub mod whitening;
 pub use covariance::{
     CovarianceAccumulator, RepresentationStatistics, chunk_ranges, representation_statistics,
 };
-pub use error::{RegularizerError, Result};
+pub use error::{RegularizerError, Result, is_numerical_failure};
 pub use jacobian::{
     JacobianKind, JacobianRegularizer, JacobianStep, JacobianValue, jacobian_penalty,
     jacobian_penalty_grad,

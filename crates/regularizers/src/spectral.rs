@@ -130,8 +130,9 @@ pub enum EigenMode {
 /// batch after a refresh, the diagnostic) go into [`HookOutput::scalars`], which the
 /// training loop reads with the loss in the step's one host read and hands back to
 /// [`TrainHook::observe`]; that is where `λ_τ ≤ 0` becomes
-/// [`RegularizerError::RankBelowTau`] (carried in [`NnError::Hook`]) and a non-finite
-/// `λ_τ` [`RegularizerError::NonFiniteRepresentation`], before the optimiser step.
+/// [`RegularizerError::RankBelowTau`] (carried in [`NnError::Hook`], inside the loop's
+/// [`NnError::AtStep`]), a non-finite `λ_τ` [`RegularizerError::NonFiniteRepresentation`]
+/// and a non-finite `R_l` [`RegularizerError::NonFiniteTerm`], before the optimiser step.
 ///
 /// ```no_run
 /// # use specreg_regularizers::{EigenMode, SpectralLayer, SpectralRegularizer};
@@ -289,7 +290,8 @@ impl SpectralRegularizer {
                     width,
                 });
             }
-            let (_, v) = eigen_descending(&st.covariance)?;
+            let (_, v) = eigen_descending(&st.covariance)
+                .map_err(|e| e.eigen_of(&layer.name, "training-set covariance"))?;
             *slot = Some(v.to_dtype(dtype)?);
         }
         self.measure_next = true;
@@ -329,7 +331,8 @@ impl SpectralRegularizer {
             }
             batch = b;
             let sv = match self.mode {
-                EigenMode::Exact => exact_penalty(h, layer.alpha, layer.tau)?,
+                EigenMode::Exact => exact_penalty(h, layer.alpha, layer.tau)
+                    .map_err(|e| e.eigen_of(&layer.name, "batch covariance"))?,
                 EigenMode::Projected => {
                     let v = self.eigenvectors[i].as_ref().ok_or_else(|| {
                         RegularizerError::RefreshRequired {
@@ -345,7 +348,8 @@ impl SpectralRegularizer {
             };
             if measure {
                 // Only the batch eigenvalues are needed, not the exact gradient.
-                let (_, exact, _) = batch_eigen(h)?;
+                let (_, exact, _) =
+                    batch_eigen(h).map_err(|e| e.eigen_of(&layer.name, "batch covariance"))?;
                 let ranks: Vec<usize> = (layer.tau - 1..n).collect();
                 errors.push(relative_error(
                     &sv.eigenvalues.index_select_rows(&ranks)?,
@@ -376,7 +380,7 @@ impl SpectralRegularizer {
     }
 
     /// The step's scalars read back (`R_l`, `λ_τ` per layer, then the diagnostic errors):
-    /// checks every `λ_τ`, then adds the terms to the epoch averages.
+    /// checks every `λ_τ` and `R_l`, then adds the terms to the epoch averages.
     fn observe_values(&mut self, values: &[f64]) -> Result<()> {
         let pending = self.pending.take().ok_or_else(|| {
             invalid(
@@ -394,6 +398,13 @@ impl SpectralRegularizer {
         }
         for (layer, pair) in self.layers.iter().zip(values.chunks_exact(2)) {
             check_lambda_tau(pair[1], &layer.name, layer.tau, pending.step)?;
+            if !pair[0].is_finite() {
+                return Err(RegularizerError::NonFiniteTerm {
+                    layer: layer.name.clone(),
+                    value: pair[0],
+                    step: pending.step,
+                });
+            }
         }
         for (sum, pair) in self.term_sums.iter_mut().zip(values.chunks_exact(2)) {
             *sum += pair[0] * pending.batch as f64;
@@ -448,8 +459,11 @@ impl SpectralRegularizer {
 /// `regularize` fails on a layer the pass lacks, `τ` not below a width, a batch of fewer
 /// than two rows, or projected mode before the first [`refresh`](SpectralRegularizer::refresh)
 /// ([`RegularizerError::RefreshRequired`]); `observe` on `λ_τ ≤ 0`
-/// ([`RegularizerError::RankBelowTau`]) or a non-finite `λ_τ`
-/// ([`RegularizerError::NonFiniteRepresentation`]). Both carry the error in [`NnError::Hook`].
+/// ([`RegularizerError::RankBelowTau`]), a non-finite `λ_τ`
+/// ([`RegularizerError::NonFiniteRepresentation`]) or a non-finite `R_l`
+/// ([`RegularizerError::NonFiniteTerm`]); an eigendecomposition that fails is
+/// [`RegularizerError::EigenFailed`]. All carry the error in [`NnError::Hook`], which the
+/// training loop wraps in [`NnError::AtStep`] with the step.
 impl TrainHook for SpectralRegularizer {
     fn regularize(
         &mut self,

@@ -121,6 +121,9 @@ mod selection {
                 device: "cpu".into(),
                 threads: 1,
             },
+            format: crate::integrity::RESULTS_FORMAT.into(),
+            files: Default::default(),
+            digest: String::new(),
         }
     }
 

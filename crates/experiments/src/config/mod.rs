@@ -36,6 +36,7 @@ use crate::error::ConfigError;
 
 pub use eval::*;
 pub use schema::*;
+pub use validate::device_name_is_valid;
 
 /// One variant of one experiment, and the seeds to run it with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -152,7 +153,7 @@ impl Config {
                     } else {
                         key
                     },
-                    message: e.into_inner().to_string(),
+                    message: one_line(&e.into_inner().to_string()),
                 }
             })?;
         config
@@ -219,6 +220,50 @@ impl Config {
     pub fn eval_fingerprint(&self) -> String {
         toml::to_string(&self.eval).unwrap_or_default()
     }
+}
+
+/// A deserialiser's message on one line: the TOML crate appends the key as a line of its
+/// own (``in `train.lr` ``), which the error already names.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && (!l.starts_with("in `") || !l.ends_with('`')))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `error` with its message on one line (see [`Config::from_table`]'s messages): for errors
+/// of deserialisers that repeat the key on a line of their own, such as a profile's.
+pub fn one_line_error(error: ConfigError) -> ConfigError {
+    match error {
+        ConfigError::Invalid {
+            origin,
+            key,
+            message,
+        } => ConfigError::Invalid {
+            origin,
+            key,
+            message: one_line(&message),
+        },
+        other => other,
+    }
+}
+
+/// Whether `table` sets the dotted `key` of a [`ConfigError::Invalid`] (`train.lr`,
+/// `seeds[1]`: an index names an element of the value the key sets).
+pub fn table_sets(table: &toml::Table, key: &str) -> bool {
+    let mut table = table;
+    let mut parts = key.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let name = part.split('[').next().unwrap_or(part);
+        match table.get(name) {
+            None => return false,
+            Some(toml::Value::Table(inner)) if parts.peek().is_some() => table = inner,
+            Some(_) => return parts.peek().is_none(),
+        }
+    }
+    false
 }
 
 /// Merges `over` into `base`: tables merge key by key (recursively), anything else is

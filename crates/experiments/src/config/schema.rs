@@ -283,7 +283,10 @@ pub enum EigenModeName {
 
 /// The spectral regulariser's layers: a list of names, or `"all"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "expected a list of hidden-layer names (e.g. [\"fc3\"]) or \"all\""
+)]
 pub enum LayerSelection {
     /// `"all"`: every hidden representation of the network.
     All(AllLayers),
@@ -301,7 +304,10 @@ pub enum AllLayers {
 
 /// The power-law exponent: one value for every layer, or one per regularised layer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "expected a number or a list of numbers, one per regularised layer"
+)]
 pub enum AlphaSetting {
     /// The same α for all layers.
     One(f64),

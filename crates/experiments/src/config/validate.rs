@@ -42,6 +42,12 @@ impl Config {
         {
             return err("seeds", format!("seed {} is listed twice", dup.1));
         }
+        if !device_name_is_valid(&self.device) {
+            return err(
+                "device",
+                format!("must be cpu, cuda or cuda:N, got {:?}", self.device),
+            );
+        }
         let t = &self.train;
         if t.epochs == 0 {
             return err("train.epochs", "must be at least 1, got 0".into());
@@ -61,6 +67,19 @@ impl Config {
             return err(
                 "train.train_subset",
                 format!("must be in 2..=60000, got {n}"),
+            );
+        }
+        if t.batch_size > self.train_images() {
+            let data = match t.train_subset {
+                Some(n) => format!("the {n} training images of train.train_subset"),
+                None => format!("the {MNIST_TRAIN} MNIST training images"),
+            };
+            return err(
+                "train.batch_size",
+                format!(
+                    "({}) is larger than {data}: every batch would be the whole set",
+                    t.batch_size
+                ),
             );
         }
         if t.chunk == 0 {
@@ -95,11 +114,12 @@ impl Config {
             }
             let layers = s.layer_names(model);
             // The regulariser's own per-layer check, one parameter at a time so that the
-            // error names the key.
+            // error names the key (and the first regularised layer).
+            let first = layers.first().cloned().unwrap_or_default();
             let layer = |alpha, tau, beta| {
                 specreg_regularizers::SpectralRegularizer::new(
                     vec![specreg_regularizers::SpectralLayer {
-                        name: "check".into(),
+                        name: first.clone(),
                         alpha,
                         tau,
                         beta,
@@ -170,6 +190,16 @@ impl Config {
                     specreg_regularizers::JacobianKind::Logit { beta, projections },
                 )
             };
+            // The constructor's message covers both parameters; name the one that is wrong.
+            if !(j.beta.is_finite() && j.beta >= 0.0) {
+                return err(
+                    "jacobian.beta",
+                    format!("must be finite and ≥ 0, got {}", j.beta),
+                );
+            }
+            if j.projections == 0 {
+                return err("jacobian.projections", "must be at least 1, got 0".into());
+            }
             library("jacobian.beta", jacobian(j.beta, 1))?;
             library("jacobian.projections", jacobian(0.0, j.projections))?;
             if self.spectral.is_some() {
@@ -188,10 +218,17 @@ impl Config {
         if e.batch_size == 0 {
             return err("eval.batch_size", "must be at least 1, got 0".into());
         }
-        for (key, grid, hi) in [
-            ("eval.fgsm_eps", &e.fgsm_eps, 1.0),
-            ("eval.pgd_eps", &e.pgd_eps, 1.0),
-            ("eval.noise_sigma", &e.noise_sigma, f64::MAX),
+        // Radii are L∞ distances between images with pixels in [0, 1]; a noise σ is any
+        // finite standard deviation.
+        for (key, grid, hi, range) in [
+            ("eval.fgsm_eps", &e.fgsm_eps, 1.0, "in [0, 1]"),
+            ("eval.pgd_eps", &e.pgd_eps, 1.0, "in [0, 1]"),
+            (
+                "eval.noise_sigma",
+                &e.noise_sigma,
+                f64::MAX,
+                "finite and ≥ 0",
+            ),
         ] {
             if grid.is_empty() {
                 return err(key, "must list at least one value".into());
@@ -200,7 +237,7 @@ impl Config {
                 .iter()
                 .find(|v| !(v.is_finite() && **v >= 0.0 && **v <= hi))
             {
-                return err(key, format!("values must be in [0, {hi}], got {v}"));
+                return err(key, format!("values must be {range}, got {v}"));
             }
             if grid.windows(2).any(|w| w[0] >= w[1]) {
                 return err(key, "must be strictly increasing".into());
@@ -266,6 +303,17 @@ impl Config {
             );
         }
         Ok(())
+    }
+}
+
+/// Whether `name` is a device the binary knows: `cpu`, `cuda` or `cuda:N` (whether that
+/// device exists is only known when it is opened).
+pub fn device_name_is_valid(name: &str) -> bool {
+    match name.trim() {
+        "cpu" | "cuda" => true,
+        other => other
+            .strip_prefix("cuda:")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())),
     }
 }
 

@@ -13,10 +13,19 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// MNIST from `SPECREG_DATA`, if it is there.
+/// MNIST as this crate's build script found it (`SPECREG_DATA`, the per-user cache, a
+/// download: see `specreg_data::testing`), or `None` if it found none. A test that needs
+/// MNIST must then be ignored: it carries
+/// `#[cfg_attr(specreg_no_mnist, ignore = "MNIST not found at build time (see the cargo
+/// warning): set SPECREG_DATA")]`. Panics if the folder found no longer holds the files.
 pub fn data() -> Option<PathBuf> {
-    let dir = std::env::var_os("SPECREG_DATA").map(PathBuf::from)?;
-    specreg_data::has_dataset(&dir).then_some(dir)
+    (!cfg!(specreg_no_mnist)).then(mnist)
+}
+
+/// [`data`] for a test that cannot run without MNIST: panics, saying where the build
+/// script looked, if there was none.
+pub fn mnist() -> PathBuf {
+    specreg_data::test_mnist_dir!()
 }
 
 /// The repository's `configs/` folder.
