@@ -81,6 +81,9 @@ struct Options {
     asan: bool,
     build_only: bool,
     data: Option<PathBuf>,
+    /// Where cargo builds the targets (default `fuzz/target`); CI keeps one outside its
+    /// fresh clone so that the instrumented build is reused between runs.
+    target_dir: Option<PathBuf>,
 }
 
 fn parse(args: &[String]) -> Result<Options> {
@@ -90,6 +93,7 @@ fn parse(args: &[String]) -> Result<Options> {
         asan: false,
         build_only: false,
         data: std::env::var_os("SPECREG_DATA").map(PathBuf::from),
+        target_dir: None,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -116,9 +120,10 @@ fn parse(args: &[String]) -> Result<Options> {
             "--data" => o.data = Some(PathBuf::from(value()?)),
             "--asan" => o.asan = true,
             "--build-only" => o.build_only = true,
+            "--target-dir" => o.target_dir = Some(PathBuf::from(value()?)),
             other => bail!(
                 "fuzz: unknown option {other:?}\n\nusage: cargo xtask fuzz [--seconds N] \
-                 [--target NAME]... [--data DIR] [--asan] [--build-only]"
+                 [--target NAME]... [--data DIR] [--asan] [--build-only] [--target-dir DIR]"
             ),
         }
     }
@@ -129,10 +134,14 @@ fn parse(args: &[String]) -> Result<Options> {
 }
 
 /// `cargo fuzz <sub> <flags> [rest]` in `fuzz/`.
-fn cargo_fuzz(root: &Path, sub: &str, asan: bool, rest: &[String]) -> Command {
+fn cargo_fuzz(root: &Path, sub: &str, o: &Options, rest: &[String]) -> Command {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut c = Command::new(cargo);
     c.current_dir(root.join("fuzz")).args(["fuzz", sub, "-O"]);
+    if let Some(dir) = &o.target_dir {
+        c.arg("--target-dir").arg(dir);
+    }
+    let asan = o.asan;
     if asan {
         c.env("RUSTC_BOOTSTRAP", "1");
     } else {
@@ -160,7 +169,7 @@ pub fn fuzz(args: &[String]) -> Result<()> {
         bail!("cargo-fuzz is not installed: cargo install cargo-fuzz --locked");
     }
     let start = Instant::now();
-    let mut build = cargo_fuzz(&root, "build", o.asan, &[]);
+    let mut build = cargo_fuzz(&root, "build", &o, &[]);
     if o.targets.len() == 1 {
         build.arg(&o.targets[0]);
     }
@@ -182,7 +191,7 @@ pub fn fuzz(args: &[String]) -> Result<()> {
             "--".into(),
             format!("-max_total_time={}", o.seconds),
         ];
-        let run = cargo_fuzz(&root, "run", o.asan, &rest);
+        let run = cargo_fuzz(&root, "run", &o, &rest);
         if !status(run, &format!("fuzz {t} for {} s", o.seconds))? {
             failed.push(t.clone());
         }

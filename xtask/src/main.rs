@@ -1,4 +1,5 @@
-//! Developer tasks: `cargo xtask ci` runs exactly what `.ci/run` runs.
+//! Developer tasks: `cargo xtask ci` runs what `.ci/run` runs, but for its CUDA and fuzz
+//! steps, which install the NVRTC wheel and cargo-fuzz.
 
 use std::process::Command;
 
@@ -11,7 +12,8 @@ const USAGE: &str =
     "usage: cargo xtask <ci | lint | test | smoke | extra | slurm | reproduce | gpu-bundle | fuzz>
 
   ci         lint, test, smoke, extra and (as root, with slurm-wlm installed) slurm in that
-             order: exactly the steps of .ci/run
+             order: the steps of .ci/run but its last two, which install things (the NVRTC
+             wheel for the CUDA compile check, cargo-fuzz for `fuzz --seconds 10`)
   smoke      reproduce --profile smoke --out target/ci-smoke --quiet (every code path, ~1 min)
   lint       cargo fmt --check, clippy -D warnings on all targets with and without --features cuda
   test       the README's test command: cargo test --workspace --release
@@ -27,6 +29,7 @@ const USAGE: &str =
              stripped --features cuda binaries (specreg, tensor tests, GPU bench) and a
              run.sh that runs them, the PyTorch anchor and experiment 1 there in < 9 min
   fuzz       [--seconds N] [--target NAME]... [--data DIR] [--asan] [--build-only]
+             [--target-dir DIR]
              build the cargo-fuzz targets (stable: --sanitizer none; --asan sets
              RUSTC_BOOTSTRAP=1), write seed corpora from real files and run each for N s";
 

@@ -240,8 +240,8 @@ pub enum DataError {
     /// A test asked for MNIST ([`crate::testing`]), but its build script found none, so the
     /// test was built as ignored and has been run anyway (`--ignored`, `--include-ignored`).
     #[error(
-        "MNIST was not found when these tests were built (so they are marked ignored): \
-         {searched}"
+        "this test needs MNIST and was built without it, so it is marked ignored but has \
+         been run anyway; the build script reported: {searched}"
     )]
     TestDataNotFound {
         /// The build script's account of where it looked and why the download did not happen

@@ -5,12 +5,10 @@
 //!
 //! # Using it in a crate
 //!
-//! 1. In `Cargo.toml`, `specreg-data` under `[build-dependencies]`; in `build.rs`:
+//! 1. In `Cargo.toml`, `specreg-data` under `[build-dependencies]`; `build.rs`'s `main` is
 //!
 //!    ```no_run
-//!    fn main() {
-//!        specreg_data::testing::build_script(specreg_data::testing::Fetch::LocateOnly);
-//!    }
+//!    specreg_data::testing::build_script(specreg_data::testing::Fetch::LocateOnly);
 //!    ```
 //!
 //!    The build script searches like [`locate`](crate::locate) with no explicit path: the
@@ -72,6 +70,9 @@ const WATCHED_ENV: [&str; 5] = [
     CARGO_OFFLINE_ENV,
 ];
 
+/// Downloads MNIST into the directory given, returning it or a one-line error.
+type Fetcher<'a> = &'a dyn Fn(&Path) -> Result<PathBuf, String>;
+
 /// Whether a build script may download MNIST when it is nowhere on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fetch {
@@ -112,7 +113,7 @@ pub struct BuildProbe {
 /// [module documentation](self).
 pub fn probe(fetch: Fetch) -> BuildProbe {
     let download = match fetch {
-        Fetch::Download => Some(&default_download as &dyn Fn(&Path) -> Result<PathBuf, String>),
+        Fetch::Download => Some(&default_download as Fetcher<'_>),
         Fetch::LocateOnly => None,
     };
     probe_with(&env, download)
@@ -207,10 +208,7 @@ macro_rules! test_mnist_dir {
     };
 }
 
-fn probe_with(
-    env: Env<'_>,
-    download: Option<&dyn Fn(&Path) -> Result<PathBuf, String>>,
-) -> BuildProbe {
+fn probe_with(env: Env<'_>, download: Option<Fetcher<'_>>) -> BuildProbe {
     let candidates = candidates_with(DatasetKind::Mnist, None, env);
     let mut watch: Vec<PathBuf> = Vec::new();
     for (dir, _) in &candidates {
@@ -334,7 +332,7 @@ fn account(probe: &BuildProbe) -> String {
             let _ = write!(s, ". Download skipped: {why}");
         }
         DownloadOutcome::Failed(e) => {
-            let _ = write!(s, ". Download failed: {e}");
+            let _ = write!(s, ". Download failed: {}", e.trim_end_matches('.'));
         }
         DownloadOutcome::NotNeeded | DownloadOutcome::Fetched(_) => {}
     }
@@ -354,6 +352,7 @@ fn one_line(s: &str) -> String {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join("; ")
+        .replace(":; ", ": ")
 }
 
 /// `path` as a directive value, if it can be one.
@@ -421,7 +420,7 @@ mod tests {
         let p = probe_with(&env, Some(&never));
         assert_eq!(p.found.as_deref(), Some(data.as_path()));
         assert_eq!(p.download, DownloadOutcome::NotNeeded);
-        assert_eq!(p.watch, [data.clone()]);
+        assert_eq!(p.watch, std::slice::from_ref(&data));
         let lines = directives(&p);
         let dir = data.to_str().unwrap();
         assert!(lines.contains(&format!("cargo::rustc-env=SPECREG_TEST_MNIST={dir}")));
@@ -456,7 +455,7 @@ mod tests {
             cache.is_dir(),
             "the cache is created so that it can be watched"
         );
-        assert_eq!(p.watch, [cache.clone()]);
+        assert_eq!(p.watch, std::slice::from_ref(&cache));
         let lines = directives(&p);
         assert!(lines.contains(&"cargo::rustc-cfg=specreg_no_mnist".to_owned()));
         let warning = lines
@@ -495,7 +494,7 @@ mod tests {
         };
         let p = probe_with(&env, Some(&fetch));
         let cache = s.0.join(".cache/specreg/mnist");
-        assert_eq!(*asked.borrow(), [cache.clone()]);
+        assert_eq!(*asked.borrow(), std::slice::from_ref(&cache));
         assert_eq!(p.found.as_deref(), Some(cache.as_path()));
         assert_eq!(p.download, DownloadOutcome::Fetched(cache.clone()));
         let lines = directives(&p);
@@ -513,7 +512,7 @@ mod tests {
         let env = vars(vec![("XDG_CACHE_HOME", s.0.clone().into())]);
         let fetch = |_: &Path| -> Result<PathBuf, String> {
             Err(one_line(
-                "could not download\n  https://x/y.gz: dns failed\n",
+                "could not download; tried:\n  https://x/y.gz: dns failed.\n",
             ))
         };
         let p = probe_with(&env, Some(&fetch));
@@ -524,7 +523,9 @@ mod tests {
             .find_map(|l| l.strip_prefix("cargo::warning="))
             .unwrap();
         assert!(
-            warning.contains("Download failed: could not download; https://x/y.gz: dns failed"),
+            warning.contains(
+                "Download failed: could not download; tried: https://x/y.gz: dns failed. Set"
+            ),
             "{warning}"
         );
         assert!(has(&lines, "cargo::rustc-cfg=specreg_no_mnist"));
@@ -544,7 +545,7 @@ mod tests {
             ),
             "{warning}"
         );
-        assert_eq!(p.watch, [s.0.clone()]);
+        assert_eq!(p.watch, std::slice::from_ref(&s.0));
     }
 
     #[test]
@@ -585,10 +586,7 @@ mod tests {
 
         let err = built_mnist_dir(None, Some("looked in /x (per-user cache)")).unwrap_err();
         let msg = err.to_string();
-        assert!(
-            msg.contains("not found when these tests were built"),
-            "{msg}"
-        );
+        assert!(msg.contains("was built without it"), "{msg}");
         assert!(msg.contains("looked in /x (per-user cache)"), "{msg}");
         let err = built_mnist_dir(None, None).unwrap_err();
         assert!(err.to_string().contains("no build script"), "{err}");

@@ -119,11 +119,12 @@ fn wrong_digest_is_rejected_and_nothing_written() {
 }
 
 #[test]
+#[cfg_attr(
+    specreg_no_mnist,
+    ignore = "MNIST not found at build time (see the cargo warning): set SPECREG_DATA"
+)]
 fn full_download_from_a_local_mirror() {
-    let Some(real) = std::env::var_os("SPECREG_DATA") else {
-        println!("SPECREG_DATA is not set: skipping the local-mirror download test");
-        return;
-    };
+    let real = specreg_data::test_mnist_dir!();
     let real = Path::new(&real);
     let files: HashMap<String, Vec<u8>> = DataFile::ALL
         .iter()

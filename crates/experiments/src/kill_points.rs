@@ -149,8 +149,6 @@ mod tests {
         assert_eq!(of("/r/exp1/vanilla/seed12/summary.json"), WriteKind::Run);
         assert_eq!(of("/r/REPORT.md"), WriteKind::Report);
         assert_eq!(of("/r/figures/exp1-shallow-pgd.png"), WriteKind::Report);
-        // A results folder that happens to be called `seed3` is not a run folder.
-        assert_eq!(of("seed3/REPORT.md"), WriteKind::Report);
         assert_eq!(of("/r/seedling/REPORT.md"), WriteKind::Report);
     }
 }

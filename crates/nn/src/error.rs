@@ -131,18 +131,6 @@ pub enum NnError {
     /// crate's `RegularizerError`) to see which failure it was.
     #[error("{0}")]
     Hook(Box<dyn std::error::Error + Send + Sync + 'static>),
-    /// The training loss became NaN or infinite. The training loop no longer returns this:
-    /// it reports [`NnError::NonFinite`], which also names the step, the loss term and the
-    /// layer at fault. Kept so that code matching it still builds.
-    #[error("training diverged: loss {loss} at epoch {epoch}, batch {batch}")]
-    Diverged {
-        /// The epoch (as passed to the trainer).
-        epoch: usize,
-        /// The batch within the epoch (0-based).
-        batch: usize,
-        /// The non-finite loss.
-        loss: f64,
-    },
     /// A training step found a NaN or infinite value in its loss, a parameter gradient, its
     /// input or a layer's output, before the optimiser step (the parameters are unchanged).
     /// `epoch` is the caller's epoch number, `batch` the 0-based batch within it, `step` the
@@ -304,7 +292,7 @@ impl NnError {
     }
 
     /// Whether this is a numerical failure of the network itself: a non-finite loss,
-    /// gradient, input or activation ([`NnError::NonFinite`], [`NnError::Diverged`]), a
+    /// gradient, input or activation ([`NnError::NonFinite`]), a
     /// Cholesky factorisation of a matrix that is not positive definite, or an
     /// eigendecomposition that did not converge, at a step or not. A hook's own errors
     /// ([`NnError::Hook`]) are the hook's to classify (the regularizers crate's
@@ -314,7 +302,6 @@ impl NnError {
         matches!(
             self.innermost(),
             Self::NonFinite { .. }
-                | Self::Diverged { .. }
                 | Self::NotPositiveDefinite { .. }
                 | Self::Tensor(T::NotPositiveDefinite { .. } | T::EigenNoConvergence { .. })
         )

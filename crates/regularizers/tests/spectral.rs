@@ -384,7 +384,7 @@ fn rank_below_tau_and_nan_representations_stop_training_with_their_own_errors() 
         let mut spec = SpectralRegularizer::new(vec![layer.clone()], mode).unwrap();
         spec.refresh(&mut net, images.view(), 20).unwrap();
         let (err, untouched) = failing_epoch(&mut net, &mut spec, &images);
-        let specreg_nn::NnError::Hook(inner) = &err else {
+        let specreg_nn::NnError::Hook(inner) = err.innermost() else {
             panic!("{mode:?}: not a hook error: {err}");
         };
         assert!(
@@ -397,20 +397,24 @@ fn rank_below_tau_and_nan_representations_stop_training_with_their_own_errors() 
         );
         assert!(untouched, "{mode:?}: no step after the error");
     }
-    // NaN inputs: a NaN λ_τ is a non-finite representation, reported before divergence.
+    // NaN inputs: the guard traces the non-finite representation back to the input
+    // itself, before any step.
     let mut net = tiny_net(&mut rng);
     let mut spec = SpectralRegularizer::new(vec![layer], EigenMode::Projected).unwrap();
     spec.refresh(&mut net, images.view(), 20).unwrap();
     let mut bad = images.clone();
     bad[[3, 1]] = f32::NAN;
     let (err, untouched) = failing_epoch(&mut net, &mut spec, &bad);
-    let specreg_nn::NnError::Hook(inner) = &err else {
-        panic!("not a hook error: {err}");
-    };
     assert!(
         matches!(
-            inner.downcast_ref::<RegularizerError>(),
-            Some(RegularizerError::NonFiniteRepresentation { layer, step: 0 }) if layer == "h"
+            &err,
+            specreg_nn::NnError::NonFinite {
+                epoch: 0,
+                batch: 0,
+                step: 0,
+                quantity: specreg_nn::NonFiniteQuantity::Input { count: 1, of: 100 },
+                ..
+            }
         ),
         "{err}"
     );
