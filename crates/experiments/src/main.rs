@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::Parser;
 use specreg_data::{DatasetKind, Mnist};
 use specreg_experiments::ConfigError;
-use specreg_experiments::config::{Config, Experiment, one_line_error, table_sets};
+use specreg_experiments::config::{Config, Experiment, table_sets};
 use specreg_experiments::estimate::{Steps, TimingRecord};
 use specreg_experiments::outputs::git_commit;
 use specreg_experiments::profile::Profile;
@@ -41,7 +41,7 @@ pub(crate) fn selection(select: &Select, global: &Global) -> Result<Selection> {
     {
         Profile::paper()
     } else {
-        Profile::load(&select.profile, &select.configs).map_err(one_line_error)?
+        Profile::load(&select.profile, &select.configs)?
     };
     let only = select
         .only
@@ -76,15 +76,7 @@ pub(crate) fn set_threads(threads: Option<usize>) -> Result<usize> {
 
 /// The file of `--profile` (as [`Profile::load`] finds it).
 fn profile_file(select: &Select) -> PathBuf {
-    let direct = PathBuf::from(&select.profile);
-    if direct.extension().is_some_and(|e| e == "toml") || direct.is_file() {
-        direct
-    } else {
-        select
-            .configs
-            .join("profiles")
-            .join(format!("{}.toml", select.profile))
-    }
+    Profile::path(&select.profile, &select.configs)
 }
 
 /// A config error about a key that one of the profile's override tables sets (the last of
@@ -97,27 +89,11 @@ fn name_the_override(e: anyhow::Error, select: &Select, profile: &Profile) -> an
     let Ok(raw) = Config::read_table(Path::new(origin)) else {
         return e;
     };
-    let o = &profile.overrides;
-    let experiment = raw
-        .get("experiment")
-        .and_then(|v| v.as_str())
-        .and_then(Experiment::parse);
-    let by_experiment = match experiment {
-        Some(Experiment::Exp1) => ("exp1", &o.exp1),
-        Some(Experiment::Exp2) => ("exp2", &o.exp2),
-        Some(Experiment::Exp3) => ("exp3", &o.exp3),
-        None => ("", &None),
-    };
-    let by_model = match raw.get("model").and_then(|m| m.get("kind")?.as_str()) {
-        Some("shallow") => ("shallow", &o.shallow),
-        Some("mlp") => ("mlp", &o.mlp),
-        Some("cnn") => ("cnn", &o.cnn),
-        _ => ("", &None),
-    };
-    let Some((label, _)) = [("all", &o.all), by_experiment, by_model]
+    let Some((label, _)) = profile
+        .labelled_overrides_for(&raw)
         .into_iter()
         .rev()
-        .find(|(_, t)| t.as_ref().is_some_and(|t| table_sets(t, key)))
+        .find(|(_, t)| table_sets(t, key))
     else {
         return e;
     };

@@ -82,14 +82,7 @@ impl Profile {
     /// # Errors
     /// [`ConfigError`] naming the file and key.
     pub fn load(name_or_path: &str, configs: &Path) -> Result<Profile, ConfigError> {
-        let direct = PathBuf::from(name_or_path);
-        let path = if direct.extension().is_some_and(|e| e == "toml") || direct.is_file() {
-            direct
-        } else {
-            configs
-                .join("profiles")
-                .join(format!("{name_or_path}.toml"))
-        };
+        let path = Profile::path(name_or_path, configs);
         let origin = path.display().to_string();
         if !path.exists() && !name_or_path.ends_with(".toml") {
             return Err(ConfigError::UnknownProfile {
@@ -108,6 +101,19 @@ impl Profile {
         Profile::from_toml_str(&text, &origin, &name)
     }
 
+    /// The file of the profile `name_or_path` ([`Profile::load`]): the path itself when it
+    /// names a `.toml` file or an existing file, else `<configs>/profiles/<name>.toml`.
+    pub fn path(name_or_path: &str, configs: &Path) -> PathBuf {
+        let direct = PathBuf::from(name_or_path);
+        if direct.extension().is_some_and(|e| e == "toml") || direct.is_file() {
+            direct
+        } else {
+            configs
+                .join("profiles")
+                .join(format!("{name_or_path}.toml"))
+        }
+    }
+
     /// The profile called `name` whose file text is `text`; `origin` names the file in
     /// errors.
     ///
@@ -122,10 +128,12 @@ impl Profile {
                     message: e.to_string(),
                 })?;
         let mut profile: Profile = serde_path_to_error::deserialize(toml::Value::Table(table))
-            .map_err(|e| ConfigError::Invalid {
-                origin: origin.to_string(),
-                key: e.path().to_string(),
-                message: e.into_inner().to_string(),
+            .map_err(|e| {
+                crate::config::one_line_error(ConfigError::Invalid {
+                    origin: origin.to_string(),
+                    key: e.path().to_string(),
+                    message: e.into_inner().to_string(),
+                })
             })?;
         profile.name = name.to_string();
         Ok(profile)
@@ -136,8 +144,10 @@ impl Profile {
         self.include.iter().any(|p| pattern_matches(p, id))
     }
 
-    /// The override tables for a config whose raw table is `raw`, in merge order.
-    fn overrides_for(&self, raw: &toml::Table) -> Vec<toml::Table> {
+    /// The override tables for a config whose raw table is `raw`, in merge order (`all`,
+    /// the experiment's, the network's; later ones win), each with the name of its
+    /// `[overrides.<name>]` table.
+    pub fn labelled_overrides_for(&self, raw: &toml::Table) -> Vec<(&'static str, &toml::Table)> {
         let exp = raw
             .get("experiment")
             .and_then(|v| v.as_str())
@@ -148,20 +158,27 @@ impl Profile {
             .and_then(|k| k.as_str());
         let o = &self.overrides;
         let by_exp = match exp {
-            Some(Experiment::Exp1) => &o.exp1,
-            Some(Experiment::Exp2) => &o.exp2,
-            Some(Experiment::Exp3) => &o.exp3,
-            None => &None,
+            Some(Experiment::Exp1) => ("exp1", &o.exp1),
+            Some(Experiment::Exp2) => ("exp2", &o.exp2),
+            Some(Experiment::Exp3) => ("exp3", &o.exp3),
+            None => ("", &None),
         };
         let by_model = match model {
-            Some("shallow") => &o.shallow,
-            Some("mlp") => &o.mlp,
-            Some("cnn") => &o.cnn,
-            _ => &None,
+            Some("shallow") => ("shallow", &o.shallow),
+            Some("mlp") => ("mlp", &o.mlp),
+            Some("cnn") => ("cnn", &o.cnn),
+            _ => ("", &None),
         };
-        [&o.all, by_exp, by_model]
+        [("all", &o.all), by_exp, by_model]
             .into_iter()
-            .filter_map(|t| t.clone())
+            .filter_map(|(label, t)| t.as_ref().map(|t| (label, t)))
+            .collect()
+    }
+
+    fn overrides_for(&self, raw: &toml::Table) -> Vec<toml::Table> {
+        self.labelled_overrides_for(raw)
+            .into_iter()
+            .map(|(_, t)| t.clone())
             .collect()
     }
 
