@@ -24,7 +24,7 @@
 //!    changes, or when a directory it examined (the cache included) changes.
 //! 2. Each test that needs MNIST:
 //!
-//!    ```ignore
+//!    ```text
 //!    #[test]
 //!    #[cfg_attr(specreg_no_mnist, ignore = "MNIST not found at build time (see the cargo warning): set SPECREG_DATA")]
 //!    fn trains_on_mnist() {
