@@ -10,7 +10,9 @@
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use specreg::regularizers::{CovarianceAccumulator, exact_penalty, projected_penalty};
+use specreg::regularizers::{
+    CovarianceAccumulator, exact_penalty, projected_eigenvalues, projected_penalty,
+};
 use specreg::tensor::{DType, Device, Rng, Tensor};
 
 /// Tanh of correlated Gaussians: a representation with a decaying spectrum like a hidden
@@ -52,28 +54,24 @@ fn step_cost(c: &mut Criterion) {
     g.finish();
 }
 
-/// The two operations PyTorch's anchors time separately (`torch.linalg.eigh` of a 2000×2000
-/// covariance: 371 ms; `((h − mean) @ V)² .sum(0)/(B − 1)` at B = 3500: 161 ms).
+/// The two operations PyTorch's anchor times separately at B = 3500 (the rows `eigh` and
+/// `projection` of `cargo xtask bench-vs-pytorch`): `torch.linalg.eigh` of an N × N
+/// covariance, and the projected eigenvalues `((h − mean) @ V)².sum(0)/(B − 1)`.
 fn anchors(c: &mut Criterion) {
     let mut g = c.benchmark_group("regularizer_cost/anchor");
     g.sample_size(10).measurement_time(Duration::from_secs(6));
-    let h = representation(3500, 2000, 7);
-    let cov = h.covariance().unwrap();
-    let v = eigenvectors(&h);
-    g.bench_function("eigh_N2000_f32", |bch| {
-        bch.iter(|| cov.symmetric_eigen().unwrap())
-    });
-    g.bench_function("projection_N2000_B3500", |bch| {
-        bch.iter(|| {
-            let p = h.center_rows().unwrap().matmul(&v).unwrap();
-            p.sqr()
-                .unwrap()
-                .col_sums()
-                .unwrap()
-                .scale(1.0 / 3499.0)
-                .unwrap()
-        })
-    });
+    let b = 3500;
+    for n in [1000, 2000] {
+        let h = representation(b, n, 7);
+        let cov = h.covariance().unwrap();
+        let v = eigenvectors(&h);
+        g.bench_function(format!("eigh_N{n}_f32"), |bch| {
+            bch.iter(|| cov.symmetric_eigen().unwrap())
+        });
+        g.bench_function(format!("projection_N{n}_B{b}"), |bch| {
+            bch.iter(|| projected_eigenvalues(&h, &v).unwrap())
+        });
+    }
     g.finish();
 }
 

@@ -5,11 +5,14 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+mod bench_vs_pytorch;
+mod flops;
 mod fuzz;
 mod gpu_bundle;
 
 const USAGE: &str =
-    "usage: cargo xtask <ci | lint | test | smoke | extra | slurm | reproduce | gpu-bundle | fuzz>
+    "usage: cargo xtask <ci | lint | test | smoke | extra | slurm | reproduce | gpu-bundle | fuzz |
+                     bench-vs-pytorch>
 
   ci         lint, test, smoke, extra and (as root, with slurm-wlm installed) slurm in that
              order: the steps of .ci/run but its last two, which install things (the NVRTC
@@ -31,7 +34,11 @@ const USAGE: &str =
   fuzz       [--seconds N] [--target NAME]... [--data DIR] [--asan] [--build-only]
              [--target-dir DIR]
              build the cargo-fuzz targets (stable: --sanitizer none; --asan sets
-             RUSTC_BOOTSTRAP=1), write seed corpora from real files and run each for N s";
+             RUSTC_BOOTSTRAP=1), write seed corpora from real files and run each for N s
+  bench-vs-pytorch [--threads N] [--steps N] [--only S] [--venv DIR] [--script FILE] [--out DIR]
+             PyTorch's anchor (../shared/anchors/pytorch_step_times.py, in a venv made on first
+             use: ~3 GB) and our criterion benches back to back: a table of both medians,
+             the ratio, our FLOPs and GEMM-rate fraction per row (~10 min; not in CI)";
 
 /// The Slurm test (ignored in the plain test run: it needs root and slurm-wlm).
 pub const SLURM_TEST: &[&str] = &[
@@ -225,6 +232,10 @@ fn main() -> Result<()> {
         Some("fuzz") => {
             let rest: Vec<String> = std::env::args().skip(2).collect();
             fuzz::fuzz(&rest)
+        }
+        Some("bench-vs-pytorch") => {
+            let rest: Vec<String> = std::env::args().skip(2).collect();
+            bench_vs_pytorch::bench_vs_pytorch(&rest)
         }
         Some("reproduce") => {
             let rest: Vec<String> = std::env::args().skip(2).collect();

@@ -148,6 +148,14 @@ pub trait Layer: Send + std::fmt::Debug {
         result
     }
 
+    /// Given `∂L/∂y`, adds `∂L/∂θ` into each [`Param::grad`] exactly as [`Layer::backward`]
+    /// does, but does not compute `∂L/∂x`: what a network's first layer needs in training,
+    /// where nothing uses the input gradient (for a dense layer, a third of its backward
+    /// pass). The default runs [`Layer::backward`] and drops the input gradient.
+    fn backward_params(&mut self, grad_out: &Tensor) -> Result<()> {
+        self.backward(grad_out).map(drop)
+    }
+
     /// The directional derivative `R{y} = (∂y/∂x) dx` of the last `forward`'s output along
     /// the input direction `dx` (parameter directions are zero).
     fn forward_tangent(&mut self, dx: &Tensor) -> Result<Tensor>;

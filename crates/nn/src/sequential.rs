@@ -175,6 +175,17 @@ impl Layer for Sequential {
         Ok(g)
     }
 
+    fn backward_params(&mut self, grad_out: &Tensor) -> Result<()> {
+        let mut g = grad_out.clone();
+        for (i, l) in self.layers.iter_mut().enumerate().rev() {
+            if i == 0 {
+                return l.backward_params(&g);
+            }
+            g = l.backward(&g)?;
+        }
+        Ok(())
+    }
+
     fn forward_tangent(&mut self, dx: &Tensor) -> Result<Tensor> {
         let mut d = dx.clone();
         for l in &mut self.layers {

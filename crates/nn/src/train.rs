@@ -255,7 +255,7 @@ impl Stepper for HookStep<'_> {
         let pass = net.forward(x, Mode::Train)?;
         let (ce, gz) = softmax_cross_entropy(&pass.logits, y)?;
         let out = self.0.regularize(&pass, y)?;
-        net.backward(&gz, &out.injections)?;
+        net.backward_params(&gz, &out.injections)?;
         let loss = StepLoss {
             cross_entropy: ce,
             extra: out.extra,

@@ -246,7 +246,7 @@ impl JacobianRegularizer {
                     net.sequential_mut().backward_tangent(&zero)?;
                 }
                 let (ce, gz) = softmax_cross_entropy(&logits, labels)?;
-                net.backward(&gz, &[])?;
+                net.backward_params(&gz, &[])?;
                 for p in net.params_mut() {
                     if let Some(rg) = p.grad_tangent.take() {
                         p.accumulate_grad(rg.scale(scale)?)?;

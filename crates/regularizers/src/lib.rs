@@ -49,8 +49,8 @@ pub use jacobian::{
 };
 pub use spectral::{
     EigenMode, SpectralLayer, SpectralRegularizer, SpectralValue, check_alpha_schedule,
-    exact_penalty, projected_penalty, projected_penalty_sorted, spectral_penalty,
-    spectral_penalty_tensor,
+    exact_penalty, projected_eigenvalues, projected_penalty, projected_penalty_sorted,
+    spectral_penalty, spectral_penalty_tensor,
 };
 pub use spectrum::{PowerLaw, Spectrum, eigen_descending, layer_spectrum};
 pub use whitening::{Whitening, WhiteningStatistics};

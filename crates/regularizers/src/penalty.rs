@@ -211,7 +211,7 @@ fn value_grad_with(
     let (lambda, order) = match lambda {
         Some(l) => (l, None),
         None => {
-            let columns = p.sqr()?.col_sums()?.to_dtype(DType::F64)?.scale(scale)?;
+            let columns = column_variances(&p)?;
             if sort {
                 let order = columns.argsort_descending()?;
                 (columns.gather(&order)?, Some(order))
@@ -236,6 +236,22 @@ fn value_grad_with(
         lambda_tau,
         grad,
     })
+}
+
+/// `‖p_n‖²/(B − 1)` of every column of the projection `p = H_c V: [B, N]`, in `f64`.
+fn column_variances(p: &Tensor) -> Result<Tensor> {
+    let (b, _) = p.dims2()?;
+    Ok(p.sqr()?
+        .col_sums()?
+        .to_dtype(DType::F64)?
+        .scale(1.0 / (b as f64 - 1.0))?)
+}
+
+/// The projected eigenvalues of eq. 5 alone, `λ̂_n = ‖H_c v_n‖²/(B − 1)` (`[N]`, `f64`, in
+/// `V`'s column order): one `B × N × N` GEMM and one pass over its output.
+pub fn projected_eigenvalues(h: &Tensor, v: &Tensor) -> Result<Tensor> {
+    check_eigenvectors(h, v, "projected eigenvalues")?;
+    column_variances(&h.center_rows()?.matmul(v)?)
 }
 
 fn check_eigenvectors(h: &Tensor, v: &Tensor, what: &str) -> Result<()> {

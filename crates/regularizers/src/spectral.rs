@@ -30,8 +30,8 @@ use specreg_tensor::{DType, Tensor};
 use crate::covariance::representation_statistics;
 use crate::error::{RegularizerError, Result, invalid};
 pub use crate::penalty::{
-    SpectralValue, exact_penalty, projected_penalty, projected_penalty_sorted, spectral_penalty,
-    spectral_penalty_tensor,
+    SpectralValue, exact_penalty, projected_eigenvalues, projected_penalty,
+    projected_penalty_sorted, spectral_penalty, spectral_penalty_tensor,
 };
 use crate::penalty::{batch_eigen, check_lambda_tau, relative_error};
 use crate::spectrum::eigen_descending;

@@ -118,15 +118,19 @@ impl Layer for Conv2d {
     }
 
     fn backward(&mut self, grad_out: &Tensor) -> Result<Tensor> {
+        self.backward_params(grad_out)?;
+        Ok(grad_out.conv2d_backward_input(&self.weight.value)?)
+    }
+
+    fn backward_params(&mut self, grad_out: &Tensor) -> Result<()> {
         let x = need(&self.x, "conv2d", "backward", "forward")?;
         let (kh, kw) = self.kernel();
         let gw = x.conv2d_backward_weight(grad_out, kh, kw)?;
         let gb = channel_sums(grad_out)?;
-        let gx = grad_out.conv2d_backward_input(&self.weight.value)?;
         self.weight.accumulate_grad(gw)?;
         self.bias.accumulate_grad(gb)?;
         self.g = Some(grad_out.clone());
-        Ok(gx)
+        Ok(())
     }
 
     fn backward_input(&mut self, grad_out: &Tensor) -> Result<Tensor> {

@@ -107,15 +107,19 @@ impl Layer for Linear {
     }
 
     fn backward(&mut self, grad_out: &Tensor) -> Result<Tensor> {
+        self.backward_params(grad_out)?;
+        Ok(grad_out.matmul(&self.weight.value)?)
+    }
+
+    fn backward_params(&mut self, grad_out: &Tensor) -> Result<()> {
         self.check(grad_out, self.out_features())?;
         let x = need(&self.x, "linear", "backward", "forward")?;
         let gw = grad_out.matmul_tn(x)?;
         let gb = grad_out.col_sums()?;
-        let gx = grad_out.matmul(&self.weight.value)?;
         self.weight.accumulate_grad(gw)?;
         self.bias.accumulate_grad(gb)?;
         self.g = Some(grad_out.clone());
-        Ok(gx)
+        Ok(())
     }
 
     fn backward_input(&mut self, grad_out: &Tensor) -> Result<Tensor> {

@@ -5,6 +5,7 @@
 
 use ndarray::{ArcArray, Axis, IxDyn, Zip};
 
+use super::contiguous;
 use crate::{BinaryOp, Element, UnaryOp};
 
 /// Below this many elements a map runs on the calling thread.
@@ -13,7 +14,9 @@ pub(crate) const PAR_MIN: usize = 1 << 15;
 type Arr<T> = ArcArray<T, IxDyn>;
 
 pub(crate) fn map<T: Element>(a: &Arr<T>, f: impl Fn(T) -> T + Sync + Send) -> Arr<T> {
-    if a.len() >= PAR_MIN {
+    if let Some(s) = a.as_slice() {
+        contiguous::map(a.shape(), s, f)
+    } else if a.len() >= PAR_MIN {
         Zip::from(a).par_map_collect(|&x| f(x)).into_shared()
     } else {
         a.map(|&x| f(x)).into_shared()
@@ -25,6 +28,11 @@ pub(crate) fn zip_map<T: Element>(
     b: ndarray::ArrayViewD<'_, T>,
     f: impl Fn(T, T) -> T + Sync + Send,
 ) -> Arr<T> {
+    if a.shape() == b.shape()
+        && let (Some(x), Some(y)) = (a.as_slice(), b.as_slice())
+    {
+        return contiguous::zip(a.shape(), x, y, f);
+    }
     let z = Zip::from(a).and(b);
     if a.len() >= PAR_MIN {
         z.par_map_collect(|&x, &y| f(x, y)).into_shared()
@@ -59,24 +67,64 @@ pub(crate) fn unary<T: Element>(a: &Arr<T>, op: UnaryOp) -> Arr<T> {
     }
 }
 
-pub(crate) fn binary_fn<T: Element>(op: BinaryOp) -> fn(T, T) -> T {
-    match op {
-        BinaryOp::Add => |a, b| a + b,
-        BinaryOp::Sub => |a, b| a - b,
-        BinaryOp::Mul => |a, b| a * b,
-        BinaryOp::Div => |a, b| a / b,
-        BinaryOp::Maximum => |a, b| if a.is_nan() || a >= b { a } else { b },
-        BinaryOp::Minimum => |a, b| if a.is_nan() || a <= b { a } else { b },
-        BinaryOp::TanhBackward => |y, g| g * (T::one() - y * y),
-        BinaryOp::SigmoidBackward => |y, g| g * y * (T::one() - y),
-        BinaryOp::ReluBackward => |x, g| if x > T::zero() { g } else { T::zero() },
-        BinaryOp::Greater => |a, b| if a > b { T::one() } else { T::zero() },
-        BinaryOp::Equal => |a, b| if a == b { T::one() } else { T::zero() },
-    }
+/// Runs `$body` with `$f` bound to the closure of `$op` on `$t`: one monomorphised loop
+/// per operation, so that each is inlined and vectorised (a function pointer would cost a
+/// call per element).
+macro_rules! with_binary {
+    ($op:expr, $t:ty, |$f:ident| $body:expr) => {{
+        let (one, zero) = (<$t>::one(), <$t>::zero());
+        let _ = (one, zero);
+        match $op {
+            BinaryOp::Add => {
+                let $f = |a: $t, b: $t| a + b;
+                $body
+            }
+            BinaryOp::Sub => {
+                let $f = |a: $t, b: $t| a - b;
+                $body
+            }
+            BinaryOp::Mul => {
+                let $f = |a: $t, b: $t| a * b;
+                $body
+            }
+            BinaryOp::Div => {
+                let $f = |a: $t, b: $t| a / b;
+                $body
+            }
+            BinaryOp::Maximum => {
+                let $f = |a: $t, b: $t| if a.is_nan() || a >= b { a } else { b };
+                $body
+            }
+            BinaryOp::Minimum => {
+                let $f = |a: $t, b: $t| if a.is_nan() || a <= b { a } else { b };
+                $body
+            }
+            BinaryOp::TanhBackward => {
+                let $f = |y: $t, g: $t| g * (one - y * y);
+                $body
+            }
+            BinaryOp::SigmoidBackward => {
+                let $f = |y: $t, g: $t| g * y * (one - y);
+                $body
+            }
+            BinaryOp::ReluBackward => {
+                let $f = |x: $t, g: $t| if x > zero { g } else { zero };
+                $body
+            }
+            BinaryOp::Greater => {
+                let $f = |a: $t, b: $t| if a > b { one } else { zero };
+                $body
+            }
+            BinaryOp::Equal => {
+                let $f = |a: $t, b: $t| if a == b { one } else { zero };
+                $body
+            }
+        }
+    }};
 }
 
 pub(crate) fn binary<T: Element>(a: &Arr<T>, b: &Arr<T>, op: BinaryOp) -> Arr<T> {
-    zip_map(a, b.view(), binary_fn(op))
+    with_binary!(op, T, |f| zip_map(a, b.view(), f))
 }
 
 pub(crate) fn broadcast_along<T: Element>(
@@ -85,6 +133,9 @@ pub(crate) fn broadcast_along<T: Element>(
     axis: usize,
     op: BinaryOp,
 ) -> Arr<T> {
+    if let (Some(x), Some(y)) = (a.as_slice(), v.as_slice()) {
+        return with_binary!(op, T, |f| contiguous::along(a.shape(), axis, x, y, f));
+    }
     let mut shape = vec![1; a.ndim()];
     shape[axis] = v.len();
     let v = v
@@ -94,7 +145,7 @@ pub(crate) fn broadcast_along<T: Element>(
     let v = v
         .broadcast(a.raw_dim())
         .expect("validated by the tensor layer");
-    zip_map(a, v, binary_fn(op))
+    with_binary!(op, T, |f| zip_map(a, v.view(), f))
 }
 
 pub(crate) fn affine<T: Element>(a: &Arr<T>, mul: f64, add: f64) -> Arr<T> {
