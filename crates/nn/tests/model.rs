@@ -402,3 +402,37 @@ fn insertion_keeps_batchnorm_buffers_in_the_state_dict() {
     assert!(after.contains(&"4.weight".to_string()), "{after:?}");
     assert_eq!(before.len(), after.len());
 }
+
+#[test]
+fn backward_params_gives_backwards_parameter_gradients_bit_for_bit() {
+    // Training's backward skips the first layer's input gradient; every parameter
+    // gradient must be exactly what the full backward gives, injections included.
+    let dev = Device::Cpu;
+    for build in [small_mlp, small_cnn] {
+        let mut rng = Rng::new(3);
+        let mut net = build(&dev, &mut rng);
+        let per: usize = net.input_shape().iter().product();
+        let x = Tensor::rand_uniform(&[5, per], 0.0, 1.0, DType::F64, &mut rng, &dev).unwrap();
+        let k = net.forward(&x, Mode::Train).unwrap().logits.shape()[1];
+        let y = labels(5, k, &mut rng);
+        let grads = |net: &mut Network, full: bool| -> Vec<Vec<f64>> {
+            net.zero_grad();
+            let pass = net.forward(&x, Mode::Train).unwrap();
+            let (_, gz) = softmax_cross_entropy(&pass.logits, &y).unwrap();
+            let (name, h) = &pass.hidden[0];
+            let inj = vec![(name.clone(), h.scale(0.5).unwrap())];
+            if full {
+                net.backward(&gz, &inj).unwrap();
+            } else {
+                net.backward_params(&gz, &inj).unwrap();
+            }
+            net.params()
+                .iter()
+                .map(|p| p.grad.as_ref().unwrap().to_vec::<f64>().unwrap())
+                .collect()
+        };
+        let full = grads(&mut net, true);
+        let params_only = grads(&mut net, false);
+        assert_eq!(full, params_only);
+    }
+}
