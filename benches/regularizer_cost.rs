@@ -15,6 +15,11 @@ use specreg::regularizers::{
 };
 use specreg::tensor::{DType, Device, Rng, Tensor};
 
+/// Large buffers freed by one step are reused by the next instead of being mapped afresh
+/// (see `BufferCache`); the numbers are unchanged.
+#[global_allocator]
+static ALLOC: specreg::tensor::BufferCache = specreg::tensor::BufferCache::new();
+
 /// Tanh of correlated Gaussians: a representation with a decaying spectrum like a hidden
 /// layer's.
 fn representation(b: usize, n: usize, seed: u64) -> Tensor {

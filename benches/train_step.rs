@@ -26,6 +26,11 @@ use specreg::regularizers::{
 };
 use specreg::tensor::{DType, Device, Rng, Tensor};
 
+/// Large buffers freed by one step are reused by the next instead of being mapped afresh
+/// (see `BufferCache`); the numbers are unchanged.
+#[global_allocator]
+static ALLOC: specreg::tensor::BufferCache = specreg::tensor::BufferCache::new();
+
 type Builder = fn(&mut Rng, DType, &Device) -> specreg::nn::Result<Network>;
 
 /// The bench device from `SPECREG_BENCH_DEVICE` (default `cpu`); an unusable one stops the

@@ -11,6 +11,11 @@ use specreg_attacks::{PgdConfig, pgd};
 use specreg_nn::Network;
 use specreg_tensor::{DType, Device, Rng, Tensor};
 
+/// Large buffers freed by one step are reused by the next instead of being mapped afresh
+/// (see `BufferCache`); the numbers are unchanged.
+#[global_allocator]
+static ALLOC: specreg_tensor::BufferCache = specreg_tensor::BufferCache::new();
+
 /// The bench device from `SPECREG_BENCH_DEVICE` (default `cpu`); an unusable one stops the
 /// bench with the reason.
 fn bench_device() -> Device {

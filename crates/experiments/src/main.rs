@@ -24,6 +24,11 @@ use specreg_tensor::Device;
 use crate::cli::{Cli, Command, Global, Select};
 use crate::commands::{Estimates, list, report, slurm};
 
+/// Large buffers freed by one step are reused by the next instead of being mapped afresh
+/// (see `BufferCache`); the numbers are unchanged.
+#[global_allocator]
+static ALLOC: specreg_tensor::BufferCache = specreg_tensor::BufferCache::new();
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {

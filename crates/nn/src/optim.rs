@@ -13,8 +13,9 @@
 //! θ ← θ − (lr / (1 − β₁ᵗ)) · m / denom
 //! ```
 //!
-//! The bias corrections are computed in `f64`; everything else is [`Tensor`] arithmetic,
-//! so the optimiser runs on any device and dtype the tensor crate supports.
+//! The bias corrections are computed in `f64`; the rest is one fused pass per parameter,
+//! [`Tensor::adam_update`], on any device and dtype the tensor crate supports (it rounds
+//! exactly as the sequence of tensor ops above would).
 //!
 //! The state is kept per *position* in the parameter list: call [`Adam::step`] with the
 //! parameters in the same order every time (e.g. `adam.step(&mut net.params_mut())`).
@@ -48,7 +49,7 @@
 
 use std::collections::BTreeMap;
 
-use specreg_tensor::Tensor;
+use specreg_tensor::{AdamCoefficients, Tensor};
 
 use crate::{NnError, Param, Result};
 
@@ -205,11 +206,6 @@ impl Adam {
                 continue;
             };
             let theta = &p.value;
-            let g = if c.weight_decay != 0.0 {
-                g.add(&theta.scale(c.weight_decay)?)?
-            } else {
-                g.clone()
-            };
             let (step, m, v, vmax) = match self.state.get(i).and_then(Option::as_ref) {
                 Some(s) => (
                     s.step,
@@ -222,31 +218,23 @@ impl Adam {
                 ),
                 None => {
                     let z = Tensor::zeros(theta.shape(), theta.dtype(), &theta.device())?;
-                    (0, z.clone(), z.clone(), c.amsgrad.then_some(z))
+                    (0, z.clone(), z, None)
                 }
             };
             let step = step + 1;
-            let m = m.scale(c.beta1)?.add(&g.scale(1.0 - c.beta1)?)?;
-            let v = v.scale(c.beta2)?.add(&g.sqr()?.scale(1.0 - c.beta2)?)?;
-            let vmax = if c.amsgrad {
-                Some(match vmax {
-                    Some(prev) => prev.maximum(&v)?,
-                    None => v.clone(),
-                })
-            } else {
-                None
-            };
             let t = step as f64;
-            let bias_c1 = 1.0 - c.beta1.powf(t);
-            let bias_c2_sqrt = (1.0 - c.beta2.powf(t)).sqrt();
-            let step_size = c.lr / bias_c1;
-            let denom = vmax
-                .as_ref()
-                .unwrap_or(&v)
-                .sqrt()?
-                .scale(1.0 / bias_c2_sqrt)?
-                .add_scalar(c.eps)?;
-            let new_theta = theta.sub(&m.div(&denom)?.scale(step_size)?)?;
+            let k = AdamCoefficients {
+                beta1: c.beta1,
+                beta2: c.beta2,
+                eps: c.eps,
+                weight_decay: c.weight_decay,
+                step_size: c.lr / (1.0 - c.beta1.powf(t)),
+                inv_sqrt_bias2: 1.0 / (1.0 - c.beta2.powf(t)).sqrt(),
+                amsgrad: c.amsgrad,
+            };
+            let up = theta.adam_update(g, &m, &v, vmax.as_ref().filter(|_| c.amsgrad), &k)?;
+            let new_theta = up.param;
+            let (m, v, vmax) = (up.exp_avg, up.exp_avg_sq, up.max_exp_avg_sq);
             updates.push(Some((
                 new_theta,
                 ParamState {

@@ -3,7 +3,7 @@
 //! The [`Tensor`](crate::Tensor) layer validates shapes, dtypes and devices once, then hands
 //! the work to one of these methods; backends may assume valid operands.
 
-use crate::{DType, Result};
+use crate::{AdamCoefficients, DType, Result};
 
 /// Elementwise functions of one argument.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +59,15 @@ pub enum BinaryOp {
     Equal,
 }
 
+/// The new parameter and optimiser state of one fused Adam update, on one backend.
+#[derive(Debug)]
+pub(crate) struct AdamParts<S> {
+    pub(crate) param: S,
+    pub(crate) exp_avg: S,
+    pub(crate) exp_avg_sq: S,
+    pub(crate) max_exp_avg_sq: Option<S>,
+}
+
 pub(crate) trait BackendStorage: Sized {
     fn dims(&self) -> &[usize];
     fn dtype(&self) -> DType;
@@ -95,6 +104,16 @@ pub(crate) trait BackendStorage: Sized {
     /// `self ≠ 0 ? on_true : on_false`, where `self` (the mask) has the operands' shape, or
     /// is 1-D and runs along their axis 0 (one choice per row).
     fn where_cond(&self, on_true: &Self, on_false: &Self) -> Result<Self>;
+    /// One Adam update of the parameter `self` (see `Tensor::adam_update`); operands share
+    /// shape and dtype.
+    fn adam_update(
+        &self,
+        grad: &Self,
+        exp_avg: &Self,
+        exp_avg_sq: &Self,
+        max_exp_avg_sq: Option<&Self>,
+        k: &AdamCoefficients,
+    ) -> Result<AdamParts<Self>>;
     fn matmul(&self, rhs: &Self, lhs_t: bool, rhs_t: bool) -> Result<Self>;
     fn log_softmax(&self) -> Result<Self>;
     /// Per-sample `−log softmax(x)[y]` (shape `[B]`) and `softmax(x) − onehot(y)` (`[B, C]`).

@@ -47,6 +47,7 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod buffer_cache;
 mod conv_geometry;
 mod cpu;
 #[cfg(feature = "cuda")]
@@ -66,11 +67,13 @@ pub mod testing;
 extern crate blas_src;
 
 pub use backend::{BinaryOp, UnaryOp};
+pub use buffer_cache::BufferCache;
 pub use cpu::CpuStorage;
 pub use device::Device;
 pub use dtype::{DType, Element, tanh_f32};
 pub use error::{Error, Result};
 pub use host_reads::{HostReads, host_reads};
 pub use linalg::{Side, Triangle};
+pub use ops::{AdamCoefficients, AdamUpdate};
 pub use random::Rng;
 pub use tensor::Tensor;

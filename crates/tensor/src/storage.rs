@@ -3,9 +3,9 @@
 #[cfg(feature = "cuda")]
 use std::sync::Arc;
 
-use crate::backend::BackendStorage;
+use crate::backend::{AdamParts, BackendStorage};
 use crate::cpu::CpuStorage;
-use crate::{BinaryOp, DType, Device, Error, Result, UnaryOp};
+use crate::{AdamCoefficients, BinaryOp, DType, Device, Error, Result, UnaryOp};
 
 #[derive(Debug, Clone)]
 pub(crate) enum Storage {
@@ -209,6 +209,60 @@ impl Storage {
     }
     pub(crate) fn index_select(&self, idx: &[usize]) -> Result<Storage> {
         one!(self, s => s.index_select(idx))
+    }
+    /// The fused Adam update; the tensor layer has checked that every operand is on this
+    /// storage's device.
+    pub(crate) fn adam_update(
+        &self,
+        grad: &Storage,
+        exp_avg: &Storage,
+        exp_avg_sq: &Storage,
+        max_exp_avg_sq: Option<&Storage>,
+        k: &AdamCoefficients,
+    ) -> Result<AdamParts<Storage>> {
+        let mismatch = |other: &Storage| Error::DeviceMismatch {
+            op: "adam_update",
+            lhs: self.device(),
+            rhs: other.device(),
+        };
+        match self {
+            Storage::Cpu(p) => {
+                fn cpu(s: &Storage) -> Option<&CpuStorage> {
+                    match s {
+                        Storage::Cpu(c) => Some(c),
+                        #[allow(unreachable_patterns)]
+                        _ => None,
+                    }
+                }
+                let cpu = |s| cpu(s).ok_or_else(|| mismatch(s));
+                let vmax = max_exp_avg_sq.map(cpu).transpose()?;
+                let out = p.adam_update(cpu(grad)?, cpu(exp_avg)?, cpu(exp_avg_sq)?, vmax, k)?;
+                Ok(AdamParts {
+                    param: Storage::Cpu(out.param),
+                    exp_avg: Storage::Cpu(out.exp_avg),
+                    exp_avg_sq: Storage::Cpu(out.exp_avg_sq),
+                    max_exp_avg_sq: out.max_exp_avg_sq.map(Storage::Cpu),
+                })
+            }
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(p) => {
+                fn cuda(s: &Storage, ordinal: usize) -> Option<&crate::cuda::CudaStorage> {
+                    match s {
+                        Storage::Cuda(c) if c.ordinal() == ordinal => Some(c.as_ref()),
+                        _ => None,
+                    }
+                }
+                let cuda = |s| cuda(s, p.ordinal()).ok_or_else(|| mismatch(s));
+                let vmax = max_exp_avg_sq.map(cuda).transpose()?;
+                let out = p.adam_update(cuda(grad)?, cuda(exp_avg)?, cuda(exp_avg_sq)?, vmax, k)?;
+                Ok(AdamParts {
+                    param: Storage::Cuda(Arc::new(out.param)),
+                    exp_avg: Storage::Cuda(Arc::new(out.exp_avg)),
+                    exp_avg_sq: Storage::Cuda(Arc::new(out.exp_avg_sq)),
+                    max_exp_avg_sq: out.max_exp_avg_sq.map(|s| Storage::Cuda(Arc::new(s))),
+                })
+            }
+        }
     }
     pub(crate) fn where_cond(&self, on_true: &Storage, on_false: &Storage) -> Result<Storage> {
         match (self, on_true, on_false) {

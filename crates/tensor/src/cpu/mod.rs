@@ -3,14 +3,15 @@
 mod contiguous;
 pub(crate) mod conv;
 mod elementwise;
+mod optim;
 pub(crate) mod pool;
 #[cfg(test)]
 mod test_util;
 
 use ndarray::{ArcArray, Ix2, Ix4, IxDyn};
 
-use crate::backend::BackendStorage;
-use crate::{BinaryOp, DType, Element, Error, Result, UnaryOp, linalg};
+use crate::backend::{AdamParts, BackendStorage};
+use crate::{AdamCoefficients, BinaryOp, DType, Element, Error, Result, UnaryOp, linalg};
 
 /// Host storage: a shared, possibly strided ndarray of `f32` or `f64`.
 #[derive(Debug, Clone)]
@@ -266,6 +267,55 @@ impl BackendStorage for CpuStorage {
                     f.dtype()
                 },
             }),
+        }
+    }
+
+    fn adam_update(
+        &self,
+        grad: &Self,
+        exp_avg: &Self,
+        exp_avg_sq: &Self,
+        max_exp_avg_sq: Option<&Self>,
+        k: &AdamCoefficients,
+    ) -> Result<AdamParts<Self>> {
+        fn parts<T>(
+            p: AdamParts<ArcArray<T, IxDyn>>,
+            wrap: fn(ArcArray<T, IxDyn>) -> CpuStorage,
+        ) -> AdamParts<CpuStorage> {
+            AdamParts {
+                param: wrap(p.param),
+                exp_avg: wrap(p.exp_avg),
+                exp_avg_sq: wrap(p.exp_avg_sq),
+                max_exp_avg_sq: p.max_exp_avg_sq.map(wrap),
+            }
+        }
+        let mismatch = |other: &Self| Error::DTypeMismatch {
+            op: "adam_update",
+            lhs: self.dtype(),
+            rhs: other.dtype(),
+        };
+        macro_rules! typed {
+            ($variant:ident, $p:expr) => {{
+                let ops = [grad, exp_avg, exp_avg_sq];
+                let mut arrs = Vec::with_capacity(3);
+                for s in ops {
+                    match s {
+                        CpuStorage::$variant(a) => arrs.push(a),
+                        other => return Err(mismatch(other)),
+                    }
+                }
+                let vmax = match max_exp_avg_sq {
+                    None => None,
+                    Some(CpuStorage::$variant(a)) => Some(a),
+                    Some(other) => return Err(mismatch(other)),
+                };
+                let out = optim::adam_update($p, arrs[0], arrs[1], arrs[2], vmax, k);
+                Ok(parts(out, CpuStorage::$variant))
+            }};
+        }
+        match self {
+            CpuStorage::F32(p) => typed!(F32, p),
+            CpuStorage::F64(p) => typed!(F64, p),
         }
     }
 

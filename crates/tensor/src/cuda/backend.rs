@@ -5,8 +5,8 @@
 //! Compile-checked, not yet run on a GPU.
 
 use super::storage::CudaStorage;
-use crate::backend::BackendStorage;
-use crate::{BinaryOp, DType, Result, UnaryOp};
+use crate::backend::{AdamParts, BackendStorage};
+use crate::{AdamCoefficients, BinaryOp, DType, Result, UnaryOp};
 
 impl BackendStorage for CudaStorage {
     fn dims(&self) -> &[usize] {
@@ -71,6 +71,16 @@ impl BackendStorage for CudaStorage {
     }
     fn where_cond(&self, on_true: &Self, on_false: &Self) -> Result<Self> {
         self.where_op(on_true, on_false)
+    }
+    fn adam_update(
+        &self,
+        grad: &Self,
+        exp_avg: &Self,
+        exp_avg_sq: &Self,
+        max_exp_avg_sq: Option<&Self>,
+        k: &AdamCoefficients,
+    ) -> Result<AdamParts<Self>> {
+        CudaStorage::adam_update(self, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, k)
     }
     fn matmul(&self, rhs: &Self, lhs_t: bool, rhs_t: bool) -> Result<Self> {
         self.matmul_op(rhs, lhs_t, rhs_t)

@@ -31,7 +31,7 @@ pub const NVRTC_FLAGS: &[&str] = &["--fmad=false"];
 /// One kernel module.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Module {
-    /// Maps, broadcasts, casts, masked choice, permutations.
+    /// Maps, broadcasts, casts, masked choice, permutations, the fused Adam update.
     Elementwise,
     /// Sums and max-abs over everything, an axis or rows.
     Reduce,
@@ -127,6 +127,7 @@ kernels! {
     CLAMP: Elementwise ["clamp_f32", "clamp_f64"];
     WHERE: Elementwise ["where_f32", "where_f64"];
     PERMUTE: Elementwise ["permute_f32", "permute_f64"];
+    ADAM: Elementwise ["adam_f32", "adam_f64"];
     // Named by the dtype of the result.
     CAST_TO: Elementwise ["cast_f64_f32", "cast_f32_f64"];
     SUM_PARTIAL: Reduce ["sum_partial_f32", "sum_partial_f64"];

@@ -29,6 +29,7 @@ mod elementwise;
 mod gemm;
 pub mod kernels;
 mod nn;
+mod optim;
 mod solver;
 mod storage;
 

@@ -7,7 +7,10 @@ mod elementwise;
 mod linalg;
 mod loss;
 mod matmul;
+mod optim;
 mod select;
+
+pub use optim::{AdamCoefficients, AdamUpdate};
 
 use crate::{Error, Result, Tensor};
 

@@ -1,4 +1,5 @@
-// Elementwise maps, broadcasts, casts, masked choice and materialised permutations.
+// Elementwise maps, broadcasts, casts, masked choice, materialised permutations and the
+// fused Adam update.
 //
 // The op codes of `unary_*` and `binary_*` are the positions of `UnaryOp` and `BinaryOp` in
 // `cuda/elementwise.rs` (`unary_code`, `binary_code`). Each formula is the CPU kernel's
@@ -111,6 +112,32 @@ __device__ void permute_impl(const T* x, T* out, u64 n, int rank, Dims8 dims, Di
   }
 }
 
+// One Adam update per element, the CPU's `cpu/optim.rs` operation for operation (the `+ 0`
+// terms included). mode 0: Adam; 1: AMSGrad with the running maximum `vmax`; 2: AMSGrad's
+// first step (`vmax` is not read). `ovmax` is written in modes 1 and 2 only.
+template <typename T>
+__device__ void adam_impl(const T* th, const T* g, const T* m, const T* v, const T* vmax, T* oth,
+                          T* om, T* ov, T* ovmax, u64 n, int mode, int decay, T b1, T omb1,
+                          T b2, T omb2, T eps, T wd, T step, T inv_sqrt_bias2) {
+  const T zero = (T)0;
+  GRID_STRIDE(i, n) {
+    const T theta = th[i];
+    const T gi = decay ? g[i] + (theta * wd + zero) : g[i];
+    const T mi = (m[i] * b1 + zero) + (gi * omb1 + zero);
+    const T vi = (v[i] * b2 + zero) + ((gi * gi) * omb2 + zero);
+    T vhat = vi;
+    if (mode == 1) {
+      const T p = vmax[i];
+      vhat = (k_isnan(p) || p >= vi) ? p : vi;
+    }
+    const T denom = (k_sqrt(vhat) * inv_sqrt_bias2 + zero) + eps;
+    oth[i] = theta - ((mi / denom) * step + zero);
+    om[i] = mi;
+    ov[i] = vi;
+    if (mode != 0) ovmax[i] = vhat;
+  }
+}
+
 #define ELEMENTWISE(S, T)                                                                     \
   extern "C" __global__ void unary_##S(const T* x, T* out, u64 n, int op) {                   \
     unary_impl<T>(x, out, n, op);                                                             \
@@ -135,6 +162,13 @@ __device__ void permute_impl(const T* x, T* out, u64 n, int rank, Dims8 dims, Di
   extern "C" __global__ void permute_##S(const T* x, T* out, u64 n, int rank, Dims8 dims,     \
                                          Dims8 strides) {                                     \
     permute_impl<T>(x, out, n, rank, dims, strides);                                          \
+  }                                                                                           \
+  extern "C" __global__ void adam_##S(const T* th, const T* g, const T* m, const T* v,        \
+                                      const T* vmax, T* oth, T* om, T* ov, T* ovmax, u64 n,   \
+                                      int mode, int decay, T b1, T omb1, T b2, T omb2, T eps, \
+                                      T wd, T step, T inv_sqrt_bias2) {                       \
+    adam_impl<T>(th, g, m, v, vmax, oth, om, ov, ovmax, n, mode, decay, b1, omb1, b2, omb2,  \
+                 eps, wd, step, inv_sqrt_bias2);                                              \
   }
 
 ELEMENTWISE(f32, float)
