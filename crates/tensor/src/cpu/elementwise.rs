@@ -167,6 +167,14 @@ pub(crate) fn clamp<T: Element>(a: &Arr<T>, lo: f64, hi: f64) -> Arr<T> {
 }
 
 pub(crate) fn sum_axis<T: Element>(a: &Arr<T>, axis: usize) -> Arr<T> {
+    if axis == 0
+        && a.ndim() == 2
+        && a.shape()[1] >= 2
+        && a.len() >= PAR_MIN
+        && let Some(x) = a.as_slice()
+    {
+        return contiguous::column_sums(x, a.shape()[1]);
+    }
     a.sum_axis(Axis(axis)).into_shared()
 }
 
