@@ -346,6 +346,7 @@ fn account(probe: &BuildProbe) -> String {
 }
 
 /// `s` with its line breaks turned into `; ` (cargo directives are one line each).
+#[cfg(feature = "download")]
 fn one_line(s: &str) -> String {
     s.lines()
         .map(str::trim)

@@ -106,6 +106,29 @@ pub(crate) fn along<T: Element>(
     })
 }
 
+/// Columns per parallel task of [`column_sums`] (their partial sums stay in L1).
+const SUM_COLS: usize = 256;
+
+/// The column sums of a row-major `[rows, cols]` buffer, as a `[cols]` array.
+///
+/// Each column is summed from `0` down its rows in order, exactly as ndarray's `sum_axis`
+/// over the outer axis does (`res = res + row`, row by row), so the bits are the same; the
+/// columns are split across threads, which changes nothing in any column's order.
+pub(crate) fn column_sums<T: Element>(x: &[T], cols: usize) -> ArcArray<T, IxDyn> {
+    let mut out = vec![T::zero(); cols];
+    out.par_chunks_mut(SUM_COLS)
+        .enumerate()
+        .for_each(|(c, acc)| {
+            let cols_here = c * SUM_COLS..c * SUM_COLS + acc.len();
+            for row in x.chunks_exact(cols) {
+                for (a, &v) in acc.iter_mut().zip(&row[cols_here.clone()]) {
+                    *a += v;
+                }
+            }
+        });
+    ArcArray::from_shape_vec(IxDyn(&[cols]), out).expect("one sum per column")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,27 +171,4 @@ mod tests {
             assert_eq!(z[i], a[i]);
         }
     }
-}
-
-/// Columns per parallel task of [`column_sums`] (their partial sums stay in L1).
-const SUM_COLS: usize = 256;
-
-/// The column sums of a row-major `[rows, cols]` buffer, as a `[cols]` array.
-///
-/// Each column is summed from `0` down its rows in order, exactly as ndarray's `sum_axis`
-/// over the outer axis does (`res = res + row`, row by row), so the bits are the same; the
-/// columns are split across threads, which changes nothing in any column's order.
-pub(crate) fn column_sums<T: Element>(x: &[T], cols: usize) -> ArcArray<T, IxDyn> {
-    let mut out = vec![T::zero(); cols];
-    out.par_chunks_mut(SUM_COLS)
-        .enumerate()
-        .for_each(|(c, acc)| {
-            let cols_here = c * SUM_COLS..c * SUM_COLS + acc.len();
-            for row in x.chunks_exact(cols) {
-                for (a, &v) in acc.iter_mut().zip(&row[cols_here.clone()]) {
-                    *a += v;
-                }
-            }
-        });
-    ArcArray::from_shape_vec(IxDyn(&[cols]), out).expect("one sum per column")
 }
