@@ -68,6 +68,18 @@ pub(crate) struct AdamParts<S> {
     pub(crate) max_exp_avg_sq: Option<S>,
 }
 
+impl<S> AdamParts<S> {
+    /// The same parts, each wrapped by `f`.
+    pub(crate) fn map<U>(self, f: impl Fn(S) -> U) -> AdamParts<U> {
+        AdamParts {
+            param: f(self.param),
+            exp_avg: f(self.exp_avg),
+            exp_avg_sq: f(self.exp_avg_sq),
+            max_exp_avg_sq: self.max_exp_avg_sq.map(f),
+        }
+    }
+}
+
 pub(crate) trait BackendStorage: Sized {
     fn dims(&self) -> &[usize];
     fn dtype(&self) -> DType;

@@ -237,12 +237,7 @@ impl Storage {
                 let cpu = |s| cpu(s).ok_or_else(|| mismatch(s));
                 let vmax = max_exp_avg_sq.map(cpu).transpose()?;
                 let out = p.adam_update(cpu(grad)?, cpu(exp_avg)?, cpu(exp_avg_sq)?, vmax, k)?;
-                Ok(AdamParts {
-                    param: Storage::Cpu(out.param),
-                    exp_avg: Storage::Cpu(out.exp_avg),
-                    exp_avg_sq: Storage::Cpu(out.exp_avg_sq),
-                    max_exp_avg_sq: out.max_exp_avg_sq.map(Storage::Cpu),
-                })
+                Ok(out.map(Storage::Cpu))
             }
             #[cfg(feature = "cuda")]
             Storage::Cuda(p) => {
@@ -255,12 +250,7 @@ impl Storage {
                 let cuda = |s| cuda(s, p.ordinal()).ok_or_else(|| mismatch(s));
                 let vmax = max_exp_avg_sq.map(cuda).transpose()?;
                 let out = p.adam_update(cuda(grad)?, cuda(exp_avg)?, cuda(exp_avg_sq)?, vmax, k)?;
-                Ok(AdamParts {
-                    param: Storage::Cuda(Arc::new(out.param)),
-                    exp_avg: Storage::Cuda(Arc::new(out.exp_avg)),
-                    exp_avg_sq: Storage::Cuda(Arc::new(out.exp_avg_sq)),
-                    max_exp_avg_sq: out.max_exp_avg_sq.map(|s| Storage::Cuda(Arc::new(s))),
-                })
+                Ok(out.map(|s| Storage::Cuda(Arc::new(s))))
             }
         }
     }

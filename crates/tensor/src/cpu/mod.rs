@@ -278,17 +278,6 @@ impl BackendStorage for CpuStorage {
         max_exp_avg_sq: Option<&Self>,
         k: &AdamCoefficients,
     ) -> Result<AdamParts<Self>> {
-        fn parts<T>(
-            p: AdamParts<ArcArray<T, IxDyn>>,
-            wrap: fn(ArcArray<T, IxDyn>) -> CpuStorage,
-        ) -> AdamParts<CpuStorage> {
-            AdamParts {
-                param: wrap(p.param),
-                exp_avg: wrap(p.exp_avg),
-                exp_avg_sq: wrap(p.exp_avg_sq),
-                max_exp_avg_sq: p.max_exp_avg_sq.map(wrap),
-            }
-        }
         let mismatch = |other: &Self| Error::DTypeMismatch {
             op: "adam_update",
             lhs: self.dtype(),
@@ -310,7 +299,7 @@ impl BackendStorage for CpuStorage {
                     Some(other) => return Err(mismatch(other)),
                 };
                 let out = optim::adam_update($p, arrs[0], arrs[1], arrs[2], vmax, k);
-                Ok(parts(out, CpuStorage::$variant))
+                Ok(out.map(CpuStorage::$variant))
             }};
         }
         match self {
