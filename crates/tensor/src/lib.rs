@@ -74,6 +74,6 @@ pub use dtype::{DType, Element, tanh_f32};
 pub use error::{Error, Result};
 pub use host_reads::{HostReads, host_reads};
 pub use linalg::{Side, Triangle};
-pub use ops::{AdamCoefficients, AdamUpdate};
+pub use ops::{AdamCoefficients, AdamUpdate, BatchNormSums};
 pub use random::Rng;
 pub use tensor::Tensor;

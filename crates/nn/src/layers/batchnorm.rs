@@ -13,6 +13,10 @@
 //!     `R{∂L/∂γ} = Σ_rows (R{g} x̂ + g R{x̂})`, `R{∂L/∂β} = Σ_rows R{g}`.
 //! * BatchStatistics: as Train (batch statistics, the same four passes), but the running
 //!   statistics and `num_batches_tracked` are left untouched.
+//! * The big `[B, F]` passes of the forward and of the backward in training (the centred
+//!   squares, `x̂` with `y`, the four column sums and `P(γ g)`) are the tensor crate's fused
+//!   BatchNorm passes: the same expressions in the same order as the op chains, so the
+//!   same bits, in three reads of `[B, F]` operands instead of about a dozen.
 //! * Eval: `μ`, `v` are the running statistics, so the layer is affine in `x`:
 //!   `∂L/∂x = g γ/σ`, `R{x̂} = dx/σ`, `R{∂L/∂x} = R{g} γ/σ`, and the parameter tangents
 //!   are as in training.
@@ -147,7 +151,7 @@ impl BatchNorm1d {
             });
         }
         let mean = x.col_means()?;
-        let var = bc(x, &mean, BinaryOp::Sub)?.sqr()?.col_means()?;
+        let var = x.centred_sq_col_sums(&mean)?.scale(1.0 / b as f64)?;
         if !update {
             return Ok((mean, var));
         }
@@ -176,12 +180,8 @@ impl Layer for BatchNorm1d {
             Mode::Eval => (self.running_mean.clone(), self.running_var.clone()),
         };
         let inv_std = var.add_scalar(Self::EPS)?.sqrt()?.recip()?;
-        let xhat = bc(&bc(x, &mean, BinaryOp::Sub)?, &inv_std, BinaryOp::Mul)?;
-        let y = bc(
-            &bc(&xhat, &self.weight.value, BinaryOp::Mul)?,
-            &self.bias.value,
-            BinaryOp::Add,
-        )?;
+        let (xhat, y) =
+            x.batch_norm_normalise(&mean, &inv_std, &self.weight.value, &self.bias.value)?;
         self.cache = Some(Cache {
             mode,
             xhat,
@@ -196,16 +196,19 @@ impl Layer for BatchNorm1d {
 
     fn backward(&mut self, grad_out: &Tensor) -> Result<Tensor> {
         let c = self.cache("backward")?;
-        let ggamma = bc(grad_out, &self.weight.value, BinaryOp::Mul)?;
+        let gamma = &self.weight.value;
+        let sums = grad_out.batch_norm_backward_sums(&c.xhat, gamma)?;
         let gx = if c.mode.uses_batch_statistics() {
-            Self::project(c, &ggamma)?
+            // `P(γ g)` in one pass, from the column means of `γ g` and `x̂ γ g`.
+            let b = grad_out.shape()[0] as f64;
+            let mean_u = sums.grad_gamma.scale(1.0 / b)?;
+            let mean_xu = sums.xhat_grad_gamma.scale(1.0 / b)?;
+            grad_out.batch_norm_project(gamma, &mean_u, &c.xhat, &mean_xu, &c.inv_std)?
         } else {
-            bc(&ggamma, &c.inv_std, BinaryOp::Mul)?
+            bc(&bc(grad_out, gamma, BinaryOp::Mul)?, &c.inv_std, BinaryOp::Mul)?
         };
-        let gw = grad_out.mul(&c.xhat)?.col_sums()?;
-        let gb = grad_out.col_sums()?;
-        self.weight.accumulate_grad(gw)?;
-        self.bias.accumulate_grad(gb)?;
+        self.weight.accumulate_grad(sums.grad_xhat)?;
+        self.bias.accumulate_grad(sums.grad)?;
         let c = self.cache.as_mut().expect("checked above");
         c.g = Some(grad_out.clone());
         c.gx = Some(gx.clone());

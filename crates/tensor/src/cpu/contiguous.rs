@@ -17,7 +17,7 @@ use crate::Element;
 use super::elementwise::PAR_MIN;
 
 /// Elements per parallel task.
-const CHUNK: usize = 1 << 14;
+pub(crate) const CHUNK: usize = 1 << 14;
 
 /// A `shape`-shaped array whose chunk starting at flat index `start` is written by
 /// `fill(start, chunk)`, in parallel when it is large. `fill` must write every slot of its
@@ -107,7 +107,7 @@ pub(crate) fn along<T: Element>(
 }
 
 /// Columns per parallel task of [`column_sums`] (their partial sums stay in L1).
-const SUM_COLS: usize = 256;
+pub(crate) const SUM_COLS: usize = 256;
 
 /// The column sums of a row-major `[rows, cols]` buffer, as a `[cols]` array.
 ///

@@ -1,5 +1,6 @@
 //! The CPU backend: ndarray storage, faer GEMM and factorisations, rayon for the rest.
 
+pub(crate) mod batch_norm;
 mod contiguous;
 pub(crate) mod conv;
 mod elementwise;

@@ -2,6 +2,7 @@
 //! operands (shapes here; dtypes and devices in the storage dispatch) and then hands off to
 //! the backend.
 
+mod batch_norm;
 mod conv;
 mod elementwise;
 mod linalg;
@@ -10,6 +11,7 @@ mod matmul;
 mod optim;
 mod select;
 
+pub use batch_norm::BatchNormSums;
 pub use optim::{AdamCoefficients, AdamUpdate};
 
 use crate::{Error, Result, Tensor};
