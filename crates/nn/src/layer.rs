@@ -165,6 +165,14 @@ pub trait Layer: Send + std::fmt::Debug {
     /// `forward_tangent`, through the upstream gradient of the last `backward`.
     fn backward_tangent(&mut self, dgrad_out: &Tensor) -> Result<Tensor>;
 
+    /// [`Layer::backward_tangent`]'s parameter tangents alone: adds `R{∂L/∂θ}` into each
+    /// [`Param::grad_tangent`] exactly as it does, without `R{∂L/∂x}`, which nothing needs
+    /// at a network's first layer (for a dense layer, a third of its tangent backward).
+    /// The default runs [`Layer::backward_tangent`] and drops `R{∂L/∂x}`.
+    fn backward_tangent_params(&mut self, dgrad_out: &Tensor) -> Result<()> {
+        self.backward_tangent(dgrad_out).map(drop)
+    }
+
     /// The trainable parameters.
     fn params(&self) -> Vec<&Param> {
         Vec::new()

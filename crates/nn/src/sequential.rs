@@ -202,6 +202,17 @@ impl Layer for Sequential {
         Ok(r)
     }
 
+    fn backward_tangent_params(&mut self, dgrad_out: &Tensor) -> Result<()> {
+        let mut r = dgrad_out.clone();
+        for (i, l) in self.layers.iter_mut().enumerate().rev() {
+            if i == 0 {
+                return l.backward_tangent_params(&r);
+            }
+            r = l.backward_tangent(&r)?;
+        }
+        Ok(())
+    }
+
     fn params(&self) -> Vec<&Param> {
         self.layers.iter().flat_map(|l| l.params()).collect()
     }

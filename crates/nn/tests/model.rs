@@ -436,3 +436,45 @@ fn backward_params_gives_backwards_parameter_gradients_bit_for_bit() {
         assert_eq!(full, params_only);
     }
 }
+
+#[test]
+fn backward_tangent_params_gives_backward_tangents_parameter_tangents_bit_for_bit() {
+    // The Jacobian regulariser skips the first layer's R{∂L/∂x}; every parameter tangent
+    // must be exactly what the full tangent backward gives.
+    let dev = Device::Cpu;
+    for build in [small_mlp, small_cnn] {
+        let mut rng = Rng::new(4);
+        let mut net = build(&dev, &mut rng);
+        let per: usize = net.input_shape().iter().product();
+        let mut shape = vec![5];
+        shape.extend_from_slice(net.input_shape());
+        let x = Tensor::rand_uniform(&shape, 0.0, 1.0, DType::F64, &mut rng, &dev).unwrap();
+        let dx = Tensor::randn(&shape, 0.0, 1.0, DType::F64, &mut rng, &dev).unwrap();
+        assert_eq!(dx.elem_count(), 5 * per);
+        let tangents = |net: &mut Network, full: bool| -> Vec<Vec<f64>> {
+            let seq = net.sequential_mut();
+            for p in seq.params_mut() {
+                p.grad_tangent = None;
+            }
+            let z = seq.forward(&x, Mode::Train).unwrap();
+            let k = z.shape()[1];
+            let y: Vec<usize> = (0..5).map(|i| i % k).collect();
+            let (_, gz) = softmax_cross_entropy(&z, &y).unwrap();
+            seq.backward(&gz).unwrap();
+            let rz = seq.forward_tangent(&dx).unwrap();
+            if full {
+                seq.backward_tangent(&rz).unwrap();
+            } else {
+                seq.backward_tangent_params(&rz).unwrap();
+            }
+            seq.params()
+                .iter()
+                .map(|p| p.grad_tangent.as_ref().unwrap().to_vec::<f64>().unwrap())
+                .collect()
+        };
+        let full = tangents(&mut net, true);
+        let params_only = tangents(&mut net, false);
+        assert!(!full.is_empty());
+        assert_eq!(full, params_only);
+    }
+}

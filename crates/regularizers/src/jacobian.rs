@@ -88,7 +88,7 @@ pub fn jacobian_penalty_grad(
         }
         let rz = model.forward_tangent(&gx)?;
         let rgz = softmax_cross_entropy_tangent(&z, &rz)?;
-        model.backward_tangent(&rgz)?;
+        model.backward_tangent_params(&rgz)?;
         for p in model.params_mut() {
             if let Some(rg) = p.grad_tangent.take() {
                 p.accumulate_grad(rg.scale(2.0 * beta * b)?)?;
@@ -243,7 +243,7 @@ impl JacobianRegularizer {
                     sum = Some(add_into(sum, u.sqr()?.sum_all_f64()?)?);
                     let du = u.reshape(&tangent_shape(net, &u)?)?;
                     net.sequential_mut().forward_tangent(&du)?;
-                    net.sequential_mut().backward_tangent(&zero)?;
+                    net.sequential_mut().backward_tangent_params(&zero)?;
                 }
                 let (ce, gz) = softmax_cross_entropy(&logits, labels)?;
                 net.backward_params(&gz, &[])?;

@@ -205,7 +205,11 @@ impl Layer for BatchNorm1d {
             let mean_xu = sums.xhat_grad_gamma.scale(1.0 / b)?;
             grad_out.batch_norm_project(gamma, &mean_u, &c.xhat, &mean_xu, &c.inv_std)?
         } else {
-            bc(&bc(grad_out, gamma, BinaryOp::Mul)?, &c.inv_std, BinaryOp::Mul)?
+            bc(
+                &bc(grad_out, gamma, BinaryOp::Mul)?,
+                &c.inv_std,
+                BinaryOp::Mul,
+            )?
         };
         self.weight.accumulate_grad(sums.grad_xhat)?;
         self.bias.accumulate_grad(sums.grad)?;

@@ -155,6 +155,11 @@ impl Layer for Conv2d {
     }
 
     fn backward_tangent(&mut self, dgrad_out: &Tensor) -> Result<Tensor> {
+        self.backward_tangent_params(dgrad_out)?;
+        Ok(dgrad_out.conv2d_backward_input(&self.weight.value)?)
+    }
+
+    fn backward_tangent_params(&mut self, dgrad_out: &Tensor) -> Result<()> {
         let x = need(&self.x, "conv2d", "backward_tangent", "forward")?;
         let g = need(&self.g, "conv2d", "backward_tangent", "backward")?;
         let dx = need(&self.dx, "conv2d", "backward_tangent", "forward_tangent")?;
@@ -163,10 +168,9 @@ impl Layer for Conv2d {
             .conv2d_backward_weight(dgrad_out, kh, kw)?
             .add(&dx.conv2d_backward_weight(g, kh, kw)?)?;
         let rgb = channel_sums(dgrad_out)?;
-        let rgx = dgrad_out.conv2d_backward_input(&self.weight.value)?;
         self.weight.accumulate_grad_tangent(rgw)?;
         self.bias.accumulate_grad_tangent(rgb)?;
-        Ok(rgx)
+        Ok(())
     }
 
     fn params(&self) -> Vec<&Param> {

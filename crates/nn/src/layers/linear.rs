@@ -144,16 +144,20 @@ impl Layer for Linear {
     }
 
     fn backward_tangent(&mut self, dgrad_out: &Tensor) -> Result<Tensor> {
+        self.backward_tangent_params(dgrad_out)?;
+        Ok(dgrad_out.matmul(&self.weight.value)?)
+    }
+
+    fn backward_tangent_params(&mut self, dgrad_out: &Tensor) -> Result<()> {
         self.check(dgrad_out, self.out_features())?;
         let x = need(&self.x, "linear", "backward_tangent", "forward")?;
         let g = need(&self.g, "linear", "backward_tangent", "backward")?;
         let dx = need(&self.dx, "linear", "backward_tangent", "forward_tangent")?;
         let rgw = dgrad_out.matmul_tn(x)?.add(&g.matmul_tn(dx)?)?;
         let rgb = dgrad_out.col_sums()?;
-        let rgx = dgrad_out.matmul(&self.weight.value)?;
         self.weight.accumulate_grad_tangent(rgw)?;
         self.bias.accumulate_grad_tangent(rgb)?;
-        Ok(rgx)
+        Ok(())
     }
 
     fn params(&self) -> Vec<&Param> {
