@@ -86,6 +86,9 @@ pub(crate) fn backward_sums<T: Element>(grad: &[T], xhat: &[T], gamma: &[T]) -> 
     })
 }
 
+/// A chunk of an output that is being filled.
+type Out<'a, T> = &'a mut [MaybeUninit<T>];
+
 /// Rows per parallel task of a row-wise pass over `cols` columns.
 fn rows_per_task(cols: usize) -> usize {
     (CHUNK / cols.max(1)).max(1)
@@ -121,7 +124,7 @@ pub(crate) fn normalise<T: Element>(
             yr[j].write(h * gamma[j] + beta[j]);
         }
     };
-    let task = |(xs, (hs, ys)): (&[T], (&mut [MaybeUninit<T>], &mut [MaybeUninit<T>]))| {
+    let task = |(xs, (hs, ys)): (&[T], (Out<'_, T>, Out<'_, T>))| {
         for ((xr, hr), yr) in xs
             .chunks_exact(cols)
             .zip(hs.chunks_exact_mut(cols))
@@ -157,7 +160,7 @@ pub(crate) fn project<T: Element>(
 ) -> Vec<T> {
     let (n, cols) = (grad.len(), gamma.len());
     let mut out = room::<T>(n);
-    let task = |(gs, (xs, os)): (&[T], (&[T], &mut [MaybeUninit<T>]))| {
+    let task = |(gs, (xs, os)): (&[T], (&[T], Out<'_, T>))| {
         for ((gr, xr), or) in gs
             .chunks_exact(cols)
             .zip(xs.chunks_exact(cols))
