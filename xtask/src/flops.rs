@@ -57,15 +57,12 @@ fn mlp(b: usize) -> f64 {
     mlp_layers(b).map(|(first, f)| trained(f, first)).sum()
 }
 
-/// The logit-Jacobian step: forward, `u = Jᵀv` (every layer's input gradient), the tangent
-/// forward, the tangent backward (two weight-gradient GEMMs and, but for the first layer,
-/// the tangent input gradient), then the cross-entropy backward.
+/// The logit-Jacobian step: a trained layer (forward, then the cross-entropy's backward,
+/// which also carries the penalty's tangent), plus `u = Jᵀv` (every layer's input gradient),
+/// the tangent forward and the tangent's own weight-gradient GEMM `gᵀR{x}`.
 fn mlp_jacobian(b: usize) -> f64 {
     mlp_layers(b)
-        .map(|(first, f)| {
-            let tangent_back = if first { 2.0 } else { 3.0 };
-            f * (1.0 + 1.0 + 1.0 + tangent_back) + trained(f, first)
-        })
+        .map(|(first, f)| 3.0 * f + trained(f, first))
         .sum()
 }
 

@@ -173,6 +173,50 @@ pub trait Layer: Send + std::fmt::Debug {
         self.backward_tangent(dgrad_out).map(drop)
     }
 
+    /// A backward pass and a tangent backward merged into one pass. Both are linear in what
+    /// flows down, with the same products, except for the tangent's own terms (`−2 y R{y} g`
+    /// at a tanh, `gᵀR{x}` at a weight); so with `m = ∂L/∂y + s R{∂L/∂y}` this returns
+    /// `∂L/∂x + s R{∂L/∂x}` and adds `∂L/∂θ + s R{∂L/∂θ}` into each [`Param::grad`]
+    /// (not [`Param::grad_tangent`]), where the tangent is the one of
+    /// [`Layer::backward_tangent`]: along the last `forward_tangent`, through the last
+    /// backward's upstream gradient. The Jacobian regularisers' weight gradients need the
+    /// loss gradient plus `s` times a tangent; this gets both for about the price of the
+    /// tangent backward alone.
+    ///
+    /// Needs `forward`, a backward pass and `forward_tangent`, like `backward_tangent`;
+    /// afterwards the layer's backward caches hold `m`. The default runs
+    /// [`Layer::backward_tangent`] with a zero seed and then [`Layer::backward`];
+    /// [`Param::grad_tangent`] is left as it was.
+    fn backward_merged(&mut self, grad_out: &Tensor, tangent_scale: f64) -> Result<Tensor> {
+        let saved: Vec<Option<Tensor>> = self
+            .params_mut()
+            .into_iter()
+            .map(|p| p.grad_tangent.take())
+            .collect();
+        let zero = Tensor::zeros(grad_out.shape(), grad_out.dtype(), &grad_out.device())?;
+        let own_terms = self.backward_tangent(&zero);
+        let tangents: Vec<Option<Tensor>> = self
+            .params_mut()
+            .into_iter()
+            .zip(saved)
+            .map(|(p, s)| std::mem::replace(&mut p.grad_tangent, s))
+            .collect();
+        let own_terms = own_terms?;
+        let grad_in = self.backward(grad_out)?;
+        for (p, t) in self.params_mut().into_iter().zip(tangents) {
+            if let Some(t) = t {
+                p.accumulate_grad(t.scale(tangent_scale)?)?;
+            }
+        }
+        Ok(grad_in.add(&own_terms.scale(tangent_scale)?)?)
+    }
+
+    /// [`Layer::backward_merged`]'s parameter gradients alone, without the input gradient
+    /// (a network's first layer). The default runs `backward_merged` and drops it.
+    fn backward_merged_params(&mut self, grad_out: &Tensor, tangent_scale: f64) -> Result<()> {
+        self.backward_merged(grad_out, tangent_scale).map(drop)
+    }
+
     /// The trainable parameters.
     fn params(&self) -> Vec<&Param> {
         Vec::new()

@@ -213,6 +213,25 @@ impl Layer for Sequential {
         Ok(())
     }
 
+    fn backward_merged(&mut self, grad_out: &Tensor, tangent_scale: f64) -> Result<Tensor> {
+        let mut m = grad_out.clone();
+        for l in self.layers.iter_mut().rev() {
+            m = l.backward_merged(&m, tangent_scale)?;
+        }
+        Ok(m)
+    }
+
+    fn backward_merged_params(&mut self, grad_out: &Tensor, tangent_scale: f64) -> Result<()> {
+        let mut m = grad_out.clone();
+        for (i, l) in self.layers.iter_mut().enumerate().rev() {
+            if i == 0 {
+                return l.backward_merged_params(&m, tangent_scale);
+            }
+            m = l.backward_merged(&m, tangent_scale)?;
+        }
+        Ok(())
+    }
+
     fn params(&self) -> Vec<&Param> {
         self.layers.iter().flat_map(|l| l.params()).collect()
     }

@@ -478,3 +478,68 @@ fn backward_tangent_params_gives_backward_tangents_parameter_tangents_bit_for_bi
         assert_eq!(full, params_only);
     }
 }
+
+#[test]
+fn backward_merged_is_the_backward_plus_s_times_the_tangent_backward() {
+    // With m = g + s·r: the input gradient must be ∂/∂x(g) + s R{∂/∂x}(r) and every
+    // parameter gradient ∂/∂θ(g) + s R{∂/∂θ}(r), where the tangent runs along dx through
+    // the upstream gradient u of the preceding backward pass. Dense, tanh and conv layers
+    // have their own merged passes; BatchNorm, max-pooling and flatten the default.
+    let dev = Device::Cpu;
+    let s = 0.37;
+    for build in [small_mlp, small_cnn] {
+        let mut rng = Rng::new(11);
+        let mut net = build(&dev, &mut rng);
+        let mut shape = vec![5];
+        shape.extend_from_slice(net.input_shape());
+        let x = Tensor::rand_uniform(&shape, 0.0, 1.0, DType::F64, &mut rng, &dev).unwrap();
+        let dx = Tensor::randn(&shape, 0.0, 1.0, DType::F64, &mut rng, &dev).unwrap();
+        let seq = net.sequential_mut();
+        let k = seq.forward(&x, Mode::Train).unwrap().shape()[1];
+        let [u, g, r] =
+            [0; 3].map(|_| Tensor::randn(&[5, k], 0.0, 1.0, DType::F64, &mut rng, &dev).unwrap());
+        let grads = |seq: &Sequential| -> Vec<Vec<f64>> {
+            seq.params()
+                .iter()
+                .map(|p| p.grad.as_ref().unwrap().to_vec::<f64>().unwrap())
+                .collect()
+        };
+
+        // Separately: the tangent backward of r, then the backward of g.
+        seq.zero_grad();
+        seq.forward(&x, Mode::Train).unwrap();
+        seq.backward_input(&u).unwrap();
+        seq.forward_tangent(&dx).unwrap();
+        let r_in = vals(&seq.backward_tangent(&r).unwrap());
+        let tangents: Vec<Vec<f64>> = seq
+            .params()
+            .iter()
+            .map(|p| p.grad_tangent.as_ref().unwrap().to_vec::<f64>().unwrap())
+            .collect();
+        let g_in = vals(&seq.backward(&g).unwrap());
+        let want_in: Vec<f64> = g_in.iter().zip(&r_in).map(|(a, b)| a + s * b).collect();
+        let want: Vec<Vec<f64>> = grads(seq)
+            .iter()
+            .zip(&tangents)
+            .map(|(a, t)| a.iter().zip(t).map(|(a, t)| a + s * t).collect())
+            .collect();
+
+        for params_only in [false, true] {
+            seq.zero_grad();
+            seq.forward(&x, Mode::Train).unwrap();
+            seq.backward_input(&u).unwrap();
+            seq.forward_tangent(&dx).unwrap();
+            let m = g.add(&r.scale(s).unwrap()).unwrap();
+            if params_only {
+                seq.backward_merged_params(&m, s).unwrap();
+            } else {
+                let got_in = vals(&seq.backward_merged(&m, s).unwrap());
+                assert_close_tol("merged ∂/∂x", &got_in, &want_in, 1e-12);
+            }
+            assert!(seq.params().iter().all(|p| p.grad_tangent.is_none()));
+            for (i, (got, want)) in grads(seq).iter().zip(&want).enumerate() {
+                assert_close_tol(&format!("merged ∂/∂θ[{i}]"), got, want, 1e-12);
+            }
+        }
+    }
+}

@@ -60,12 +60,13 @@ pub fn jacobian_penalty(
 }
 
 /// One training step's gradients of `L̄ + P` (eq. 11) for `model`: adds `∇_θ (L̄ + P)` into
-/// every [`Param::grad`](specreg_nn::Param), exactly, with one forward, one backward and one
-/// tangent pass.
+/// every [`Param::grad`](specreg_nn::Param), exactly, with one forward, one input-gradient
+/// pass, one tangent forward and one merged backward pass.
 ///
-/// `∇_θ L̄` comes from the backward pass; `∇_θ P = 2βB R_G{∇_θ L̄}` from the tangent pass
-/// along `G = ∂L̄/∂x`, through the loss tangent [`softmax_cross_entropy_tangent`]. Tangent
-/// gradients are consumed (left `None`).
+/// `∇_θ P = 2βB R_G{∇_θ L̄}` is the tangent along `G = ∂L̄/∂x` (through the loss tangent
+/// [`softmax_cross_entropy_tangent`]) of the backward pass that gives `∇_θ L̄`; both come
+/// from one [`Layer::backward_merged`] pass. [`Param::grad_tangent`](specreg_nn::Param) is
+/// left as it was.
 ///
 /// With BatchNorm in `Train` mode, samples interact through the batch statistics; `G` is
 /// then the gradient of the mean loss through them (what autograd gives for `∂L̄/∂x`), and
@@ -80,20 +81,19 @@ pub fn jacobian_penalty_grad(
     let b = labels.len() as f64;
     let z = model.forward(x, mode)?;
     let (loss, gz) = softmax_cross_entropy(&z, labels)?;
-    let gx = model.backward(&gz)?;
+    // With a penalty, G comes without weight gradients: they come later, from the one
+    // backward pass that carries ∇_θ L̄ and s R_G{∇_θ L̄} together (Layer::backward_merged).
+    let gx = if beta == 0.0 {
+        model.backward(&gz)?
+    } else {
+        model.backward_input(&gz)?
+    };
     let penalty = gx.sqr()?.sum_all_f64()?.scale(beta * b)?;
     if beta != 0.0 {
-        for p in model.params_mut() {
-            p.grad_tangent = None;
-        }
+        let s = 2.0 * beta * b;
         let rz = model.forward_tangent(&gx)?;
         let rgz = softmax_cross_entropy_tangent(&z, &rz)?;
-        model.backward_tangent_params(&rgz)?;
-        for p in model.params_mut() {
-            if let Some(rg) = p.grad_tangent.take() {
-                p.accumulate_grad(rg.scale(2.0 * beta * b)?)?;
-            }
-        }
+        model.backward_merged_params(&gz.add(&rgz.scale(s)?)?, s)?;
     }
     Ok(JacobianStep {
         loss,
@@ -199,7 +199,9 @@ impl JacobianRegularizer {
     }
 
     /// One step's loss and gradients: adds `∇_θ (mean CE + P)` into every parameter's
-    /// `grad`, exactly (one forward, one backward and one tangent pass per projection).
+    /// `grad`, exactly: one forward; per projection an input-gradient pass and a tangent
+    /// forward; a tangent backward for every projection but the last, whose tangent rides on
+    /// the cross-entropy's backward pass ([`Layer::backward_merged`]).
     /// The network runs in `Train` mode.
     pub fn step(
         &self,
@@ -236,17 +238,21 @@ impl JacobianRegularizer {
                 for p in net.params_mut() {
                     p.grad_tangent = None;
                 }
-                for _ in 0..projections {
+                for k in 0..projections {
                     // u = Jᵀv; ∇_θ ½‖u‖² = R_u{∇_θ vᵀf}, and ∂(vᵀf)/∂f = v has no tangent.
                     let v = unit_rows(&logits, rng)?;
                     let u = net.backward_input(&v, &[])?;
                     sum = Some(add_into(sum, u.sqr()?.sum_all_f64()?)?);
                     let du = u.reshape(&tangent_shape(net, &u)?)?;
                     net.sequential_mut().forward_tangent(&du)?;
-                    net.sequential_mut().backward_tangent_params(&zero)?;
+                    if k + 1 < projections {
+                        net.sequential_mut().backward_tangent_params(&zero)?;
+                    }
                 }
+                // The last projection's tangent rides on the cross-entropy's backward pass
+                // (Layer::backward_merged; the tangent's seed at the logits is zero).
                 let (ce, gz) = softmax_cross_entropy(&logits, labels)?;
-                net.backward_params(&gz, &[])?;
+                net.sequential_mut().backward_merged_params(&gz, scale)?;
                 for p in net.params_mut() {
                     if let Some(rg) = p.grad_tangent.take() {
                         p.accumulate_grad(rg.scale(scale)?)?;

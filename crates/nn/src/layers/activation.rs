@@ -73,6 +73,18 @@ impl Layer for Tanh {
         Ok(y.tanh_backward(dgrad_out)?.sub(&curvature)?)
     }
 
+    fn backward_merged(&mut self, grad_out: &Tensor, tangent_scale: f64) -> Result<Tensor> {
+        let c = &self.cache;
+        let y = need(&c.y, "tanh", "backward_merged", "forward")?;
+        let g = need(&c.g, "tanh", "backward_merged", "backward")?;
+        let ry = need(&c.ry, "tanh", "backward_merged", "forward_tangent")?;
+        let curvature = y.mul(ry)?.mul(g)?.scale(2.0 * tangent_scale)?;
+        let gx = y.tanh_backward(grad_out)?.sub(&curvature)?;
+        self.cache.g = Some(grad_out.clone());
+        self.cache.ry = None;
+        Ok(gx)
+    }
+
     fn name(&self) -> &str {
         "tanh"
     }
