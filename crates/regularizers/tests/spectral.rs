@@ -4,8 +4,8 @@
 mod common;
 
 use common::{
-    assert_close, central_diff, covariance, penalty_with_kappa, randn, randn_on, random_orthogonal,
-    tensor, tol, vals,
+    assert_close, central_diff, covariance, fixed_cases, penalty_with_kappa, randn, randn_on,
+    random_orthogonal, tensor, tol, vals,
 };
 use ndarray::Array2;
 use proptest::prelude::*;
@@ -157,18 +157,8 @@ fn check_exact(h: &Tensor, alpha: f64, tau: usize) {
     assert_close("exact ∂R/∂H", &vals(&got.grad), &fd, tol(&dev, 2e-5), 1e-3);
 }
 
-/// A fixed seed, so CI runs the same cases every time (3 000 random cases passed).
-fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: 24,
-        rng_seed: proptest::test_runner::RngSeed::Fixed(20201211),
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 fn projected_value_and_gradient_match_central_differences(dev: &Device) -> Result<()> {
-    proptest!(config(), |(seed in 0u64..10_000, b in 4usize..12, n in 3usize..8, alpha in 0.5f64..2.0)| {
+    proptest!(fixed_cases(24, 20201211), |(seed in 0u64..10_000, b in 4usize..12, n in 3usize..8, alpha in 0.5f64..2.0)| {
         let mut rng = Rng::new(seed);
         let tau = 1 + (seed as usize % (n - 1));
         let h = randn_on(dev, &[b, n], &mut rng);
@@ -186,7 +176,7 @@ fn projected_value_and_gradient_match_central_differences(dev: &Device) -> Resul
 }
 
 fn exact_value_and_gradient_match_central_differences(dev: &Device) -> Result<()> {
-    proptest!(config(), |(seed in 0u64..10_000, b in 8usize..14, n in 3usize..7, alpha in 0.5f64..2.0)| {
+    proptest!(fixed_cases(24, 20201211), |(seed in 0u64..10_000, b in 8usize..14, n in 3usize..7, alpha in 0.5f64..2.0)| {
         let mut rng = Rng::new(seed);
         let tau = 1 + (seed as usize % (n - 1));
         check_exact(&randn_on(dev, &[b, n], &mut rng), alpha, tau);

@@ -3,10 +3,11 @@
 
 mod common;
 
-use common::{assert_close, central_diff, randn, randn_on, richardson_diff, tol, vals};
+use common::{
+    assert_close, central_diff, fixed_cases, randn, randn_on, richardson_diff, tol, vals,
+};
 use ndarray::Array2;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngSeed};
 use specreg_nn::{Layer, Linear, Mode, Network, NnError, Sequential, Tanh};
 use specreg_regularizers::{Whitening, WhiteningStatistics};
 use specreg_tensor::{DType, Device, Result, Rng, Tensor, test_device};
@@ -89,18 +90,8 @@ fn objective(w: &Whitening, x: &Tensor, c: &Tensor, mode: Mode) -> f64 {
         .unwrap()
 }
 
-/// A fixed seed, so CI runs the same cases every time.
-fn config() -> Config {
-    Config {
-        cases: 16,
-        rng_seed: RngSeed::Fixed(20201210),
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
-
 fn gradients_match_central_differences(dev: &Device) -> Result<()> {
-    proptest!(config(), |(seed in 0u64..10_000, b in 6usize..14, n in 2usize..6)| {
+    proptest!(fixed_cases(16, 20201210), |(seed in 0u64..10_000, b in 6usize..14, n in 2usize..6)| {
         let mut rng = Rng::new(seed);
         let x = correlated(dev, b, n, &mut rng);
         let c = randn_on(dev, &[b, n], &mut rng);

@@ -5,10 +5,11 @@
 
 mod common;
 
-use common::{assert_close, central_diff, randn, randn_on, richardson_diff, tol, vals};
+use common::{
+    assert_close, central_diff, fixed_cases, randn, randn_on, richardson_diff, tol, vals,
+};
 use ndarray::{Array1, Array2};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngSeed};
 use specreg_nn::{Layer, Mode, NnError};
 use specreg_regularizers::{RegularizerError, Whitening, WhiteningStatistics};
 use specreg_tensor::{DType, Device, Result, Rng, Tensor, test_device};
@@ -112,20 +113,10 @@ fn eval_with_batch_statistics_is_train_on_the_same_batch() {
 
 test_device!(batch_statistics_gradients_match_central_differences);
 
-/// A fixed seed: the same cases every run, and no regression files.
-fn config() -> Config {
-    Config {
-        cases: 16,
-        rng_seed: RngSeed::Fixed(20201208),
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
-
 /// The gradient through the batch mean, covariance and Cholesky factor in `Eval` mode
 /// (batch statistics) and in `BatchStatistics` mode of a running-statistics layer.
 fn batch_statistics_gradients_match_central_differences(dev: &Device) -> Result<()> {
-    proptest!(config(), |(seed in 0u64..10_000, b in 6usize..14, n in 2usize..6)| {
+    proptest!(fixed_cases(16, 20201208), |(seed in 0u64..10_000, b in 6usize..14, n in 2usize..6)| {
         let mut rng = Rng::new(seed);
         let x = correlated(dev, b, n, &mut rng);
         let c = randn_on(dev, &[b, n], &mut rng);

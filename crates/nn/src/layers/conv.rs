@@ -181,17 +181,12 @@ impl Layer for Conv2d {
     /// As for a dense layer, only the weight gets a term of its own, `s` times the weight
     /// gradient of `(R{x}, g)`.
     fn backward_merged_params(&mut self, grad_out: &Tensor, tangent_scale: f64) -> Result<()> {
-        let x = need(&self.x, "conv2d", "backward_merged", "forward")?;
         let g = need(&self.g, "conv2d", "backward_merged", "backward")?;
         let dx = need(&self.dx, "conv2d", "backward_merged", "forward_tangent")?;
         let (kh, kw) = self.kernel();
-        let gw = x
-            .conv2d_backward_weight(grad_out, kh, kw)?
-            .add(&dx.conv2d_backward_weight(g, kh, kw)?.scale(tangent_scale)?)?;
-        let gb = channel_sums(grad_out)?;
-        self.weight.accumulate_grad(gw)?;
-        self.bias.accumulate_grad(gb)?;
-        self.g = Some(grad_out.clone());
+        let own = dx.conv2d_backward_weight(g, kh, kw)?.scale(tangent_scale)?;
+        self.backward_params(grad_out)?;
+        self.weight.accumulate_grad(own)?;
         self.dx = None;
         Ok(())
     }

@@ -167,17 +167,11 @@ impl Layer for Linear {
 
     /// `R{∂L/∂x} = R{g} W` has no term of its own, so only the weight gets `s gᵀR{x}`.
     fn backward_merged_params(&mut self, grad_out: &Tensor, tangent_scale: f64) -> Result<()> {
-        self.check(grad_out, self.out_features())?;
-        let x = need(&self.x, "linear", "backward_merged", "forward")?;
         let g = need(&self.g, "linear", "backward_merged", "backward")?;
         let dx = need(&self.dx, "linear", "backward_merged", "forward_tangent")?;
-        let gw = grad_out
-            .matmul_tn(x)?
-            .add(&g.matmul_tn(dx)?.scale(tangent_scale)?)?;
-        let gb = grad_out.col_sums()?;
-        self.weight.accumulate_grad(gw)?;
-        self.bias.accumulate_grad(gb)?;
-        self.g = Some(grad_out.clone());
+        let own = g.matmul_tn(dx)?.scale(tangent_scale)?;
+        self.backward_params(grad_out)?;
+        self.weight.accumulate_grad(own)?;
         self.dx = None;
         Ok(())
     }

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 use ndarray::Array2;
+use proptest::test_runner::{Config, RngSeed};
 use specreg_tensor::{DType, Device, Rng, Tensor, linalg::symmetric_eigen, testing::scaled_tol};
 
 /// How much looser a finite-difference tolerance is on a GPU (other summation orders,
@@ -119,4 +120,15 @@ pub fn richardson_diff(t: &Tensor, h: f64, mut f: impl FnMut(&Tensor) -> f64) ->
         .zip(&coarse)
         .map(|(f, c)| (4.0 * f - c) / 3.0)
         .collect()
+}
+
+/// A proptest config with a fixed seed and no failure file, so CI runs the same `cases`
+/// every time.
+pub fn fixed_cases(cases: u32, seed: u64) -> Config {
+    Config {
+        cases,
+        rng_seed: RngSeed::Fixed(seed),
+        failure_persistence: None,
+        ..Config::default()
+    }
 }
