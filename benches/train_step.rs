@@ -5,7 +5,11 @@
 //! `hidden`; `fc1`–`fc3`; `conv1`, `conv2`, `fc1`), and the MLP also with the logit-Jacobian
 //! penalty (β_J = 0.01, one projection) and whitened after `fc2`. The ids,
 //! `network_regulariser_bBATCH`, are the rows of `cargo xtask bench-vs-pytorch`. Inputs are
-//! uniform on `[0, 1]`, labels uniform on `0..10`.
+//! uniform on `[0, 1]` and labels uniform on `0..10`, as in PyTorch's anchor; the cases
+//! ending in `_mnist` take the first `B` real MNIST training images and labels instead
+//! (from `SPECREG_DATA`; skipped with a message when it is unset), whose ~81% zero pixels
+//! take the first layer's products onto the sparse-operand kernel
+//! (`specreg::tensor::linalg::matmul`).
 //!
 //! The device comes from `SPECREG_BENCH_DEVICE`: `cpu` (the default), `cuda` or `cuda:N`.
 //! Every step ends by reading its loss (and the regulariser's scalars) to the host, as the
@@ -112,7 +116,7 @@ fn train_step(c: &mut Criterion) {
     // (plus the whitened MLP, which PyTorch's anchor does not time). SpecReg covers the layers
     // the anchor regularises: the shallow net's one hidden layer, every hidden layer of the
     // MLP and of the CNN (the CNN's `conv1` is 2704 wide), each with β = 2.
-    let cases: [(&str, Builder, usize, f64, Reg); 8] = [
+    let cases: [(&str, Builder, usize, f64, Reg); 11] = [
         (
             "shallow_vanilla_b3500",
             Network::shallow,
@@ -151,17 +155,60 @@ fn train_step(c: &mut Criterion) {
             1e-4,
             Reg::Spectral(&["conv1", "conv2", "fc1"]),
         ),
+        (
+            "shallow_vanilla_b3500_mnist",
+            Network::shallow,
+            3500,
+            1e-3,
+            Reg::None,
+        ),
+        (
+            "shallow_spec_b3500_mnist",
+            Network::shallow,
+            3500,
+            1e-3,
+            Reg::Spectral(&["hidden"]),
+        ),
+        (
+            "mlp_vanilla_b1500_mnist",
+            Network::mlp,
+            1500,
+            1e-4,
+            Reg::None,
+        ),
     ];
+    let mnist = std::env::var_os("SPECREG_DATA").map(|dir| {
+        specreg::data::Mnist::load(&dir).unwrap_or_else(|e| {
+            panic!("SPECREG_DATA={dir:?}: cannot load MNIST for the _mnist cases: {e}")
+        })
+    });
     for (name, build, batch, lr, reg) in cases {
+        let input = match (name.ends_with("_mnist"), &mnist) {
+            (false, _) => Input::Uniform,
+            (true, Some(m)) => Input::Mnist(&m.train),
+            (true, None) => {
+                eprintln!("{name}: skipped, SPECREG_DATA is not set");
+                continue;
+            }
+        };
         // Set up on the first call only, so that a filtered-out case costs nothing (the
         // SpecReg refresh eigendecomposes every regularised layer).
         let mut case: Option<Case> = None;
         g.bench_function(name, |b| {
-            let c = case.get_or_insert_with(|| Case::new(build, batch, lr, &reg, &dev));
+            let c = case.get_or_insert_with(|| Case::new(build, batch, lr, &reg, input, &dev));
             b.iter(|| c.step())
         });
     }
     g.finish();
+}
+
+/// Where a case's batch comes from.
+#[derive(Clone, Copy)]
+enum Input<'a> {
+    /// Uniform on `[0, 1]`, labels uniform, as in PyTorch's anchor.
+    Uniform,
+    /// The first `B` images and labels of this split.
+    Mnist(&'a specreg::data::Split),
 }
 
 /// A set-up case: the network, its optimiser, a batch and its regulariser.
@@ -180,20 +227,46 @@ enum CaseStep {
 }
 
 impl Case {
-    fn new(build: Builder, batch: usize, lr: f64, reg: &Reg, dev: &Device) -> Self {
+    fn new(
+        build: Builder,
+        batch: usize,
+        lr: f64,
+        reg: &Reg,
+        input: Input<'_>,
+        dev: &Device,
+    ) -> Self {
         let mut rng = Rng::new(0);
         let mut net = build(&mut rng, DType::F32, dev).expect("network");
         let adam = Adam::new(AdamConfig::new(lr)).expect("adam");
-        let host =
-            Tensor::rand_uniform(&[batch, 784], 0.0, 1.0, DType::F32, &mut rng, &Device::Cpu)
+        let (host, labels) = match input {
+            Input::Uniform => {
+                let x = Tensor::rand_uniform(
+                    &[batch, 784],
+                    0.0,
+                    1.0,
+                    DType::F32,
+                    &mut rng,
+                    &Device::Cpu,
+                )
                 .expect("inputs");
+                (x, (0..batch).map(|_| rng.below(10) as usize).collect())
+            }
+            Input::Mnist(split) => {
+                let x = split.images().slice(ndarray::s![..batch, ..]).to_owned();
+                let labels = split.labels()[..batch]
+                    .iter()
+                    .map(|&l| l as usize)
+                    .collect();
+                (Tensor::from_array(x), labels)
+            }
+        };
+        let labels: Vec<usize> = labels;
         let images = host
             .to_array::<f32>()
             .expect("inputs")
             .into_dimensionality()
             .expect("2-D");
         let x = host.to_device(dev).expect("inputs on the device");
-        let labels: Vec<usize> = (0..batch).map(|_| rng.below(10) as usize).collect();
         let step = match *reg {
             Reg::None => CaseStep::Hook(Box::new(NoHook)),
             Reg::Whitened(after, width) => {

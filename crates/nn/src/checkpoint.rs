@@ -44,7 +44,7 @@
 //!
 //! [safetensors]: https://github.com/huggingface/safetensors
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -188,14 +188,54 @@ fn encode_safetensors(
                 })
         })
         .collect::<Result<Vec<_>>>()?;
-    let header: HashMap<String, String> = metadata
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    safetensors::serialize(views, Some(header)).map_err(|err| NnError::InvalidArgument {
+    let failed = |reason: String| NnError::InvalidArgument {
         what: format!("saving {what}"),
-        reason: err.to_string(),
-    })
+        reason,
+    };
+    let plain = safetensors::serialize(views, None).map_err(|err| failed(err.to_string()))?;
+    with_sorted_metadata(plain, metadata).map_err(failed)
+}
+
+/// Puts `metadata` into the header of safetensors bytes written without it, keys sorted.
+///
+/// safetensors takes the header's metadata as a `HashMap` and writes it in that map's
+/// iteration order, which is random per process: the same state saved twice would give
+/// files that differ byte for byte. Splicing a sorted object in keeps a checkpoint a pure
+/// function of what it stores. The tensors' data offsets count from the end of the header,
+/// so they stay valid whatever its length.
+fn with_sorted_metadata(
+    plain: Vec<u8>,
+    metadata: &BTreeMap<String, String>,
+) -> std::result::Result<Vec<u8>, String> {
+    if metadata.is_empty() {
+        return Ok(plain);
+    }
+    let unexpected = || "safetensors wrote a header this code does not recognise".to_string();
+    let len_bytes: [u8; 8] = plain
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(unexpected)?;
+    let len = usize::try_from(u64::from_le_bytes(len_bytes)).map_err(|_| unexpected())?;
+    let header = plain.get(8..8 + len).ok_or_else(unexpected)?;
+    let header = std::str::from_utf8(header).map_err(|_| unexpected())?;
+    let entries = header
+        .trim_end_matches(' ')
+        .strip_prefix('{')
+        .ok_or_else(unexpected)?;
+    let sorted = serde_json::to_string(metadata).map_err(|err| err.to_string())?;
+    let mut spliced = format!("{{\"__metadata__\":{sorted}");
+    if entries != "}" {
+        spliced.push(',');
+    }
+    spliced.push_str(entries);
+    // safetensors aligns the data to 8 bytes by padding the header with spaces.
+    let padded = spliced.len().next_multiple_of(8);
+    let mut out = Vec::with_capacity(8 + padded + plain.len() - 8 - len);
+    out.extend_from_slice(&(padded as u64).to_le_bytes());
+    out.extend_from_slice(spliced.as_bytes());
+    out.resize(8 + padded, b' ');
+    out.extend_from_slice(&plain[8 + len..]);
+    Ok(out)
 }
 
 fn decode_le<const N: usize, T>(bytes: &[u8], f: fn([u8; N]) -> T) -> Vec<T> {

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use safetensors::{Dtype, SafeTensors};
 use specreg_nn::{
     Adam, AdamConfig, BatchNorm1d, Conv2d, Flatten, Layer, Linear, MaxPool2d, Mode, NnError, Relu,
-    Sequential, Tanh, load_checkpoint, load_optimizer, save_checkpoint, save_optimizer,
+    Sequential, Tanh, checkpoint_bytes, load_checkpoint, load_checkpoint_bytes, load_optimizer,
+    optimizer_bytes, save_checkpoint, save_optimizer,
 };
 use specreg_tensor::{DType, Device, Rng, Tensor};
 
@@ -331,6 +332,48 @@ fn resuming_from_model_and_optimizer_checkpoints_is_bit_exact() {
     }
     assert_eq!(adam2.steps_taken(), 5);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The header's metadata goes in sorted, so the same state always gives the same bytes
+/// (safetensors alone writes it in a `HashMap`'s per-process random order).
+#[test]
+fn the_same_state_gives_the_same_file_bytes() {
+    let (x, labels) = batch(&[16, 6], DType::F32, 3);
+    let mut net = mlp(8, DType::F32, 1);
+    let mut adam = Adam::new(AdamConfig::new(0.01)).unwrap();
+    train_step(&mut net, &mut adam, &x, &labels);
+    let mut many = meta();
+    for i in 0..12 {
+        many.insert(format!("key {i} \"quoted\" \\ é"), format!("value {i}\n"));
+    }
+    let model = checkpoint_bytes("model", &net, &many).unwrap();
+    let optim = optimizer_bytes("optim", &adam).unwrap();
+    for _ in 0..8 {
+        assert!(checkpoint_bytes("model", &net, &many).unwrap() == model);
+        assert!(optimizer_bytes("optim", &adam).unwrap() == optim);
+    }
+    // The spliced header is what safetensors reads back, metadata and tensors alike.
+    let (len, header) = SafeTensors::read_metadata(&model).unwrap();
+    assert_eq!(len % 8, 0);
+    let stored: BTreeMap<String, String> = header.metadata().clone().unwrap().into_iter().collect();
+    assert_eq!(stored, many);
+    let mut net2 = mlp(8, DType::F32, 42);
+    assert_eq!(
+        load_checkpoint_bytes(&model, "model", &mut net2).unwrap(),
+        many
+    );
+    for ((name, t1), (_, t2)) in net.state_dict().iter().zip(net2.state_dict().iter()) {
+        assert_eq!(bits(t1), bits(t2), "{name} differs after the round trip");
+    }
+    let text = std::str::from_utf8(&model[8..8 + len]).unwrap();
+    let keys: Vec<usize> = many
+        .keys()
+        .map(|k| text.find(&serde_json::to_string(k).unwrap()).unwrap())
+        .collect();
+    assert!(
+        keys.windows(2).all(|w| w[0] < w[1]),
+        "metadata keys not in sorted order"
+    );
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use std::fmt::{Debug, Display};
 
-use ndarray::{ArcArray, IxDyn};
+use ndarray::{ArcArray, Array2, ArrayView2, IxDyn};
 
 use crate::cpu::CpuStorage;
 
@@ -53,6 +53,11 @@ pub trait Element:
     /// `tanh` as the CPU kernels compute it: exact (libm) for `f64`, a vectorisable rational
     /// approximation for `f32` (see [`tanh_f32`]).
     fn tanh_kernel(self) -> Self;
+    /// The sparse-operand product behind [`crate::linalg::matmul`], where this type has one.
+    #[doc(hidden)]
+    fn sparse_matmul(_a: ArrayView2<Self>, _b: ArrayView2<Self>) -> Option<Array2<Self>> {
+        None
+    }
     #[doc(hidden)]
     fn wrap(a: ArcArray<Self, IxDyn>) -> CpuStorage;
     #[doc(hidden)]
@@ -104,6 +109,9 @@ impl Element for f32 {
     }
     fn as_f64(self) -> f64 {
         self as f64
+    }
+    fn sparse_matmul(a: ArrayView2<Self>, b: ArrayView2<Self>) -> Option<Array2<Self>> {
+        crate::sparse_matmul::try_matmul(a, b)
     }
     fn wrap(a: ArcArray<Self, IxDyn>) -> CpuStorage {
         CpuStorage::F32(a)

@@ -59,6 +59,7 @@ mod host_reads;
 pub mod linalg;
 mod ops;
 mod random;
+mod sparse_matmul;
 mod storage;
 mod tensor;
 pub mod testing;
