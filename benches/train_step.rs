@@ -7,7 +7,8 @@
 //! `network_regulariser_bBATCH`, are the rows of `cargo xtask bench-vs-pytorch`. Inputs are
 //! uniform on `[0, 1]` and labels uniform on `0..10`, as in PyTorch's anchor; the cases
 //! ending in `_mnist` take the first `B` real MNIST training images and labels instead
-//! (from `SPECREG_DATA`; skipped with a message when it is unset), whose ~81% zero pixels
+//! (found as the tests find it, e.g. through `SPECREG_DATA`; skipped with a message when
+//! it is not found), whose ~81% zero pixels
 //! take the first layer's products onto the sparse-operand kernel
 //! (`specreg::tensor::linalg::matmul`).
 //!
@@ -177,17 +178,13 @@ fn train_step(c: &mut Criterion) {
             Reg::None,
         ),
     ];
-    let mnist = std::env::var_os("SPECREG_DATA").map(|dir| {
-        specreg::data::Mnist::load(&dir).unwrap_or_else(|e| {
-            panic!("SPECREG_DATA={dir:?}: cannot load MNIST for the _mnist cases: {e}")
-        })
-    });
+    let mnist = specreg::data::load(specreg::data::DatasetKind::Mnist, None);
     for (name, build, batch, lr, reg) in cases {
         let input = match (name.ends_with("_mnist"), &mnist) {
             (false, _) => Input::Uniform,
-            (true, Some(m)) => Input::Mnist(&m.train),
-            (true, None) => {
-                eprintln!("{name}: skipped, SPECREG_DATA is not set");
+            (true, Ok(m)) => Input::Mnist(&m.train),
+            (true, Err(e)) => {
+                eprintln!("{name}: skipped: {e}");
                 continue;
             }
         };
@@ -238,7 +235,7 @@ impl Case {
         let mut rng = Rng::new(0);
         let mut net = build(&mut rng, DType::F32, dev).expect("network");
         let adam = Adam::new(AdamConfig::new(lr)).expect("adam");
-        let (host, labels) = match input {
+        let (host, labels): (Tensor, Vec<usize>) = match input {
             Input::Uniform => {
                 let x = Tensor::rand_uniform(
                     &[batch, 784],
@@ -252,15 +249,13 @@ impl Case {
                 (x, (0..batch).map(|_| rng.below(10) as usize).collect())
             }
             Input::Mnist(split) => {
-                let x = split.images().slice(ndarray::s![..batch, ..]).to_owned();
-                let labels = split.labels()[..batch]
-                    .iter()
-                    .map(|&l| l as usize)
-                    .collect();
-                (Tensor::from_array(x), labels)
+                let (x, labels) = split.subset(batch).into_parts();
+                (
+                    Tensor::from_array(x),
+                    labels.into_iter().map(usize::from).collect(),
+                )
             }
         };
-        let labels: Vec<usize> = labels;
         let images = host
             .to_array::<f32>()
             .expect("inputs")

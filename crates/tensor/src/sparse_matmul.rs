@@ -65,19 +65,21 @@ pub(crate) fn try_matmul(a: ArrayView2<f32>, b: ArrayView2<f32>) -> Option<Array
     if m.saturating_mul(n).saturating_mul(k) < MIN_WORK {
         return None;
     }
-    if let Some(packed) = RowBlocks::of_sparse(a) {
-        let dense = b.as_standard_layout();
-        return all_finite(&dense).then(|| packed_times_dense(&packed, dense.view()));
-    }
     // C = A B with B sparse is Cᵀ = Bᵀ Aᵀ with Bᵀ sparse on the left.
-    let packed = RowBlocks::of_sparse(b.t())?;
-    let at = a.reversed_axes();
-    let dense = at.as_standard_layout();
+    let (packed, dense, transposed) = match RowBlocks::of_sparse(a) {
+        Some(packed) => (packed, b, false),
+        None => (RowBlocks::of_sparse(b.t())?, a.reversed_axes(), true),
+    };
+    let dense = dense.as_standard_layout();
     if !all_finite(&dense) {
         return None;
     }
-    let ct = packed_times_dense(&packed, dense.view());
-    Some(ct.t().as_standard_layout().into_owned())
+    let c = packed_times_dense(&packed, dense.view(), true);
+    Some(if transposed {
+        c.t().as_standard_layout().into_owned()
+    } else {
+        c
+    })
 }
 
 /// The arithmetic [`try_matmul`] does, one entry at a time: for the test suite and for
@@ -196,17 +198,17 @@ impl RowBlocks {
     }
 }
 
-/// `A · B` for `A` packed in row blocks and `B: [k, n]` in standard layout.
-fn packed_times_dense(a: &RowBlocks, b: ArrayView2<f32>) -> Array2<f32> {
+/// `A · B` for `A` packed in row blocks, through the AVX2 kernel when `simd` (the caller
+/// has checked [`simd_available`]) and otherwise the scalar one. Both give the same bits.
+fn packed_times_dense(a: &RowBlocks, b: ArrayView2<f32>, simd: bool) -> Array2<f32> {
     let n = b.ncols();
     let mut c = Array2::<f32>::zeros((a.rows, n));
     if n == 0 {
         return c;
     }
-    let (Some(bs), Some(cs)) = (b.as_slice(), c.as_slice_mut()) else {
-        // Unreachable: `b` is in standard layout and `c` is fresh. Stay correct anyway.
-        return reference_packed(a, b);
-    };
+    let b = b.as_standard_layout();
+    let bs = b.as_slice().expect("a standard-layout array is one slice");
+    let cs = c.as_slice_mut().expect("a fresh array is one slice");
     // Several chunks per thread so that blocks of uneven density balance out.
     let n_blocks = a.rows.div_ceil(ROWS);
     let chunk_blocks = n_blocks.div_ceil(4 * rayon::current_num_threads()).max(1);
@@ -215,12 +217,16 @@ fn packed_times_dense(a: &RowBlocks, b: ArrayView2<f32>) -> Array2<f32> {
         .for_each(|(ci, out)| {
             let blocks = ci * chunk_blocks..(ci * chunk_blocks + chunk_blocks).min(n_blocks);
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `try_matmul` only gets here after `simd_available()`.
-            unsafe {
-                avx2::chunk(a, bs, n, blocks, out)
+            if simd {
+                // SAFETY: `simd` says the CPU has AVX2 and FMA.
+                unsafe { avx2::chunk(a, bs, n, blocks, out) };
+                return;
             }
             #[cfg(not(target_arch = "x86_64"))]
-            scalar_chunk(a, bs, n, blocks, out)
+            let _ = simd;
+            for_each_tile(a, n, blocks, out, |cols, vals, j0, acc, w| {
+                scalar_lanes(cols, vals, bs, n, j0, acc, 0..w)
+            });
         });
     c
 }
@@ -246,19 +252,6 @@ fn scalar_lanes(
             }
         }
     }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn scalar_chunk(
-    a: &RowBlocks,
-    b: &[f32],
-    n: usize,
-    blocks: std::ops::Range<usize>,
-    out: &mut [f32],
-) {
-    for_each_tile(a, n, blocks, out, |cols, vals, j0, acc, w| {
-        scalar_lanes(cols, vals, b, n, j0, acc, 0..w)
-    });
 }
 
 /// Runs `tile(cols, vals, j0, acc, w)` for every inner block, column tile and row block of
@@ -302,19 +295,6 @@ fn for_each_tile(
             }
         }
     }
-}
-
-fn reference_packed(a: &RowBlocks, b: ArrayView2<f32>) -> Array2<f32> {
-    let n = b.ncols();
-    let mut c = Array2::<f32>::zeros((a.rows, n));
-    let b = b.as_standard_layout();
-    if let (Some(bs), Some(cs)) = (b.as_slice(), c.as_slice_mut()) {
-        let n_blocks = a.rows.div_ceil(ROWS);
-        for_each_tile(a, n, 0..n_blocks, cs, |cols, vals, j0, acc, w| {
-            scalar_lanes(cols, vals, bs, n, j0, acc, 0..w)
-        });
-    }
-    c
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -436,8 +416,20 @@ mod tests {
         Array2::from_shape_fn((m, k), |_| rng.normal() as f32)
     }
 
-    fn f64_product(a: ArrayView2<f32>, b: ArrayView2<f32>) -> Array2<f64> {
-        a.mapv(f64::from).dot(&b.mapv(f64::from))
+    /// Every entry of `got` within `rel · (1 + |exact|)` of `a · b` computed in f64.
+    fn assert_near_f64_product(
+        got: &Array2<f32>,
+        a: ArrayView2<f32>,
+        b: ArrayView2<f32>,
+        rel: f64,
+    ) {
+        let exact = a.mapv(f64::from).dot(&b.mapv(f64::from));
+        for (g, e) in got.iter().zip(&exact) {
+            assert!(
+                (f64::from(*g) - e).abs() <= rel * (1.0 + e.abs()),
+                "{g} vs {e}"
+            );
+        }
     }
 
     #[test]
@@ -456,21 +448,15 @@ mod tests {
             let a = sparse(m, k, 0.2, &mut rng);
             let b = dense(k, n, &mut rng);
             let packed = RowBlocks::of_sparse(a.view()).expect("20% density is sparse");
-            let got = packed_times_dense(&packed, b.view());
-            assert_eq!(got, reference_packed(&packed, b.view()));
+            let got = packed_times_dense(&packed, b.view(), simd_available());
+            assert_eq!(got, packed_times_dense(&packed, b.view(), false));
             let want = reference_matmul(a.view(), b.view());
             assert_eq!(
                 got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
                 want.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
                 "m={m} k={k} n={n}"
             );
-            let exact = f64_product(a.view(), b.view());
-            for (g, e) in got.iter().zip(&exact) {
-                assert!(
-                    (f64::from(*g) - e).abs() <= 1e-5 * (1.0 + e.abs()),
-                    "{g} vs {e}"
-                );
-            }
+            assert_near_f64_product(&got, a.view(), b.view(), 1e-5);
         }
     }
 
@@ -489,17 +475,8 @@ mod tests {
         assert!(gw.is_standard_layout());
         let want = reference_matmul(x.t(), g.view()).t().to_owned();
         assert_eq!(gw, want);
-        for (got, exact) in [
-            (&y, f64_product(x.view(), w.t())),
-            (&gw, f64_product(g.t(), x.view())),
-        ] {
-            for (a, e) in got.iter().zip(&exact) {
-                assert!(
-                    (f64::from(*a) - e).abs() <= 1e-4 * (1.0 + e.abs()),
-                    "{a} vs {e}"
-                );
-            }
-        }
+        assert_near_f64_product(&y, x.view(), w.t(), 1e-4);
+        assert_near_f64_product(&gw, g.t(), x.view(), 1e-4);
     }
 
     #[test]
@@ -507,7 +484,7 @@ mod tests {
         let mut rng = Rng::new(13);
         let x = sparse(300, 784, 0.19, &mut rng);
         let mut w = dense(784, 100, &mut rng);
-        // Dense operands: no CSR is even built.
+        // Dense operands: no packing is even built.
         let d = dense(300, 784, &mut rng);
         assert!(try_matmul(d.view(), w.view()).is_none());
         assert!(RowBlocks::of_sparse(d.view()).is_none());
