@@ -51,6 +51,27 @@ fn gemm(c: &mut Criterion) {
     g.finish();
 }
 
+/// The two products that are nearly all of a shallow training step's FLOPs, in the operand
+/// layouts the step hands to the GEMM: the forward `x·Wᵀ` (weights stored `[out, in]`) and
+/// the weight gradient `gᵀ·x` (a transposed batch-major operand), beside the plain `a·b` of
+/// the same shape in [`gemm`].
+fn gemm_layouts(c: &mut Criterion) {
+    let mut g = c.benchmark_group(format!("gemm_layouts/{BACKEND}/cpu"));
+    g.sample_size(10).measurement_time(Duration::from_secs(4));
+    let (batch, inp, out) = (3500, 784, 2000);
+    let x = random(&[batch, inp], DType::F32, 1);
+    let w = random(&[out, inp], DType::F32, 2);
+    let grad = random(&[batch, out], DType::F32, 3);
+    g.throughput(Throughput::Elements(2 * (batch * inp * out) as u64));
+    g.bench_function("f32/x_wT_3500x784x2000", |bch| {
+        bch.iter_custom(|iters| timed(iters, Device::Cpu, || x.matmul_nt(&w).expect("x·wᵀ")))
+    });
+    g.bench_function("f32/gT_x_2000x3500x784", |bch| {
+        bch.iter_custom(|iters| timed(iters, Device::Cpu, || grad.matmul_tn(&x).expect("gᵀ·x")))
+    });
+    g.finish();
+}
+
 fn spd(n: usize, dtype: DType) -> Tensor {
     // A covariance of 1.5·n samples: symmetric positive definite like the regulariser's input.
     random(&[n + n / 2, n], dtype, n as u64)
@@ -89,5 +110,5 @@ fn cholesky(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, gemm, eigh, cholesky);
+criterion_group!(benches, gemm, gemm_layouts, eigh, cholesky);
 criterion_main!(benches);
