@@ -61,6 +61,8 @@ mod ops;
 mod random;
 mod sparse_matmul;
 mod storage;
+#[cfg(feature = "openblas")]
+mod syevd;
 mod tensor;
 pub mod testing;
 

@@ -4,12 +4,12 @@
 //! call them on its own arrays. Inputs may have any strides (transposed or sliced views are
 //! fine). By default they run on faer; with the `openblas` feature, GEMM goes through
 //! ndarray's BLAS (system OpenBLAS) and the factorisations through LAPACK
-//! (`?syevd`-family `eigh`, `?potrf`, `?trtrs` via ndarray-linalg).
+//! (`?syevd` through lapack-sys; `?potrf`, `?trtrs` via ndarray-linalg).
 //!
 //! | routine | faer (default) | `openblas` feature |
 //! |---|---|---|
 //! | [`matmul`] | `faer::linalg::matmul::matmul` | `sgemm` / `dgemm` |
-//! | [`symmetric_eigen`] | `self_adjoint_eigen` | `?syev` |
+//! | [`symmetric_eigen`] | `self_adjoint_eigen` | `?syevd` (divide and conquer) |
 //! | [`cholesky`] | `llt` | `?potrf` |
 //! | [`solve_triangular`] | `solve_{lower,upper}_triangular_in_place` | `?trtrs` |
 
@@ -221,7 +221,7 @@ mod imp {
 #[cfg(feature = "openblas")]
 mod imp {
     use ndarray::{Array1, Array2, ArrayView2};
-    use ndarray_linalg::{Cholesky, Diag, Eigh, SolveTriangular, UPLO};
+    use ndarray_linalg::{Cholesky, Diag, SolveTriangular, UPLO};
 
     use crate::{DType, Element, Error, Result};
 
@@ -265,13 +265,11 @@ mod imp {
     pub(super) fn eigh_ascending<T: Element>(a: ArrayView2<T>) -> Result<(Array1<T>, Array2<T>)> {
         match T::DTYPE {
             DType::F32 => {
-                let m: Array2<f32> = fortran(a);
-                let (v, u) = m.eigh(UPLO::Lower).map_err(|e| lapack("syev", e))?;
+                let (v, u) = crate::syevd::eigh_ascending(fortran::<T, f32>(a))?;
                 Ok((cast1(v), cast(u)))
             }
             DType::F64 => {
-                let m: Array2<f64> = fortran(a);
-                let (v, u) = m.eigh(UPLO::Lower).map_err(|e| lapack("syev", e))?;
+                let (v, u) = crate::syevd::eigh_ascending(fortran::<T, f64>(a))?;
                 Ok((cast1(v), cast(u)))
             }
         }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use ndarray::{Array2, Ix2, array, s};
+use ndarray::{Array1, Array2, Axis, Ix2, array, s};
 use specreg_tensor::{DType, Device, Error, Result, Side, Tensor, Triangle, linalg};
 
 test_device!(
@@ -160,6 +160,31 @@ fn symmetric_eigen_reconstructs_in_descending_order(dev: &Device) -> Result<()> 
             "VᵀV",
         );
     }
+    // Closed form with a 79-fold eigenvalue, the case divide and conquer deflates:
+    // I + u uᵀ has eigenvalue 1 + ‖u‖² (eigenvector u/‖u‖) and 1 on u's complement.
+    let n = 80;
+    let u = Array1::from_shape_fn(n, |i| ((i % 7) as f64 - 3.0) / 4.0);
+    let uu = u.dot(&u);
+    let a = Array2::<f64>::eye(n)
+        + &u.view()
+            .insert_axis(Axis(1))
+            .dot(&u.view().insert_axis(Axis(0)));
+    let (lam, vec) = on(dev, a.clone()).symmetric_eigen()?;
+    let lam = to64(&lam).into_dimensionality::<ndarray::Ix1>().unwrap();
+    assert!((lam[0] - (1.0 + uu)).abs() < 1e-12, "{}", lam[0]);
+    assert!(
+        lam.iter().skip(1).all(|&l| (l - 1.0).abs() < 1e-12),
+        "{lam}"
+    );
+    let vec = two(&vec);
+    let top = vec.column(0).to_owned();
+    assert!(
+        (top.dot(&u).abs() - uu.sqrt()).abs() < 1e-12,
+        "top eigenvector"
+    );
+    let recon = naive_matmul(&(&vec * &lam), &vec.t().to_owned());
+    assert_close(&recon.into_dyn(), &a.into_dyn(), 1e-12, "V Λ Vᵀ, repeated");
+
     // Only the lower triangle is read (by the ndarray API and by the tensor op).
     let mut a = spd(6, 9);
     let full = linalg::symmetric_eigen(a.view()).unwrap().0;
