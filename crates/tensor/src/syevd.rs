@@ -13,24 +13,15 @@ use crate::{Error, Result};
 
 /// The two LAPACK precisions.
 pub(crate) trait Syevd: Copy + Default {
-    /// Calls `?syevd` with the raw LAPACK arguments.
-    ///
-    /// # Safety
-    /// The pointers must satisfy LAPACK's contract for `?syevd`.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn syevd(
-        jobz: *const c_char,
-        uplo: *const c_char,
-        n: *const c_int,
-        a: *mut Self,
-        lda: *const c_int,
-        w: *mut Self,
-        work: *mut Self,
-        lwork: *const c_int,
-        iwork: *mut c_int,
-        liwork: *const c_int,
-        info: *mut c_int,
-    );
+    /// `?syevd` with `jobz = 'V'`, `uplo = 'L'` on the column-major n × n `a` (leading
+    /// dimension n); `lwork = liwork = −1` is LAPACK's workspace query. Returns `info`.
+    fn syevd(
+        n: c_int,
+        a: &mut [Self],
+        w: &mut [Self],
+        work: &mut [Self],
+        iwork: &mut [c_int],
+    ) -> c_int;
     /// A workspace size LAPACK reported in a floating-point slot.
     fn workspace_len(self) -> usize;
 }
@@ -38,23 +29,37 @@ pub(crate) trait Syevd: Copy + Default {
 macro_rules! syevd_impl {
     ($t:ty, $f:ident) => {
         impl Syevd for $t {
-            unsafe fn syevd(
-                jobz: *const c_char,
-                uplo: *const c_char,
-                n: *const c_int,
-                a: *mut Self,
-                lda: *const c_int,
-                w: *mut Self,
-                work: *mut Self,
-                lwork: *const c_int,
-                iwork: *mut c_int,
-                liwork: *const c_int,
-                info: *mut c_int,
-            ) {
-                // SAFETY: forwarded from the caller's contract.
+            fn syevd(
+                n: c_int,
+                a: &mut [Self],
+                w: &mut [Self],
+                work: &mut [Self],
+                iwork: &mut [c_int],
+            ) -> c_int {
+                let (jobz, uplo, mut info) = (b'V' as c_char, b'L' as c_char, 0);
+                let query = work.len() == 1 && iwork.len() == 1;
+                let lwork = if query { -1 } else { work.len() as c_int };
+                let liwork = if query { -1 } else { iwork.len() as c_int };
+                debug_assert!(a.len() == (n as usize).pow(2) && w.len() == n as usize);
+                // SAFETY: `a` holds n × n values with leading dimension n and `w` n values;
+                // the workspaces are as long as `lwork`/`liwork` say (a query writes one
+                // element to each).
                 unsafe {
-                    lapack_sys::$f(jobz, uplo, n, a, lda, w, work, lwork, iwork, liwork, info)
-                }
+                    lapack_sys::$f(
+                        &jobz,
+                        &uplo,
+                        &n,
+                        a.as_mut_ptr(),
+                        &n,
+                        w.as_mut_ptr(),
+                        work.as_mut_ptr(),
+                        &lwork,
+                        iwork.as_mut_ptr(),
+                        &liwork,
+                        &mut info,
+                    )
+                };
+                info
             }
             fn workspace_len(self) -> usize {
                 // LAPACK rounds the size into the float; `ceil` guards against it landing
@@ -99,55 +104,23 @@ pub(crate) fn eigh_ascending<S: Syevd>(a: Array2<S>) -> Result<(Array1<S>, Array
         f
     };
     let mut w = vec![S::default(); n];
-    let (jobz, uplo) = (b'V' as c_char, b'L' as c_char);
-    let mut info: c_int = 0;
-
-    // Workspace query (lwork = liwork = −1).
-    let (mut work_q, mut iwork_q, query) = (S::default(), 0 as c_int, -1 as c_int);
-    // SAFETY: `v` is n × n column-major with leading dimension n, `w` holds n values, and
-    // a query writes one element to each workspace pointer.
-    unsafe {
-        S::syevd(
-            &jobz,
-            &uplo,
-            &ni,
-            v.as_mut_ptr(),
-            &ni,
-            w.as_mut_ptr(),
-            &mut work_q,
-            &query,
-            &mut iwork_q,
-            &query,
-            &mut info,
-        );
-    }
+    let a = v
+        .as_slice_memory_order_mut()
+        .expect("column-major and contiguous");
+    let (mut work_q, mut iwork_q) = ([S::default()], [0 as c_int]);
+    let info = S::syevd(ni, a, &mut w, &mut work_q, &mut iwork_q);
     if info != 0 {
         return Err(failure(info, n));
     }
-    let lwork = work_q.workspace_len().max(1);
-    let liwork = usize::try_from(iwork_q).unwrap_or(0).max(1);
-    let (lwork_i, liwork_i) = (
-        c_int::try_from(lwork).map_err(|_| too_big())?,
-        c_int::try_from(liwork).map_err(|_| too_big())?,
-    );
+    // At least 2 each, so a real call never looks like a query to `Syevd::syevd`.
+    let lwork = work_q[0].workspace_len().max(2);
+    let liwork = usize::try_from(iwork_q[0]).unwrap_or(0).max(2);
+    if c_int::try_from(lwork.max(liwork)).is_err() {
+        return Err(too_big());
+    }
     let mut work = vec![S::default(); lwork];
     let mut iwork = vec![0 as c_int; liwork];
-    // SAFETY: as above, with workspaces of the sizes LAPACK asked for.
-    unsafe {
-        S::syevd(
-            &jobz,
-            &uplo,
-            &ni,
-            v.as_mut_ptr(),
-            &ni,
-            w.as_mut_ptr(),
-            work.as_mut_ptr(),
-            &lwork_i,
-            iwork.as_mut_ptr(),
-            &liwork_i,
-            &mut info,
-        );
-    }
+    let info = S::syevd(ni, a, &mut w, &mut work, &mut iwork);
     if info != 0 {
         return Err(failure(info, n));
     }
