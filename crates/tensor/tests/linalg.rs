@@ -150,6 +150,17 @@ fn symmetric_eigen_reconstructs_in_descending_order(dev: &Device) -> Result<()> 
             lam.windows(2).into_iter().all(|w| w[0] >= w[1]),
             "not descending"
         );
+        // The sign convention: each eigenvector's entry of largest magnitude is positive
+        // (n = 200 takes the parallel, tiled copy; 50 the serial one).
+        for (k, col) in vec.columns().into_iter().enumerate() {
+            let big = col
+                .iter()
+                .fold(0.0f64, |b, &x| if x.abs() > b.abs() { x } else { b });
+            assert!(
+                big > 0.0,
+                "{dtype:?} n = {n}: eigenvector {k} has largest entry {big}"
+            );
+        }
         let recon = naive_matmul(&(&vec * &lam), &vec.t().to_owned());
         assert_close(&recon.into_dyn(), &a.clone().into_dyn(), tol, "V Λ Vᵀ");
         let eye = naive_matmul(&vec.t().to_owned(), &vec);

@@ -4,6 +4,7 @@ pub(crate) mod batch_norm;
 mod contiguous;
 pub(crate) mod conv;
 mod elementwise;
+pub(crate) use elementwise::PAR_MIN;
 mod optim;
 pub(crate) mod pool;
 #[cfg(test)]
