@@ -21,6 +21,8 @@ const USAGE: &str =
 
   --threads N   threads on both sides (torch.set_num_threads, RAYON_NUM_THREADS); default 2
   --steps N     timed PyTorch steps per training case (median reported); default 5
+  --openblas    our side built with the `openblas` feature (system OpenBLAS GEMM, LAPACK
+                ?syevd) instead of the default faer build
   --only S      only the rows whose name contains S (e.g. mlp, cnn_spec, eigh)
   --venv DIR    the PyTorch venv; default $SPECREG_TORCH_VENV or ~/.cache/specreg/pytorch-venv,
                 created with `python3 -m venv` + `pip install torch numpy` on first use
@@ -35,6 +37,8 @@ struct Options {
     threads: usize,
     steps: usize,
     only: Option<String>,
+    /// Our linear-algebra backend: "faer" (default) or "openblas".
+    backend: &'static str,
     venv: PathBuf,
     script: PathBuf,
     out: PathBuf,
@@ -56,6 +60,7 @@ fn parse(args: &[String], root: &Path) -> Result<Options> {
         threads: 2,
         steps: 5,
         only: None,
+        backend: "faer",
         venv: default_venv(),
         script: root.join("../shared/anchors/pytorch_step_times.py"),
         out: root.join("target/bench-vs-pytorch"),
@@ -77,6 +82,7 @@ fn parse(args: &[String], root: &Path) -> Result<Options> {
             "--threads" => o.threads = count("--threads", value("--threads")?)?,
             "--steps" => o.steps = count("--steps", value("--steps")?)?,
             "--only" => o.only = Some(value("--only")?),
+            "--openblas" => o.backend = "openblas",
             "--venv" => o.venv = PathBuf::from(value("--venv")?),
             "--script" => o.script = PathBuf::from(value("--script")?),
             "--out" => o.out = PathBuf::from(value("--out")?),
@@ -251,8 +257,14 @@ fn ours(o: &Options) -> Result<()> {
             "^pgd/linf_40_steps_mlp_b1000_cpu$",
         ));
     }
-    runs.push(bench_args(&["--bench", "linalg"], "^gemm/faer/cpu/"));
-    for args in runs {
+    runs.push(bench_args(
+        &["--bench", "linalg"],
+        &format!("^gemm/{}/cpu/", o.backend),
+    ));
+    for mut args in runs {
+        if o.backend == "openblas" {
+            args.splice(1..1, ["--features".into(), "specreg-tensor/openblas".into()]);
+        }
         eprintln!("==> cargo {}", args.join(" "));
         let status = Command::new(&cargo)
             .args(&args)
@@ -326,7 +338,7 @@ pub fn bench_vs_pytorch(args: &[String]) -> Result<()> {
     let torch = pytorch(&o, &py)?;
     ours(&o)?;
     let medians = criterion_medians(&root.join("target/criterion"))?;
-    let table = flops::table(&torch, &medians, o.only.as_deref(), o.threads)?;
+    let table = flops::table(&torch, &medians, o.only.as_deref(), o.threads, o.backend)?;
     std::fs::create_dir_all(&o.out).with_context(|| format!("creating {}", o.out.display()))?;
     let raw = serde_json::json!({ "pytorch": torch, "ours_ms": medians, "threads": o.threads });
     write_atomic(

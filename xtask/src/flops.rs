@@ -207,12 +207,13 @@ pub fn table(
     ours: &BTreeMap<String, f64>,
     only: Option<&str>,
     threads: usize,
+    backend: &str,
 ) -> Result<String> {
     let mut ours_rate = Vec::new();
     let mut torch_rate = Vec::new();
     for (m, k, n) in GEMMS {
         let f = dense(m, k, n);
-        let id = format!("gemm/faer/cpu/f32/{m}x{k}x{n}");
+        let id = format!("gemm/{backend}/cpu/f32/{m}x{k}x{n}");
         let ms = ours
             .get(&id)
             .with_context(|| format!("our GEMM bench {id} has no result"))?;
@@ -257,7 +258,7 @@ pub fn table(
             .join(", ")
     };
     s.push_str(&format!(
-        "\nGEMM rate in this sitting, f32, {threads} threads, shapes {}: ours (faer) {} GFLOP/s \
+        "\nGEMM rate in this sitting, f32, {threads} threads, shapes {}: ours ({backend}) {} GFLOP/s \
          (median {gemm:.0}), PyTorch {} GFLOP/s (median {:.0}).\n\
          PyTorch: training rows are the median of the anchor's timed steps; eigh and the \
          projection the best of 3; PGD-40 one run (the anchor's choices). Ours: criterion \
@@ -301,5 +302,24 @@ mod tests {
         let benches: std::collections::BTreeSet<_> = rows().iter().map(|r| r.bench).collect();
         assert_eq!(names.len(), rows().len());
         assert_eq!(benches.len(), rows().len());
+    }
+
+    #[test]
+    fn the_table_reads_the_named_backends_gemm_and_says_which() {
+        let mut torch = BTreeMap::new();
+        let mut ours = BTreeMap::new();
+        for (m, k, n) in GEMMS {
+            // 1 ms each side: 2mkn/1e6 GFLOP/s.
+            torch.insert(format!("gemm/{m}x{k}x{n}"), serde_json::json!({"ms": 1.0}));
+            ours.insert(format!("gemm/openblas/cpu/f32/{m}x{k}x{n}"), 1.0);
+        }
+        let r = &rows()[0];
+        torch.insert(r.torch.0.to_string(), serde_json::json!({ r.torch.1: 4.0 }));
+        ours.insert(r.bench.to_string(), 2.0);
+        let t = table(&torch, &ours, Some(r.name), 2, "openblas").unwrap();
+        assert!(t.contains(&format!("| {} | 4.0 | 2.0 | 0.50 |", r.name)), "{t}");
+        assert!(t.contains("ours (openblas)"), "{t}");
+        let e = table(&torch, &ours, Some(r.name), 2, "faer").unwrap_err();
+        assert!(e.to_string().contains("gemm/faer/cpu/f32/"), "{e}");
     }
 }
