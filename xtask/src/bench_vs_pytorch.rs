@@ -263,7 +263,10 @@ fn ours(o: &Options) -> Result<()> {
     ));
     for mut args in runs {
         if o.backend == "openblas" {
-            args.splice(1..1, ["--features".into(), "specreg-tensor/openblas".into()]);
+            args.splice(
+                1..1,
+                ["--features".into(), "specreg-tensor/openblas".into()],
+            );
         }
         eprintln!("==> cargo {}", args.join(" "));
         let status = Command::new(&cargo)

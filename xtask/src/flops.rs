@@ -317,7 +317,10 @@ mod tests {
         torch.insert(r.torch.0.to_string(), serde_json::json!({ r.torch.1: 4.0 }));
         ours.insert(r.bench.to_string(), 2.0);
         let t = table(&torch, &ours, Some(r.name), 2, "openblas").unwrap();
-        assert!(t.contains(&format!("| {} | 4.0 | 2.0 | 0.50 |", r.name)), "{t}");
+        assert!(
+            t.contains(&format!("| {} | 4.0 | 2.0 | 0.50 |", r.name)),
+            "{t}"
+        );
         assert!(t.contains("ours (openblas)"), "{t}");
         let e = table(&torch, &ours, Some(r.name), 2, "faer").unwrap_err();
         assert!(e.to_string().contains("gemm/faer/cpu/f32/"), "{e}");
