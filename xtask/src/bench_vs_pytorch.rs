@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
@@ -263,10 +264,7 @@ fn ours(o: &Options) -> Result<()> {
     ));
     for mut args in runs {
         if o.backend == "openblas" {
-            args.splice(
-                1..1,
-                ["--features".into(), "specreg-tensor/openblas".into()],
-            );
+            args.splice(1..1, ["--features".into(), openblas_feature(&args).into()]);
         }
         eprintln!("==> cargo {}", args.join(" "));
         let status = Command::new(&cargo)
@@ -282,6 +280,18 @@ fn ours(o: &Options) -> Result<()> {
     Ok(())
 }
 
+/// The feature that builds a bench's package on OpenBLAS. The root package's own
+/// `openblas` feature, not only the tensor crate's: `benches/linalg.rs` names its GEMM ids
+/// after the root's feature, so enabling the tensor crate's alone runs OpenBLAS under the
+/// `gemm/faer/…` ids. Another package (`-p specreg-attacks`) has no such feature of its own.
+fn openblas_feature(args: &[String]) -> &'static str {
+    if args.iter().any(|a| a == "-p") {
+        "specreg-tensor/openblas"
+    } else {
+        "openblas"
+    }
+}
+
 fn bench_args(select: &[&str], filter: &str) -> Vec<String> {
     let mut a: Vec<String> = vec!["bench".into()];
     a.extend(select.iter().map(|s| s.to_string()));
@@ -289,8 +299,11 @@ fn bench_args(select: &[&str], filter: &str) -> Vec<String> {
     a
 }
 
-/// Every criterion result under `dir`: full id → median in milliseconds.
-fn criterion_medians(dir: &Path) -> Result<BTreeMap<String, f64>> {
+/// Every criterion result under `dir` written at or after `since`: full id → median in
+/// milliseconds. Older results (an earlier sitting, a manual `cargo bench`) are left out,
+/// so a bench that did not run in this sitting is reported missing instead of being
+/// quoted from another day.
+fn criterion_medians(dir: &Path, since: SystemTime) -> Result<BTreeMap<String, f64>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -313,7 +326,14 @@ fn criterion_medians(dir: &Path) -> Result<BTreeMap<String, f64>> {
                     .as_str()
                     .with_context(|| format!("{} has no full_id", p.display()))?
                     .to_string();
-                let est = read(&p.with_file_name("estimates.json"))?;
+                let est_path = p.with_file_name("estimates.json");
+                let written = std::fs::metadata(&est_path)
+                    .and_then(|m| m.modified())
+                    .with_context(|| format!("reading the time of {}", est_path.display()))?;
+                if written < since {
+                    continue;
+                }
+                let est = read(&est_path)?;
                 let ns = est["median"]["point_estimate"]
                     .as_f64()
                     .with_context(|| format!("no median next to {}", p.display()))?;
@@ -338,9 +358,12 @@ pub fn bench_vs_pytorch(args: &[String]) -> Result<()> {
     }
     let py = python(&o.venv)?;
     let started = std::time::Instant::now();
+    // Criterion writes a result's files when the bench ends; allow for file systems
+    // whose times are coarser than the clock.
+    let since = SystemTime::now() - Duration::from_secs(2);
     let torch = pytorch(&o, &py)?;
     ours(&o)?;
-    let medians = criterion_medians(&root.join("target/criterion"))?;
+    let medians = criterion_medians(&root.join("target/criterion"), since)?;
     let table = flops::table(&torch, &medians, o.only.as_deref(), o.threads, o.backend)?;
     std::fs::create_dir_all(&o.out).with_context(|| format!("creating {}", o.out.display()))?;
     let raw = serde_json::json!({ "pytorch": torch, "ours_ms": medians, "threads": o.threads });
@@ -362,4 +385,51 @@ fn write_atomic(path: &Path, text: &str) -> Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A criterion result for `id` with median `ms`, its estimates written at `when`.
+    fn result(dir: &Path, id: &str, ms: f64, when: SystemTime) {
+        let new = dir.join(id.replace('/', "_")).join("new");
+        std::fs::create_dir_all(&new).unwrap();
+        std::fs::write(
+            new.join("benchmark.json"),
+            format!(r#"{{"full_id":"{id}"}}"#),
+        )
+        .unwrap();
+        let est = new.join("estimates.json");
+        let ns = ms * 1e6;
+        std::fs::write(&est, format!(r#"{{"median":{{"point_estimate":{ns}}}}}"#)).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&est)
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+    }
+
+    #[test]
+    fn medians_leave_out_results_older_than_the_sitting() {
+        let dir = std::env::temp_dir().join(format!("specreg-medians-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let now = SystemTime::now();
+        let hour = Duration::from_secs(3600);
+        result(&dir, "gemm/openblas/cpu/f32/1x1x1", 5.0, now - hour);
+        result(&dir, "gemm/faer/cpu/f32/1x1x1", 2.5, now);
+        let got = criterion_medians(&dir, now - Duration::from_secs(2)).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got["gemm/faer/cpu/f32/1x1x1"], 2.5);
+    }
+
+    #[test]
+    fn openblas_feature_names_the_root_feature_for_root_benches() {
+        let root = bench_args(&["--bench", "linalg"], "^gemm/");
+        let attacks = bench_args(&["-p", "specreg-attacks", "--bench", "pgd"], "^pgd/");
+        assert_eq!(openblas_feature(&root), "openblas");
+        assert_eq!(openblas_feature(&attacks), "specreg-tensor/openblas");
+    }
 }
