@@ -205,19 +205,27 @@ mod imp {
     }
 
     pub(super) fn matmul<T: Element>(a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
-        let mut c = Array2::<T>::zeros((a.nrows(), b.ncols()));
-        if a.ncols() == 0 || c.is_empty() {
-            return c;
+        let (m, n) = (a.nrows(), b.ncols());
+        if a.ncols() == 0 || m == 0 || n == 0 {
+            return Array2::zeros((m, n));
         }
+        // No zero fill: with `Accum::Replace` faer writes every entry of the destination
+        // and reads none (its documented contract), so the product lands in fresh memory.
+        let mut c = Array2::<T>::uninit((m, n));
+        let (s0, s1) = (c.strides()[0], c.strides()[1]);
+        // SAFETY: `c` owns `m × n` elements at these strides; faer only writes through the
+        // raw pointer (no reference to an uninitialised `T` is formed).
+        let dst = unsafe { MatMut::from_raw_parts_mut(c.as_mut_ptr().cast::<T>(), m, n, s0, s1) };
         faer::linalg::matmul::matmul(
-            faer_mut(c.view_mut()),
+            dst,
             Accum::Replace,
             faer_ref(a),
             faer_ref(b),
             T::one(),
             Par::rayon(0),
         );
-        c
+        // SAFETY: `Accum::Replace` has written all `m × n` entries.
+        unsafe { c.assume_init() }
     }
 
     pub(super) fn eigh_descending<T: Element>(a: ArrayView2<T>) -> Result<(Array1<T>, Array2<T>)> {

@@ -82,6 +82,57 @@ fn matmul_variants_match_naive_including_strided_operands(dev: &Device) -> Resul
     Ok(())
 }
 
+/// The CPU product writes into memory it does not zero first (faer's `Accum::Replace`
+/// never reads the destination). Each product here is preceded by freeing a NaN-filled
+/// block of its output's size, which the allocator hands back for the output; a product
+/// that read its destination would turn NaN, and one that skipped an entry would keep one.
+#[test]
+fn cpu_matmul_ignores_what_its_fresh_output_held() {
+    fn check<T: specreg_tensor::Element + Into<f64>>(nan: T, cast: fn(f64) -> T) -> usize {
+        let shapes = [
+            (1, 1, 1),
+            (1, 5, 7),
+            (7, 5, 1),
+            (3, 4, 5),
+            (16, 16, 16),
+            (37, 23, 41),
+            (64, 300, 200),
+            (200, 64, 300),
+            (256, 300, 260),
+        ];
+        let mut reused = 0;
+        for (i, &(m, k, n)) in shapes.iter().enumerate() {
+            let a = rand_array(&[m, k], 10 + i as u64)
+                .into_dimensionality::<Ix2>()
+                .unwrap();
+            let b = rand_array(&[k, n], 20 + i as u64)
+                .into_dimensionality::<Ix2>()
+                .unwrap();
+            let (at, bt) = (a.mapv(cast), b.mapv(cast));
+            let poison = vec![nan; m * n];
+            let spot = poison.as_ptr();
+            drop(poison);
+            let c = linalg::matmul(at.view(), bt.view());
+            reused += usize::from(std::ptr::eq(c.as_ptr(), spot));
+            let c64 = c.mapv(|x| x.into());
+            assert!(
+                c64.iter().all(|x| x.is_finite()),
+                "{m}×{k}×{n}: NaN in the product"
+            );
+            let tol = if T::DTYPE == DType::F32 { 2e-6 } else { 1e-13 };
+            let want = naive_matmul(&a, &b).into_dyn();
+            assert_close(&c64.into_dyn(), &want, tol, &format!("{m}×{k}×{n}"));
+        }
+        reused
+    }
+    let reused = check::<f32>(f32::NAN, |x| x as f32) + check::<f64>(f64::NAN, |x| x);
+    // Without reuse the check above would prove nothing.
+    assert!(
+        reused > 0,
+        "the allocator never handed back a poisoned block"
+    );
+}
+
 fn covariance_and_gram(dev: &Device) -> Result<()> {
     let x = rand_array(&[50, 6], 4)
         .into_dimensionality::<Ix2>()
