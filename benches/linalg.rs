@@ -15,11 +15,7 @@ use specreg::tensor::{DType, Device, Rng, Tensor};
 #[global_allocator]
 static ALLOC: specreg::tensor::BufferCache = specreg::tensor::BufferCache::new();
 
-const BACKEND: &str = if cfg!(feature = "openblas") {
-    "openblas"
-} else {
-    "faer"
-};
+use specreg::tensor::linalg::BACKEND;
 
 fn random(shape: &[usize], dtype: DType, seed: u64) -> Tensor {
     let mut rng = Rng::new(seed);

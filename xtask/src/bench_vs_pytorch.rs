@@ -262,10 +262,8 @@ fn ours(o: &Options) -> Result<()> {
         &["--bench", "linalg"],
         &format!("^gemm/{}/cpu/", o.backend),
     ));
-    for mut args in runs {
-        if o.backend == "openblas" {
-            args.splice(1..1, ["--features".into(), openblas_feature(&args).into()]);
-        }
+    for args in runs {
+        let args = with_backend(args, o.backend);
         eprintln!("==> cargo {}", args.join(" "));
         let status = Command::new(&cargo)
             .args(&args)
@@ -280,16 +278,17 @@ fn ours(o: &Options) -> Result<()> {
     Ok(())
 }
 
-/// The feature that builds a bench's package on OpenBLAS. The root package's own
-/// `openblas` feature, not only the tensor crate's: `benches/linalg.rs` names its GEMM ids
-/// after the root's feature, so enabling the tensor crate's alone runs OpenBLAS under the
-/// `gemm/faer/…` ids. Another package (`-p specreg-attacks`) has no such feature of its own.
-fn openblas_feature(args: &[String]) -> &'static str {
-    if args.iter().any(|a| a == "-p") {
-        "specreg-tensor/openblas"
-    } else {
-        "openblas"
+/// `args` built on `backend`. The tensor crate's feature reaches every package's benches
+/// (`-p specreg-attacks` has no `openblas` feature of its own), and the benches' ids name
+/// the backend the tensor crate reports (`linalg::BACKEND`), so they always agree.
+fn with_backend(mut args: Vec<String>, backend: &str) -> Vec<String> {
+    if backend == "openblas" {
+        args.splice(
+            1..1,
+            ["--features".into(), "specreg-tensor/openblas".into()],
+        );
     }
+    args
 }
 
 fn bench_args(select: &[&str], filter: &str) -> Vec<String> {
@@ -426,10 +425,14 @@ mod tests {
     }
 
     #[test]
-    fn openblas_feature_names_the_root_feature_for_root_benches() {
+    fn openblas_reaches_the_tensor_crate_from_every_package() {
         let root = bench_args(&["--bench", "linalg"], "^gemm/");
         let attacks = bench_args(&["-p", "specreg-attacks", "--bench", "pgd"], "^pgd/");
-        assert_eq!(openblas_feature(&root), "openblas");
-        assert_eq!(openblas_feature(&attacks), "specreg-tensor/openblas");
+        for args in [root, attacks] {
+            let built = with_backend(args.clone(), "openblas");
+            assert_eq!(built[1..3], ["--features", "specreg-tensor/openblas"]);
+            assert_eq!(built[3..], args[1..]);
+            assert_eq!(with_backend(args.clone(), "faer"), args);
+        }
     }
 }

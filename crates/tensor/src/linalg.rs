@@ -19,6 +19,15 @@ use crate::{Element, Error, Result};
 
 pub use crate::sparse_matmul::reference_matmul as sparse_reference_matmul;
 
+/// The backend these routines were built on: `"openblas"` with the `openblas` feature,
+/// else `"faer"`. A bench that labels its results with it names what actually ran, however
+/// the feature was turned on (this crate's own or a dependent's).
+pub const BACKEND: &str = if cfg!(feature = "openblas") {
+    "openblas"
+} else {
+    "faer"
+};
+
 /// Which triangle of a triangular matrix holds the data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Triangle {
