@@ -127,6 +127,14 @@ pub(crate) trait BackendStorage: Sized {
         k: &AdamCoefficients,
     ) -> Result<AdamParts<Self>>;
     fn matmul(&self, rhs: &Self, lhs_t: bool, rhs_t: bool) -> Result<Self>;
+    /// `selfᵀ · self`, the Gram matrix of a 2-D `self`. By default the general product; a
+    /// backend may use the symmetry, with the general product's result.
+    fn gram(&self) -> Result<Self>
+    where
+        Self: Sized,
+    {
+        self.matmul(self, true, false)
+    }
     fn log_softmax(&self) -> Result<Self>;
     /// Per-sample `−log softmax(x)[y]` (shape `[B]`) and `softmax(x) − onehot(y)` (`[B, C]`).
     fn cross_entropy(&self, labels: &[usize]) -> Result<(Self, Self)>;

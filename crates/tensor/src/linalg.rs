@@ -9,6 +9,7 @@
 //! | routine | faer (default) | `openblas` feature |
 //! |---|---|---|
 //! | [`matmul`] | `faer::linalg::matmul::matmul` | `sgemm` / `dgemm` |
+//! | [`gram`] | `faer::linalg::matmul::triangular::matmul`, lower half | `sgemm` / `dgemm` |
 //! | [`symmetric_eigen`] | `self_adjoint_eigen` | `?syevd` (divide and conquer) |
 //! | [`cholesky`] | `llt` | `?potrf` |
 //! | [`solve_triangular`] | `solve_{lower,upper}_triangular_in_place` | `?trtrs` |
@@ -64,6 +65,21 @@ pub fn matmul<T: Element>(a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
         return c;
     }
     imp::matmul(a, b)
+}
+
+/// The Gram matrix `aᵀ a` (`[n, n]` for `a: [m, n]`): the covariance's product.
+///
+/// On faer only the lower triangle is multiplied, half of a GEMM's work, then mirrored.
+/// faer forms each entry of that triangle exactly as its full product does, and its full
+/// `aᵀ a` is exactly symmetric, so the result has the same bits as
+/// [`matmul`]`(a.t(), a)` (the tests check it). An operand sparse enough for
+/// [`matmul`]'s sparse path takes that path, and the `openblas` feature runs the full
+/// `?gemm`, so there too the bits are [`matmul`]'s.
+pub fn gram<T: Element>(a: ArrayView2<T>) -> Array2<T> {
+    if let Some(c) = T::sparse_matmul(a.t(), a) {
+        return c;
+    }
+    imp::gram(a)
 }
 
 /// Symmetric eigendecomposition `a = V diag(λ) Vᵀ`, reading only the lower triangle of `a`.
@@ -237,6 +253,66 @@ mod imp {
         unsafe { c.assume_init() }
     }
 
+    /// Copies the strict lower triangle of the square, row-major `c` onto its upper one, in
+    /// square tiles so that the column-wise reads stay within a few cache lines per row.
+    ///
+    /// Row tiles go to separate threads: tile `i0` writes only entries `(i, j)` with `j > i`
+    /// of its own rows and reads only entries `(j, i)` with `j > i`, which nobody writes.
+    fn mirror_lower<T: Element>(c: &mut Array2<T>) {
+        use rayon::prelude::*;
+
+        /// The array's buffer, shared by the row tiles under the rule above.
+        struct Buffer<T>(*mut T);
+        // SAFETY: the tiles touch disjoint entries for writing and only never-written
+        // entries for reading (see above), so sharing the pointer cannot race.
+        unsafe impl<T: Send> Sync for Buffer<T> {}
+
+        const TILE: usize = 64;
+        let n = c.nrows();
+        assert!(c.is_standard_layout() && c.ncols() == n);
+        let buf = Buffer(c.as_mut_ptr());
+        let tile = |i0: usize| {
+            let p = &buf;
+            for j0 in (i0..n).step_by(TILE) {
+                for i in i0..(i0 + TILE).min(n) {
+                    for j in j0.max(i + 1)..(j0 + TILE).min(n) {
+                        // SAFETY: `i, j < n` index the `n × n` row-major buffer; the write
+                        // is to the strict upper triangle of this tile's rows, the read
+                        // from the strict lower triangle.
+                        unsafe { *p.0.add(i * n + j) = *p.0.add(j * n + i) };
+                    }
+                }
+            }
+        };
+        if n * n >= crate::cpu::PAR_MIN {
+            (0..n).into_par_iter().step_by(TILE).for_each(tile);
+        } else {
+            (0..n).step_by(TILE).for_each(tile);
+        }
+    }
+
+    pub(super) fn gram<T: Element>(a: ArrayView2<T>) -> Array2<T> {
+        use faer::linalg::matmul::triangular::{BlockStructure, matmul};
+        let n = a.ncols();
+        let mut c = Array2::<T>::zeros((n, n));
+        if a.nrows() == 0 || n == 0 {
+            return c;
+        }
+        matmul(
+            faer_mut(c.view_mut()),
+            BlockStructure::TriangularLower,
+            Accum::Replace,
+            faer_ref(a.t()),
+            BlockStructure::Rectangular,
+            faer_ref(a),
+            BlockStructure::Rectangular,
+            T::one(),
+            Par::rayon(0),
+        );
+        mirror_lower(&mut c);
+        c
+    }
+
     pub(super) fn eigh_descending<T: Element>(a: ArrayView2<T>) -> Result<(Array1<T>, Array2<T>)> {
         let n = a.nrows();
         let evd = faer_ref(a)
@@ -328,6 +404,10 @@ mod imp {
     pub(super) fn matmul<T: Element>(a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
         // ndarray's `dot` calls cblas ?gemm for BLAS-compatible layouts when `blas` is on.
         a.dot(&b)
+    }
+
+    pub(super) fn gram<T: Element>(a: ArrayView2<T>) -> Array2<T> {
+        matmul(a.t(), a)
     }
 
     pub(super) fn eigh_descending<T: Element>(a: ArrayView2<T>) -> Result<(Array1<T>, Array2<T>)> {

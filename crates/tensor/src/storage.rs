@@ -280,6 +280,9 @@ impl Storage {
     pub(crate) fn matmul(&self, rhs: &Storage, lt: bool, rt: bool) -> Result<Storage> {
         two!("matmul", self, rhs, (a, b) => a.matmul(b, lt, rt))
     }
+    pub(crate) fn gram(&self) -> Result<Storage> {
+        one!(self, s => s.gram())
+    }
     pub(crate) fn log_softmax(&self) -> Result<Storage> {
         one!(self, s => s.log_softmax())
     }

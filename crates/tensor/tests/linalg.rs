@@ -133,6 +133,76 @@ fn cpu_matmul_ignores_what_its_fresh_output_held() {
     );
 }
 
+/// `linalg::gram` multiplies only the lower triangle and mirrors it (faer); it must give the
+/// bits of the full product `aᵀ a` (which the covariance used before), be exactly symmetric
+/// on faer, and match a naive `f64` product. Shapes cover empty, single-row, odd, tile-crossing and
+/// wider-than-tall operands, a transposed view, and an operand sparse enough for the
+/// sparse path.
+#[test]
+fn cpu_gram_has_the_full_products_bits() {
+    fn check<T: specreg_tensor::Element>(cast: fn(f64) -> T, tol: f64) {
+        let shapes = [
+            (0, 4),
+            (5, 0),
+            (1, 1),
+            (1, 9),
+            (3, 130),
+            (37, 23),
+            (65, 64),
+            (130, 129),
+            (500, 300),
+            (300, 700),
+        ];
+        for (i, &(m, n)) in shapes.iter().enumerate() {
+            let a = rand_array(&[m, n], 40 + i as u64)
+                .into_dimensionality::<Ix2>()
+                .unwrap();
+            let at = a.mapv(cast);
+            let g = linalg::gram(at.view());
+            let full = linalg::matmul(at.t(), at.view());
+            let bits = |x: &T| x.as_f64().to_bits();
+            assert_eq!(g.dim(), (n, n), "{m}×{n}: shape");
+            assert!(
+                g.iter().map(bits).eq(full.iter().map(bits)),
+                "{m}×{n}: gram differs from the full product"
+            );
+            // faer's mirrored triangle is symmetric by construction; OpenBLAS's full `?gemm`
+            // is not bit for bit (measured), and the `openblas` gram is that product.
+            if linalg::BACKEND == "faer" {
+                assert!(
+                    (0..n).all(|r| (0..n).all(|c| bits(&g[[r, c]]) == bits(&g[[c, r]]))),
+                    "{m}×{n}: not exactly symmetric"
+                );
+            }
+            let want = naive_matmul(&a.t().to_owned(), &a).into_dyn();
+            let got = g.mapv(|x| x.as_f64()).into_dyn();
+            assert_close(&got, &want, tol, &format!("{m}×{n}"));
+        }
+        // A transposed view, and MNIST-like 80%-zero rows (the sparse path's operand).
+        let a = rand_array(&[200, 310], 60)
+            .into_dimensionality::<Ix2>()
+            .unwrap()
+            .mapv(cast);
+        let view = a.t();
+        let full = linalg::matmul(view.t(), view);
+        assert!(linalg::gram(view).iter().eq(full.iter()), "transposed view");
+        let sparse = Array2::from_shape_fn((2000, 784), |(r, c)| {
+            if (r * 7 + c * 13) % 5 == 0 {
+                cast(((r + c) % 17) as f64 / 17.0)
+            } else {
+                cast(0.0)
+            }
+        });
+        let full = linalg::matmul(sparse.t(), sparse.view());
+        assert!(
+            linalg::gram(sparse.view()).iter().eq(full.iter()),
+            "sparse operand"
+        );
+    }
+    check::<f32>(|x| x as f32, 2e-6);
+    check::<f64>(|x| x, 1e-13);
+}
+
 fn covariance_and_gram(dev: &Device) -> Result<()> {
     let x = rand_array(&[50, 6], 4)
         .into_dimensionality::<Ix2>()

@@ -314,6 +314,10 @@ impl BackendStorage for CpuStorage {
         pair!("matmul", self, rhs, (a, b) => matmul_views(a, b, lhs_t, rhs_t))
     }
 
+    fn gram(&self) -> Result<Self> {
+        Ok(each!(self, a => shared(linalg::gram(two(a)))))
+    }
+
     fn log_softmax(&self) -> Result<Self> {
         Ok(each!(self, a => elementwise::log_softmax(a)))
     }

@@ -38,9 +38,11 @@ impl Tensor {
         self.matmul_imp(rhs, false, true, "matmul_nt")
     }
 
-    /// The Gram matrix `Aᵀ · A` of a 2-D tensor.
+    /// The Gram matrix `Aᵀ · A` of a 2-D tensor, with the bits of `self.matmul_tn(self)`
+    /// (on the CPU only the lower triangle is multiplied: see [`crate::linalg::gram`]).
     pub fn gram(&self) -> Result<Tensor> {
-        self.matmul_tn(self)
+        self.dims2()?;
+        Ok(Tensor::from_storage(self.storage.gram()?))
     }
 
     /// The rows minus their column means: `X_c = X − 1 μᵀ`.
