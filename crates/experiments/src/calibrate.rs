@@ -63,8 +63,11 @@ pub struct NetworkTimes {
     pub forward_per_image: f64,
     /// Attack gradient evaluation per image.
     pub gradient_per_image: f64,
-    /// Forward to the layer and covariance accumulation per image, by layer name.
+    /// Covariance accumulation per image, beyond the forward pass, by layer name.
     pub covariance_per_image: BTreeMap<String, f64>,
+    /// The part of a covariance pass that does not grow with its images (finishing the
+    /// N × N covariance), by layer name.
+    pub covariance_fixed: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -73,7 +76,9 @@ struct CacheFile {
     machines: BTreeMap<String, MachineTimes>,
 }
 
-const CACHE_VERSION: u32 = 1;
+/// 2: covariance passes split into per-image and fixed parts (version 1 divided a whole
+/// 1000-image pass by 1000, so its per-image costs held the fixed part).
+const CACHE_VERSION: u32 = 2;
 
 /// This machine's calibration for a set of configs.
 #[derive(Debug, Clone)]
@@ -102,6 +107,7 @@ impl Calibration {
                 Some(LayerCost {
                     name: name.clone(),
                     covariance_per_image: *net.covariance_per_image.get(name)?,
+                    covariance_fixed: *net.covariance_fixed.get(name)?,
                     eigh: t.eigh_seconds(*width)?,
                 })
             })

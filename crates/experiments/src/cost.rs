@@ -8,9 +8,11 @@
 //!
 //! One run, with `E` epochs left, batch size `B`, `n` training and `m` test images:
 //! - training: `E · (⌈n/B⌉ · step + refresh + m · forward)`, where `refresh` (projected
-//!   SpecReg only) is `Σ_l (eigh_l + n · covariance_l)` over the regularised layers;
+//!   SpecReg only) is one forward pass over the `n` images for all regularised layers
+//!   together, plus `Σ_l (n · covariance_l + fixed_l + eigh_l)` over them;
 //! - evaluation: `m · (gradients · gradient + forwards · forward)` for the attacks, plus
-//!   the spectra of every hidden layer and the sensitivity maps of the last one.
+//!   the spectra of every hidden layer and the sensitivity maps of the last one (a pass
+//!   of its own per layer: `images · (forward + covariance_l) + fixed_l + eigh_l`).
 
 use serde::{Deserialize, Serialize};
 
@@ -21,8 +23,12 @@ use crate::config::{Config, EigenModeName, EvalConfig, JacobianKindName, ModelKi
 pub struct LayerCost {
     /// Representation name (`hidden`, `fc3`, `conv1`, …).
     pub name: String,
-    /// Seconds per image to run the network up to the layer and accumulate its covariance.
+    /// Seconds per image to accumulate the layer's covariance, beyond the forward pass
+    /// that produces it ([`UnitCosts::forward_per_image`]).
     pub covariance_per_image: f64,
+    /// Seconds per covariance pass that do not grow with its images (finishing the
+    /// N × N covariance).
+    pub covariance_fixed: f64,
     /// Seconds to eigendecompose the layer's covariance.
     pub eigh: f64,
 }
@@ -137,12 +143,38 @@ fn refreshed_layers(config: &Config) -> Vec<String> {
     }
 }
 
+/// A layer's covariance over `images` and its eigendecomposition, beyond the forward
+/// pass that produces the representation.
 fn layer_seconds(units: &UnitCosts, name: &str, images: usize) -> f64 {
     units
         .layers
         .iter()
         .find(|l| l.name == name)
-        .map_or(0.0, |l| l.eigh + images as f64 * l.covariance_per_image)
+        .map_or(0.0, |l| {
+            images as f64 * l.covariance_per_image + l.covariance_fixed + l.eigh
+        })
+}
+
+/// One forward pass over `images` feeding the covariances of `names`, and their
+/// eigendecompositions (nothing without layers).
+fn pass_seconds<S: AsRef<str>>(units: &UnitCosts, names: &[S], images: usize) -> f64 {
+    if names.is_empty() {
+        return 0.0;
+    }
+    images as f64 * units.forward_per_image
+        + names
+            .iter()
+            .map(|l| layer_seconds(units, l.as_ref(), images))
+            .sum::<f64>()
+}
+
+/// The eigendecomposition of one layer's covariance.
+fn eigh_seconds(units: &UnitCosts, name: &str) -> f64 {
+    units
+        .layers
+        .iter()
+        .find(|l| l.name == name)
+        .map_or(0.0, |l| l.eigh)
 }
 
 /// The cost of `epochs_left` more epochs of `config` and, when `evaluate`, of its
@@ -155,10 +187,8 @@ pub fn estimate(
 ) -> RunEstimate {
     let n = config.train_images();
     let m = config.test_images() as f64;
-    let refresh: f64 = refreshed_layers(config)
-        .iter()
-        .map(|l| layer_seconds(units, l, n))
-        .sum();
+    // One forward pass feeds every refreshed layer's covariance.
+    let refresh = pass_seconds(units, &refreshed_layers(config), n);
     let epoch = steps_per_epoch(config) as f64 * units.step + refresh + m * units.forward_per_image;
     let mut e = RunEstimate {
         epochs: epochs_left,
@@ -170,14 +200,18 @@ pub fn estimate(
         let attacks = m
             * (w.gradients as f64 * units.gradient_per_image
                 + w.forwards as f64 * units.forward_per_image);
-        let spectra: f64 = units
-            .layers
-            .iter()
-            .map(|l| layer_seconds(units, &l.name, spectrum_images(config)))
-            .sum();
+        // One pass for every hidden layer's spectrum; the sensitivity maps reuse its
+        // covariance when they are over the same images, else make a pass of their own.
+        let names: Vec<&str> = units.layers.iter().map(|l| l.name.as_str()).collect();
+        let spectra = pass_seconds(units, &names, spectrum_images(config));
         let ns = sensitivity_images(config);
         let last = config.model.kind.last_hidden();
-        let sensitivity = layer_seconds(units, last, ns)
+        let statistics = if ns == spectrum_images(config) {
+            eigh_seconds(units, last)
+        } else {
+            pass_seconds(units, &[last], ns)
+        };
+        let sensitivity = statistics
             + (config.eval.sensitivity_ranks.len() * ns) as f64 * units.gradient_per_image;
         e.attack_gradients = w.gradients * config.test_images() as u64;
         e.eval_seconds = attacks + spectra + sensitivity;
@@ -236,7 +270,8 @@ pub fn reference_units(config: &Config) -> UnitCosts {
             .map(|&(ref name, width)| LayerCost {
                 name: name.clone(),
                 // 2N² flops per image at 150 GFLOP/s, after the forward pass.
-                covariance_per_image: forward + 2.0 * (width * width) as f64 / 1.5e11,
+                covariance_per_image: 2.0 * (width * width) as f64 / 1.5e11,
+                covariance_fixed: 0.0,
                 eigh: reference_eigh(width),
             })
             .collect(),
@@ -327,11 +362,13 @@ mod tests {
                 LayerCost {
                     name: "fc1".into(),
                     covariance_per_image: 0.0,
+                    covariance_fixed: 0.0,
                     eigh: 100.0,
                 },
                 LayerCost {
                     name: "fc3".into(),
                     covariance_per_image: 0.001,
+                    covariance_fixed: 0.0,
                     eigh: 2.0,
                 },
             ],
@@ -343,6 +380,39 @@ mod tests {
         assert_eq!(e.attack_gradients, 0);
         let none = estimate(&c, &units, 0, false);
         assert_eq!(none.total(), 0.0);
+    }
+
+    #[test]
+    fn a_refresh_of_several_layers_runs_one_forward_pass() {
+        let c = config("[spectral]\nlayers = \"all\"\nbeta = 2.0\n", "mlp", 3000);
+        let layer = |name: &str| LayerCost {
+            name: name.into(),
+            covariance_per_image: 1e-4,
+            covariance_fixed: 0.5,
+            eigh: 2.0,
+        };
+        let units = UnitCosts {
+            step: 0.0,
+            forward_per_image: 1e-4,
+            gradient_per_image: 0.0,
+            layers: vec![layer("fc1"), layer("fc2"), layer("fc3")],
+        };
+        // Over 10 000 images: one forward (1 s), then per layer 1 s of accumulation,
+        // 0.5 s to finish and 2 s of eigh; and the 1000 test images' forward (0.1 s).
+        let e = estimate(&c, &units, 1, false);
+        assert!(
+            (e.train_seconds - (1.0 + 3.0 * 3.5 + 0.1)).abs() < 1e-9,
+            "{e:?}"
+        );
+        // The evaluation's spectra: one pass over the 10 000 images for all three layers;
+        // the sensitivity maps reuse it and only eigendecompose the last layer again.
+        let eval = estimate(&c, &units, 0, true).eval_seconds;
+        let attacks = 1000.0 * attack_work(&c.eval).forwards as f64 * 1e-4;
+        let (spectra, sensitivity) = (1.0 + 3.0 * 3.5, 2.0);
+        assert!(
+            (eval - (attacks + spectra + sensitivity)).abs() < 1e-9,
+            "{eval} vs {attacks} + {spectra} + {sensitivity}"
+        );
     }
 
     #[test]
