@@ -146,13 +146,13 @@ fn refreshed_layers(config: &Config) -> Vec<String> {
 /// A layer's covariance over `images` and its eigendecomposition, beyond the forward
 /// pass that produces the representation.
 fn layer_seconds(units: &UnitCosts, name: &str, images: usize) -> f64 {
-    units
-        .layers
-        .iter()
-        .find(|l| l.name == name)
-        .map_or(0.0, |l| {
-            images as f64 * l.covariance_per_image + l.covariance_fixed + l.eigh
-        })
+    layer(units, name).map_or(0.0, |l| {
+        images as f64 * l.covariance_per_image + l.covariance_fixed + l.eigh
+    })
+}
+
+fn layer<'a>(units: &'a UnitCosts, name: &str) -> Option<&'a LayerCost> {
+    units.layers.iter().find(|l| l.name == name)
 }
 
 /// One forward pass over `images` feeding the covariances of `names`, and their
@@ -166,15 +166,6 @@ fn pass_seconds<S: AsRef<str>>(units: &UnitCosts, names: &[S], images: usize) ->
             .iter()
             .map(|l| layer_seconds(units, l.as_ref(), images))
             .sum::<f64>()
-}
-
-/// The eigendecomposition of one layer's covariance.
-fn eigh_seconds(units: &UnitCosts, name: &str) -> f64 {
-    units
-        .layers
-        .iter()
-        .find(|l| l.name == name)
-        .map_or(0.0, |l| l.eigh)
 }
 
 /// The cost of `epochs_left` more epochs of `config` and, when `evaluate`, of its
@@ -203,11 +194,11 @@ pub fn estimate(
         // One pass for every hidden layer's spectrum; the sensitivity maps reuse its
         // covariance when they are over the same images, else make a pass of their own.
         let names: Vec<&str> = units.layers.iter().map(|l| l.name.as_str()).collect();
-        let spectra = pass_seconds(units, &names, spectrum_images(config));
-        let ns = sensitivity_images(config);
+        let (ms, ns) = (spectrum_images(config), sensitivity_images(config));
+        let spectra = pass_seconds(units, &names, ms);
         let last = config.model.kind.last_hidden();
-        let statistics = if ns == spectrum_images(config) {
-            eigh_seconds(units, last)
+        let statistics = if ns == ms {
+            layer(units, last).map_or(0.0, |l| l.eigh)
         } else {
             pass_seconds(units, &[last], ns)
         };

@@ -129,10 +129,7 @@ pub(crate) trait BackendStorage: Sized {
     fn matmul(&self, rhs: &Self, lhs_t: bool, rhs_t: bool) -> Result<Self>;
     /// `selfᵀ · self`, the Gram matrix of a 2-D `self`. By default the general product; a
     /// backend may use the symmetry, with the general product's result.
-    fn gram(&self) -> Result<Self>
-    where
-        Self: Sized,
-    {
+    fn gram(&self) -> Result<Self> {
         self.matmul(self, true, false)
     }
     fn log_softmax(&self) -> Result<Self>;

@@ -135,9 +135,9 @@ fn cpu_matmul_ignores_what_its_fresh_output_held() {
 
 /// `linalg::gram` multiplies only the lower triangle and mirrors it (faer); it must give the
 /// bits of the full product `aᵀ a` (which the covariance used before), be exactly symmetric
-/// on faer, and match a naive `f64` product. Shapes cover empty, single-row, odd, tile-crossing and
-/// wider-than-tall operands, a transposed view, and an operand sparse enough for the
-/// sparse path.
+/// on faer, and match a naive `f64` product. Shapes cover empty, single-row, odd,
+/// tile-crossing and wider-than-tall operands, a transposed view, and an operand sparse
+/// enough for the sparse path.
 #[test]
 fn cpu_gram_has_the_full_products_bits() {
     fn check<T: specreg_tensor::Element>(cast: fn(f64) -> T, tol: f64) {
