@@ -34,7 +34,12 @@
 //! Restarts, seeds and the ε = 0 shortcut follow [`PgdConfig`](crate::PgdConfig): restart
 //! `r` draws from `Rng::new(seed + r · 0x9E3779B97F4A7C15)`, uniform in `[−ε, ε]^D` (the
 //! authors start on the ball's boundary; a uniform start shares its draws with PGD's).
-//! Samples never leave the batch (no early exit).
+//! With [`ApgdConfig::early_exit`] a sample leaves the batch at its first misclassified
+//! iterate, as in [PGD](mod@crate::pgd): its worst iterate is then misclassified whatever
+//! the remaining steps find, and the step-size rule is per sample, so the others' iterates
+//! do not change (up to the last bits of the matrix products, whose blocking may depend on
+//! the batch size). Which samples are fooled is the same; the losses and kept images of
+//! the fooled ones are those of the first fooling iterate.
 //!
 //! The step-size rule runs on the device (per-sample `[B]` tensors and masks), so a step
 //! makes no host read; the results are read once per call, as for PGD.
@@ -48,6 +53,7 @@ use crate::iterates::{Tracker, Worst, clean_output, draw_unit_starts, finish, re
 use crate::loss::{AttackLoss, loss_gradient, loss_values};
 use crate::output::{AttackOutput, prepare};
 use crate::perturb::{ClipRange, Norm, check_epsilon, clamp_box, linf_box};
+use crate::pgd::{refuse_mixed_samples, still_correct};
 use crate::rowops::{ActiveRows, label_tensor};
 
 /// Every parameter of an APGD attack (L∞).
@@ -73,11 +79,14 @@ pub struct ApgdConfig {
     pub clip: ClipRange,
     /// Seed of the random starts.
     pub seed: u64,
+    /// Stop attacking a sample once an iterate misclassifies it (same robust accuracy,
+    /// less work; see the module docs).
+    pub early_exit: bool,
 }
 
 impl ApgdConfig {
     /// APGD-CE at budget `epsilon`: 100 iterations, one run from the clean image, α = 0.75,
-    /// ρ = 0.75, pixels in `[0, 1]`, seed 0.
+    /// ρ = 0.75, pixels in `[0, 1]`, seed 0, no early exit.
     pub fn ce(epsilon: f64) -> Self {
         Self {
             epsilon,
@@ -89,6 +98,7 @@ impl ApgdConfig {
             rho: 0.75,
             clip: ClipRange::default(),
             seed: 0,
+            early_exit: false,
         }
     }
 
@@ -191,6 +201,9 @@ pub(crate) fn apgd_prepared<C: Classifier + ?Sized>(
     unit_starts: &[Tensor],
 ) -> Result<AttackOutput> {
     let epsilon = config.epsilon;
+    if config.early_exit {
+        refuse_mixed_samples(model, "ApgdConfig.early_exit")?;
+    }
     if epsilon == 0.0 {
         return clean_output(model, x, labels, config.loss, config.clip, "apgd");
     }
@@ -255,6 +268,23 @@ struct StepRule {
 }
 
 impl StepRule {
+    /// Only the rows `keep` of every per-sample state.
+    fn select(&mut self, keep: &[usize]) -> Result<()> {
+        for t in [
+            &mut self.eta,
+            &mut self.current,
+            &mut self.best,
+            &mut self.best_x,
+            &mut self.best_grad,
+            &mut self.successes,
+            &mut self.best_at_check,
+            &mut self.halved_at_check,
+        ] {
+            *t = t.index_select_rows(keep)?;
+        }
+        Ok(())
+    }
+
     /// Records the loss of a new iterate `x` with gradient `grad`.
     fn record(&mut self, x: &Tensor, grad: &Tensor, losses: &Tensor) -> Result<()> {
         self.successes = self.successes.add(&losses.greater(&self.current)?)?;
@@ -303,12 +333,16 @@ impl Run<'_> {
         tracker: &mut Tracker,
         first: bool,
     ) -> Result<Worst> {
-        let (cfg, labels) = (self.config, self.labels);
-        let b = labels.len();
-        let all = ActiveRows::all(b);
-        tracker.track(&start, self.x)?;
-        let lg = loss_gradient(model, &start, labels, cfg.loss)?;
-        tracker.check(&all, &lg.losses, Some(&lg.grad))?;
+        let cfg = self.config;
+        let b = self.labels.len();
+        let device = self.x.device();
+        let mut rows = ActiveRows::all(b);
+        let (mut x0, mut lo, mut hi) = (self.x.clone(), self.lo.clone(), self.hi.clone());
+        let mut y: Vec<usize> = self.labels.to_vec();
+        tracker.new_rows()?;
+        tracker.track(&start, &x0)?;
+        let lg = loss_gradient(model, &start, &y, cfg.loss)?;
+        tracker.check(&rows, &lg.losses, Some(&lg.grad))?;
         if first {
             tracker.count_zero_rows(&lg.grad)?;
         }
@@ -325,32 +359,50 @@ impl Run<'_> {
             halved_at_check: zeros,
         };
         let (mut prev, mut cur, mut grad) = (start.clone(), start, lg.grad);
+        let mut predictions = lg.predictions;
         let mut last_check = 0;
         for k in 0..cfg.steps {
+            if cfg.early_exit {
+                // The samples the last evaluated iterate fooled leave the batch.
+                let keep = still_correct(&predictions, &y, &device)?;
+                if keep.is_empty() {
+                    return Ok(worst);
+                }
+                if keep.len() < y.len() {
+                    tracker.new_rows()?;
+                    for t in [&mut prev, &mut cur, &mut grad, &mut x0, &mut lo, &mut hi] {
+                        *t = t.index_select_rows(&keep)?;
+                    }
+                    rule.select(&keep)?;
+                    y = keep.iter().map(|&r| y[r]).collect();
+                    rows.keep(&keep, &device)?;
+                }
+            }
             let step = grad.sign()?.scale_rows(&rule.eta)?;
-            let z = clamp_box(&cur.add(&step)?, self.lo, self.hi)?;
+            let z = clamp_box(&cur.add(&step)?, &lo, &hi)?;
             let next = if k == 0 {
                 z
             } else {
                 let pull = z.sub(&cur)?.scale(cfg.momentum)?;
                 let push = cur.sub(&prev)?.scale(1.0 - cfg.momentum)?;
-                clamp_box(&cur.add(&pull)?.add(&push)?, self.lo, self.hi)?
+                clamp_box(&cur.add(&pull)?.add(&push)?, &lo, &hi)?
             };
             (prev, cur) = (cur, next);
-            tracker.track(&cur, self.x)?;
+            tracker.track(&cur, &x0)?;
             let t = k + 1;
             if t < cfg.steps {
-                let lg = loss_gradient(model, &cur, labels, cfg.loss)?;
-                tracker.check(&all, &lg.losses, Some(&lg.grad))?;
-                worst.offer(&cur, &all, self.label_t, &lg.losses, &lg.predictions, t)?;
+                let lg = loss_gradient(model, &cur, &y, cfg.loss)?;
+                tracker.check(&rows, &lg.losses, Some(&lg.grad))?;
+                worst.offer(&cur, &rows, self.label_t, &lg.losses, &lg.predictions, t)?;
                 rule.record(&cur, &lg.grad, &lg.losses)?;
                 grad = lg.grad;
+                predictions = lg.predictions;
             } else {
                 // The last iterate needs no gradient.
                 let logits = model.logits(&cur)?;
-                let (losses, preds) = loss_values(&logits, labels, cfg.loss)?;
-                tracker.check(&all, &losses, None)?;
-                worst.offer(&cur, &all, self.label_t, &losses, &preds, t)?;
+                let (losses, preds) = loss_values(&logits, &y, cfg.loss)?;
+                tracker.check(&rows, &losses, None)?;
+                worst.offer(&cur, &rows, self.label_t, &losses, &preds, t)?;
             }
             if t < cfg.steps && self.checkpoints.contains(&t) {
                 let halve = rule.check(t - last_check, cfg.rho)?.to_dtype(cur.dtype())?;

@@ -77,6 +77,9 @@ pub struct CurvePoint {
     /// evaluation ([`AttackOutput::zero_gradient_rows`]); 0 for noise and at strength 0,
     /// where nothing moves.
     pub zero_gradient_rows: usize,
+    /// Input gradients the attack evaluated at this point, summed over images
+    /// ([`AttackOutput::gradient_evaluations`]); 0 for noise.
+    pub gradient_evaluations: u64,
 }
 
 /// Accuracy over a strength grid for one attack, with every parameter used.
@@ -286,6 +289,7 @@ impl Accumulator {
                 max_ball_violation: 0.0,
                 max_clip_violation: 0.0,
                 zero_gradient_rows: 0,
+                gradient_evaluations: 0,
             })
             .collect();
         Self {
@@ -298,6 +302,7 @@ impl Accumulator {
     fn add(&mut self, j: usize, out: &AttackOutput, labels: &[usize]) {
         let p = &mut self.points[j];
         p.correct += out.correct(labels);
+        p.gradient_evaluations += out.gradient_evaluations;
         self.loss_sum[j] += out.losses.iter().sum::<f64>();
         p.max_ball_violation = p.max_ball_violation.max(out.max_ball_violation);
         p.max_clip_violation = p.max_clip_violation.max(out.max_clip_violation);

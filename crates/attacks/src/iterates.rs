@@ -202,6 +202,7 @@ pub(crate) fn finish(
         max_ball_violation: violation_beyond(ball, epsilon),
         max_clip_violation: clip.violation_of(reach),
         zero_gradient_rows: zeros as usize,
+        gradient_evaluations: record.gradients,
     })
 }
 

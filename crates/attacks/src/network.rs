@@ -49,6 +49,12 @@ impl Classifier for Network {
     ) -> Result<LossGradient> {
         vjp(self, x, loss, Mode::Eval)
     }
+
+    /// `false` for a network whose whitening layer uses batch statistics at evaluation
+    /// (the reference's whitening), `true` otherwise.
+    fn samples_independent(&self) -> bool {
+        Network::samples_independent(self, Mode::Eval)
+    }
 }
 
 /// A [`Network`] attacked in a chosen evaluation [`Mode`].
@@ -139,7 +145,7 @@ impl Classifier for NetworkInMode<'_> {
     }
 
     fn samples_independent(&self) -> bool {
-        !self.mode.uses_batch_statistics()
+        self.net.samples_independent(self.mode)
     }
 }
 

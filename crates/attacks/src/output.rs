@@ -32,6 +32,9 @@ pub struct AttackOutput {
     /// gradient masking (saturated units, a non-differentiable layer). 0 when no gradient
     /// was evaluated (PGD and APGD at ε = 0).
     pub zero_gradient_rows: usize,
+    /// Input gradients the attack evaluated, summed over samples: `B × steps × restarts`
+    /// without early exit (FGSM: `B`; 0 at ε = 0), fewer with it.
+    pub gradient_evaluations: u64,
 }
 
 impl AttackOutput {

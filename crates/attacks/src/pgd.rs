@@ -53,7 +53,7 @@
 //! once per step with early exit (which samples are still classified correctly, to shrink
 //! the batch). A loss or gradient that is not finite is reported when the results are read.
 
-use specreg_tensor::Tensor;
+use specreg_tensor::{Device, Tensor};
 
 use crate::Result;
 use crate::classifier::Classifier;
@@ -220,12 +220,8 @@ pub(crate) fn pgd_prepared<C: Classifier + ?Sized>(
     epsilon: f64,
     unit_starts: &[Tensor],
 ) -> Result<AttackOutput> {
-    if config.early_exit && !model.samples_independent() {
-        return Err(invalid(
-            "PgdConfig.early_exit",
-            "removing fooled samples from the batch would change the other samples' outputs: \
-             the classifier normalises with batch statistics",
-        ));
+    if config.early_exit {
+        refuse_mixed_samples(model, "PgdConfig.early_exit")?;
     }
     if epsilon == 0.0 {
         return clean_output(model, x, labels, config.loss, config.clip, "pgd");
@@ -322,16 +318,11 @@ impl Run<'_> {
                 tracker.count_zero_rows(&grad)?;
             }
             if config.early_exit {
-                // The one host read of a step: which samples are still classified correctly.
-                let correct = lg
-                    .predictions
-                    .equal(&label_tensor(&y, &device)?)?
-                    .to_vec::<f64>()?;
-                let keep: Vec<usize> = (0..correct.len()).filter(|&r| correct[r] != 0.0).collect();
+                let keep = still_correct(&lg.predictions, &y, &device)?;
                 if keep.is_empty() {
                     return worst.ok_or_else(|| invalid("pgd", "no iterate"));
                 }
-                if keep.len() < correct.len() {
+                if keep.len() < y.len() {
                     tracker.new_rows()?;
                     cur = cur.index_select_rows(&keep)?;
                     x0 = x0.index_select_rows(&keep)?;
@@ -362,4 +353,30 @@ impl Run<'_> {
         worst.offer(&cur, &rows, self.label_t, &losses, &preds, config.steps)?;
         Ok(worst)
     }
+}
+
+/// The rows whose prediction is still their label `y` (ascending): the one host read of an
+/// early-exit step.
+pub(crate) fn still_correct(
+    predictions: &Tensor,
+    y: &[usize],
+    device: &Device,
+) -> Result<Vec<usize>> {
+    let correct = predictions
+        .equal(&label_tensor(y, device)?)?
+        .to_vec::<f64>()?;
+    Ok((0..correct.len()).filter(|&r| correct[r] != 0.0).collect())
+}
+
+/// Early exit's precondition: removing samples from a batch must not change the others'
+/// outputs, so `model` may not normalise with batch statistics.
+pub(crate) fn refuse_mixed_samples<C: Classifier + ?Sized>(model: &C, what: &str) -> Result<()> {
+    if model.samples_independent() {
+        return Ok(());
+    }
+    Err(invalid(
+        what,
+        "removing fooled samples from the batch would change the other samples' outputs: \
+         the classifier normalises with batch statistics",
+    ))
 }

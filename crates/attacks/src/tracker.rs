@@ -50,6 +50,8 @@ pub(crate) struct Tracker {
     /// Per sample, 0 while its losses and gradients were finite, NaN otherwise (`[B]`).
     nonfinite: Tensor,
     zero_rows: Option<Tensor>,
+    /// Input gradients evaluated, summed over rows (a host count: the rows are known).
+    gradients: u64,
 }
 
 /// What a [`Tracker`] recorded, as `[1]`, `[1]`, `[B]` and `[1]` `f64` tensors.
@@ -62,6 +64,8 @@ pub(crate) struct Record {
     pub(crate) nonfinite: Tensor,
     /// Zero rows of the first gradient (0 when none was counted).
     pub(crate) zero_rows: Tensor,
+    /// Input gradients evaluated, summed over rows.
+    pub(crate) gradients: u64,
 }
 
 impl Tracker {
@@ -76,6 +80,7 @@ impl Tracker {
             lower: None,
             nonfinite: Tensor::zeros(&[batch], DType::F64, device)?,
             zero_rows: None,
+            gradients: 0,
         })
     }
 
@@ -158,6 +163,7 @@ impl Tracker {
         let mut bad = losses.scale(0.0)?;
         if let Some(g) = grad {
             bad = bad.add(&nonfinite_rows(g)?)?;
+            self.gradients += losses.elem_count() as u64;
         }
         let (bad, mask) = rows.expand(&bad)?;
         let bad = match mask {
@@ -202,6 +208,7 @@ impl Tracker {
             clip_reach,
             nonfinite: self.nonfinite,
             zero_rows: self.zero_rows.unwrap_or(zero),
+            gradients: self.gradients,
         })
     }
 }

@@ -5,10 +5,12 @@
 mod common;
 
 use common::{Recording, head, labels, linear_net, normal, small_mlp, trained_mlp, uniform, vals};
+use specreg_attacks::NetworkInMode;
 use specreg_attacks::{
     ApgdConfig, AttackError, AttackLoss, Classifier, ClipRange, LogitGradient, LossGradient,
     PgdConfig, apgd, apgd_checkpoints, fgsm, per_sample_loss, pgd,
 };
+use specreg_nn::{BatchNorm1d, Linear, Mode, Network, Sequential, Tanh};
 use specreg_tensor::{DType, Device, Rng, Tensor};
 
 #[test]
@@ -362,6 +364,122 @@ fn apgd_is_at_least_as_strong_as_fgsm_and_pgd_on_a_trained_mlp() {
         assert_eq!(out.zero_gradient_rows, 0);
         assert!(out.correct(&yl) <= f.correct(&yl));
     }
+}
+
+#[test]
+fn apgd_early_exit_fools_exactly_the_same_samples() {
+    let (mut net, x, y) = trained_mlp(22);
+    let n = 256;
+    let xt = head(x.view(), n);
+    let yl = labels(&y[..n]);
+    for base in [
+        ApgdConfig::ce(0.1),
+        ApgdConfig::dlr(0.08),
+        ApgdConfig {
+            random_start: true,
+            restarts: 2,
+            seed: 9,
+            steps: 30,
+            ..ApgdConfig::ce(0.06)
+        },
+    ] {
+        let full = apgd(&mut net, &xt, &yl, &base).unwrap();
+        let fast = apgd(
+            &mut net,
+            &xt,
+            &yl,
+            &ApgdConfig {
+                early_exit: true,
+                ..base
+            },
+        )
+        .unwrap();
+        let (ff, fe) = (full.fooled(&yl), fast.fooled(&yl));
+        assert_eq!(ff, fe, "{base:?}");
+        let fooled = ff.iter().filter(|&&f| f).count();
+        println!(
+            "APGD-{} fooled {fooled}/{n} with and without early exit",
+            base.loss
+        );
+        assert!(
+            fooled > 0 && fooled < n,
+            "the comparison needs both outcomes: {fooled}"
+        );
+        for (i, &fooled) in ff.iter().enumerate() {
+            if fooled {
+                // A fooled sample stops at its first fooling iterate.
+                assert!(fast.found_at_step[i] <= full.found_at_step[i], "sample {i}");
+            } else {
+                // A survivor ran every step, through the same per-sample step-size rule.
+                let (a, b) = (full.losses[i], fast.losses[i]);
+                assert!(
+                    (a - b).abs() <= 1e-5 * a.abs().max(1.0),
+                    "sample {i}: {a} vs {b}"
+                );
+                assert_eq!(full.found_at_step[i], fast.found_at_step[i], "sample {i}");
+            }
+        }
+        assert!(fast.max_ball_violation <= 1e-6 && fast.max_clip_violation == 0.0);
+        assert_eq!(fast.zero_gradient_rows, full.zero_gradient_rows);
+        // N gradients per run and sample (at iterates 0 … N − 1) without early exit; a
+        // sample first fooled at iterate s leaves after s + 1 of them.
+        let runs = (base.steps * base.restarts) as u64;
+        assert_eq!(full.gradient_evaluations, n as u64 * runs);
+        assert!(fast.gradient_evaluations < full.gradient_evaluations);
+        if base.restarts == 1 {
+            let saved: u64 = (0..n)
+                .filter(|&i| fe[i])
+                .map(|i| (base.steps - (fast.found_at_step[i] + 1).min(base.steps)) as u64)
+                .sum();
+            assert_eq!(fast.gradient_evaluations, full.gradient_evaluations - saved);
+        }
+    }
+}
+
+#[test]
+fn early_exit_refuses_a_classifier_that_mixes_samples() {
+    // BatchNorm on the attacked batch's statistics: one sample's logits depend on the
+    // others, so dropping fooled samples would change the survivors' attack.
+    let mut rng = Rng::new(4);
+    let dev = Device::Cpu;
+    let seq = Sequential::new()
+        .with(Linear::new(10, 16, DType::F64, &dev, &mut rng).unwrap())
+        .with(BatchNorm1d::new(16, DType::F64, &dev).unwrap())
+        .with(Tanh::new())
+        .with(Linear::new(16, 3, DType::F64, &dev, &mut rng).unwrap());
+    let mut net = Network::new(seq, vec![("hidden".into(), 2)], &[10]).unwrap();
+    let x = Tensor::from_array(uniform(8, 10, 0.0, 1.0, &mut rng));
+    let y: Vec<usize> = (0..8).map(|i| i % 3).collect();
+    // In eval mode BatchNorm uses its running statistics: samples are independent.
+    assert!(Classifier::samples_independent(&net));
+    let mut mixed = NetworkInMode::new(&mut net, Mode::BatchStatistics).unwrap();
+    assert!(!mixed.samples_independent());
+    let a = ApgdConfig {
+        early_exit: true,
+        ..ApgdConfig::ce(0.1)
+    };
+    let p = PgdConfig {
+        early_exit: true,
+        ..PgdConfig::linf(0.1)
+    };
+    for (err, field) in [
+        (
+            apgd(&mut mixed, &x, &y, &a).unwrap_err(),
+            "ApgdConfig.early_exit",
+        ),
+        (
+            pgd(&mut mixed, &x, &y, &p).unwrap_err(),
+            "PgdConfig.early_exit",
+        ),
+    ] {
+        assert!(
+            matches!(err, AttackError::InvalidArgument { ref what, .. } if what == field),
+            "{err}"
+        );
+    }
+    // Without early exit the same attack runs; with it, the network in eval mode runs.
+    apgd(&mut mixed, &x, &y, &ApgdConfig::ce(0.1)).unwrap();
+    apgd(&mut net, &x, &y, &a).unwrap();
 }
 
 #[test]

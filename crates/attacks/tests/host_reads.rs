@@ -1,7 +1,7 @@
 //! How many device → host reads each attack makes, counted with [`HostReads`] on the CPU
 //! exactly as they would happen on a GPU. Every step of PGD, APGD and the sensitivity
 //! pass stays on the device; an attack on a batch reads its results once, plus the input
-//! check of the public entry points, plus one read per step with PGD's early exit.
+//! check of the public entry points, plus one read per step with early exit (PGD and APGD).
 
 mod common;
 
@@ -108,6 +108,21 @@ fn host_reads_apgd_make_none_per_step() {
         let cfg = ApgdConfig { steps, ..cfg };
         let (n, ops) = reads(|| apgd(&mut net, &x, &y, &cfg).unwrap());
         assert_eq!(n, 2, "APGD-{}: {ops:?}", cfg.loss);
+    }
+}
+
+#[test]
+fn host_reads_apgd_with_early_exit_make_one_per_step() {
+    let (mut net, _, x, y) = setup();
+    for steps in [1, 3, 12] {
+        // A budget too small to fool anyone: every sample stays in the batch.
+        let cfg = ApgdConfig {
+            steps,
+            early_exit: true,
+            ..ApgdConfig::dlr(1e-6)
+        };
+        let (n, ops) = reads(|| apgd(&mut net, &x, &y, &cfg).unwrap());
+        assert_eq!(n, 2 + steps as u64, "{steps} steps: {ops:?}");
     }
 }
 

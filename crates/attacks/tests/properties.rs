@@ -163,6 +163,9 @@ fn early_exit_fools_exactly_the_same_samples() {
             fooled > 0 && fooled < n,
             "the comparison needs both outcomes: {fooled}"
         );
+        let runs = (base.steps * base.restarts) as u64;
+        assert_eq!(full.gradient_evaluations, n as u64 * runs);
+        assert!(fast.gradient_evaluations < full.gradient_evaluations);
         // With early exit a fooled sample stops at its first fooling iterate.
         for i in 0..n {
             if fast.fooled(&yl)[i] {
@@ -184,6 +187,15 @@ fn early_exit_fools_exactly_the_same_samples() {
     });
     let b = robustness_curve(&mut net, x.view(), &y, &fast, &grid, &opts).unwrap();
     assert_eq!(a.accuracies(), b.accuracies());
+    for (p, q) in a.points.iter().zip(&b.points) {
+        let full = if p.strength == 0.0 {
+            0
+        } else {
+            (n * 40) as u64
+        };
+        assert_eq!(p.gradient_evaluations, full, "ε = {}", p.strength);
+        assert!(q.gradient_evaluations <= full, "ε = {}", p.strength);
+    }
     assert!(
         a.flags.is_empty() && b.flags.is_empty(),
         "{:?} {:?}",

@@ -19,10 +19,19 @@ pub(crate) struct AttackSpec {
     pub mode: Mode,
 }
 
+/// How an attack treats a fooled image, in words.
+fn exit_words(early_exit: bool) -> &'static str {
+    if early_exit {
+        "an image leaves the batch at its first misclassified iterate"
+    } else {
+        "no early exit"
+    }
+}
+
 fn pgd_words(pgd: &PgdConfig, loss: &str) -> String {
     format!(
         "PGD (eqs. 7-8) on the {loss}, L∞, {} steps of η = {}, {}, worst iterate kept, 1 \
-         restart, no early exit, pixels clipped to [0, 1], seed {}",
+         restart, {}, pixels clipped to [0, 1], seed {}",
         pgd.steps,
         match pgd.step_size {
             StepSize::Absolute(e) => e.to_string(),
@@ -33,14 +42,24 @@ fn pgd_words(pgd: &PgdConfig, loss: &str) -> String {
         } else {
             "started at the clean image"
         },
+        exit_words(pgd.early_exit),
         pgd.seed
     )
 }
 
-/// Every curve of `config`'s evaluation, in the order they are run.
-pub(crate) fn attack_specs(config: &Config, seed: u64) -> Vec<AttackSpec> {
+/// Every curve of `config`'s evaluation, in the order they are run. `independent` says
+/// whether the network's samples are independent in a mode (no batch statistics), which
+/// early exit needs.
+pub(crate) fn attack_specs(
+    config: &Config,
+    seed: u64,
+    independent: impl Fn(Mode) -> bool,
+) -> Vec<AttackSpec> {
     let e = &config.eval;
-    let pgd = pgd_config(config);
+    let pgd = PgdConfig {
+        early_exit: e.early_exit && independent(Mode::Eval),
+        ..pgd_config(config)
+    };
     let fgsm_words = "FGSM (eq. 6), L∞, pixels clipped to [0, 1], one signed-gradient step";
     let mut specs = vec![
         AttackSpec {
@@ -90,6 +109,7 @@ pub(crate) fn attack_specs(config: &Config, seed: u64) -> Vec<AttackSpec> {
         ] {
             let apgd = ApgdConfig {
                 steps: e.apgd_steps,
+                early_exit: pgd.early_exit,
                 ..base
             };
             specs.push(AttackSpec {
@@ -100,14 +120,21 @@ pub(crate) fn attack_specs(config: &Config, seed: u64) -> Vec<AttackSpec> {
                 params: format!(
                     "APGD (Croce & Hein 2020) on the {loss}, L∞, {} iterations, step size from \
                      2ε halved at the checkpoints, momentum {}, ρ = {}, started at the clean \
-                     image, 1 run, best point kept, pixels clipped to [0, 1]",
-                    apgd.steps, apgd.momentum, apgd.rho
+                     image, 1 run, best point kept, {}, pixels clipped to [0, 1]",
+                    apgd.steps,
+                    apgd.momentum,
+                    apgd.rho,
+                    exit_words(apgd.early_exit)
                 ),
                 mode: Mode::Eval,
             });
         }
     }
     if e.bn_batch_statistics {
+        let pgd = PgdConfig {
+            early_exit: e.early_exit && independent(Mode::BatchStatistics),
+            ..pgd
+        };
         let batch_words = |w: &str| {
             format!(
                 "{w}; BatchNorm and whitening on the attacked batch's statistics (fixed \
@@ -135,7 +162,8 @@ pub(crate) fn attack_specs(config: &Config, seed: u64) -> Vec<AttackSpec> {
     specs
 }
 
-/// The PGD configuration of `config`'s evaluation.
+/// The PGD configuration of `config`'s evaluation, without early exit (which depends on
+/// the network as well as the config).
 pub fn pgd_config(config: &Config) -> PgdConfig {
     PgdConfig {
         steps: config.eval.pgd_steps,

@@ -139,7 +139,8 @@ pub fn describe(plan: &Plan, calibration: &Calibration, shard: Shard, profile: &
     };
     let mut s = format!(
         "sweep (profile {profile}{shard_words}): {} selected, {} with work left; {} \
-         training epochs; {} attack gradient evaluations (image × step)\n",
+         training epochs; {} attack gradient evaluations planned (image × step; early exit \
+         skips those of fooled images)\n",
         plural(plan.runs.len(), "run"),
         plan.pending(),
         t.epochs,

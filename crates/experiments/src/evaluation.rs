@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
-use specreg_attacks::{EvalOptions, NetworkInMode, RobustnessCurve};
+use specreg_attacks::{Attack, EvalOptions, NetworkInMode, RobustnessCurve};
 use specreg_nn::Mode;
 
 use crate::attack_plan::attack_specs;
@@ -36,6 +36,11 @@ pub struct CurveSummary {
     pub strengths: Vec<f64>,
     /// Accuracy at each grid value.
     pub accuracies: Vec<f64>,
+    /// Input gradients the attack evaluated at each grid value, summed over the test
+    /// images (empty in summaries written before it was recorded). With early exit this
+    /// is what the attack actually cost; without, images × steps.
+    #[serde(default)]
+    pub gradient_evaluations: Vec<u64>,
 }
 
 /// Spectrum metrics of one hidden layer.
@@ -161,7 +166,7 @@ pub fn evaluate_run(ctx: &Context<'_>, config: &Config, seed: u64) -> Result<Eva
     let (test_x, test_y) = test_slice(ctx.data, config.test_images());
 
     // Robustness curves, one bar step per gradient evaluation.
-    let specs = attack_specs(config, seed);
+    let specs = attack_specs(config, seed, |mode| net.samples_independent(mode));
     let total: u64 = specs.iter().map(|a| a.cost).sum();
     let bar = ctx.progress.bar(total, &format!("attack s{seed}"));
     let options = EvalOptions {
@@ -192,8 +197,23 @@ pub fn evaluate_run(ctx: &Context<'_>, config: &Config, seed: u64) -> Result<Eva
             ),
         }
         .with_context(|| format!("{} seed {seed}: {}", config.id(), spec.name))?;
+        let evaluated: u64 = curve.points.iter().map(|p| p.gradient_evaluations).sum();
+        let planned = spec.cost * curve.num_images as u64;
+        let early_exit = match spec.attack {
+            Attack::Pgd(c) => c.early_exit,
+            Attack::Apgd(c) => c.early_exit,
+            _ => false,
+        };
+        let work = if early_exit && planned > 0 {
+            format!(
+                ", early exit: {:.0}% of the planned gradient evaluations",
+                100.0 * evaluated as f64 / planned as f64
+            )
+        } else {
+            String::new()
+        };
         ctx.progress.note(&format!(
-            "{} seed {seed}: {} done, clean accuracy {:.4}",
+            "{} seed {seed}: {} done, clean accuracy {:.4}{work}",
             config.id(),
             spec.name,
             curve.clean_accuracy
@@ -264,6 +284,7 @@ pub fn evaluate_run(ctx: &Context<'_>, config: &Config, seed: u64) -> Result<Eva
                 ),
                 strengths: c.strengths(),
                 accuracies: c.accuracies(),
+                gradient_evaluations: c.points.iter().map(|p| p.gradient_evaluations).collect(),
             })
             .collect(),
         flags,

@@ -230,6 +230,14 @@ pub trait Layer: Send + std::fmt::Debug {
     /// A short name (`linear`, `tanh`, …) used in errors.
     fn name(&self) -> &str;
 
+    /// Whether, in `mode`, one sample's output depends on the other samples of its batch
+    /// (a normalisation by the batch's statistics); `false` by default. Attacks that drop
+    /// samples from a batch as they go need every layer to answer `false`.
+    fn mixes_samples(&self, mode: Mode) -> bool {
+        let _ = mode;
+        false
+    }
+
     /// Non-trainable state that a checkpoint must keep (PyTorch's buffers, e.g.
     /// BatchNorm's `running_mean`), by name; none by default.
     fn buffers(&self) -> Vec<(String, Tensor)> {

@@ -241,6 +241,13 @@ impl Network {
         self.seq.zero_grad();
     }
 
+    /// Whether, in `mode`, each sample's outputs depend on that sample alone: no layer
+    /// normalises with its batch's statistics (BatchNorm in `Train` or `BatchStatistics`
+    /// mode, a whitening layer on batch statistics in any mode).
+    pub fn samples_independent(&self, mode: Mode) -> bool {
+        !self.seq.mixes_samples(mode)
+    }
+
     /// The parameters' dtype (that of the first parameter; `F32` for a parameter-free
     /// network) and device.
     pub fn dtype_device(&self) -> (DType, Device) {

@@ -247,6 +247,10 @@ impl Layer for Sequential {
         "sequential"
     }
 
+    fn mixes_samples(&self, mode: Mode) -> bool {
+        self.layers.iter().any(|l| l.mixes_samples(mode))
+    }
+
     /// The layers' buffers as `"{layer_index}.{name}"`.
     fn buffers(&self) -> Vec<(String, Tensor)> {
         let mut out = Vec::new();

@@ -352,6 +352,15 @@ impl Layer for Whitening {
         "whitening"
     }
 
+    /// With [`WhiteningStatistics::Batch`] in every mode (evaluation included), with
+    /// running statistics only where `mode` uses batch statistics.
+    fn mixes_samples(&self, mode: Mode) -> bool {
+        match self.statistics {
+            WhiteningStatistics::Batch => true,
+            WhiteningStatistics::Running => mode.uses_batch_statistics(),
+        }
+    }
+
     /// `running_mean` (`[N]`) and `running_cov` (`[N, N]`), kept (and saved in
     /// checkpoints) whatever the [`WhiteningStatistics`], so that checkpoints round-trip
     /// and load into either setting; with `Batch` they keep their initial or loaded values.

@@ -326,3 +326,51 @@ fn batch_sizes_are_checked_and_name_the_layer() {
         .unwrap();
     assert!(vals(&y).iter().all(|v| v.is_finite()));
 }
+
+/// `mixes_samples` says what the forward pass does: with batch statistics, changing the
+/// other rows of a batch changes row 0's output; with running statistics in `Eval` mode it
+/// does not. A network holding the layer reports the same through `samples_independent`.
+#[test]
+fn mixes_samples_matches_whether_other_rows_move_a_rows_output() {
+    let dev = Device::Cpu;
+    let mut rng = Rng::new(31);
+    let (b, n) = (12, 4);
+    let x = correlated(&dev, b, n, &mut rng);
+    let moved = {
+        let mut v = vals(&x);
+        for e in v.iter_mut().skip(n) {
+            *e = 2.0 * *e - 0.5;
+        }
+        Tensor::from_array(Array2::from_shape_vec((b, n), v).unwrap())
+    };
+    for statistics in [WhiteningStatistics::Batch, WhiteningStatistics::Running] {
+        for mode in [Mode::Train, Mode::Eval, Mode::BatchStatistics] {
+            let mut w = layer(&dev, n, statistics);
+            let mixes = w.mixes_samples(mode);
+            let expected = statistics == WhiteningStatistics::Batch || mode != Mode::Eval;
+            assert_eq!(mixes, expected, "{statistics:?} {mode:?}");
+            let row0 =
+                |w: &mut Whitening, x: &Tensor| vals(&w.forward(x, mode).unwrap())[..n].to_vec();
+            let (a, c) = (row0(&mut w, &x), row0(&mut w, &moved));
+            let differs = a.iter().zip(&c).any(|(u, v)| (u - v).abs() > 1e-9);
+            assert_eq!(differs, mixes, "{statistics:?} {mode:?}: {a:?} vs {c:?}");
+        }
+    }
+    for (statistics, independent_in_eval) in [
+        (WhiteningStatistics::Batch, false),
+        (WhiteningStatistics::Running, true),
+    ] {
+        let mut net_rng = Rng::new(2);
+        let seq = specreg_nn::Sequential::new()
+            .with(specreg_nn::Linear::new(n, n, DType::F64, &dev, &mut net_rng).unwrap())
+            .with(specreg_nn::Tanh::new())
+            .with(specreg_nn::Linear::new(n, 2, DType::F64, &dev, &mut net_rng).unwrap());
+        let mut net = specreg_nn::Network::new(seq, vec![("fc1".into(), 1)], &[n]).unwrap();
+        assert!(net.samples_independent(Mode::Eval));
+        assert!(net.samples_independent(Mode::BatchStatistics));
+        net.insert_after("fc1", Box::new(layer(&dev, n, statistics)))
+            .unwrap();
+        assert_eq!(net.samples_independent(Mode::Eval), independent_in_eval);
+        assert!(!net.samples_independent(Mode::BatchStatistics));
+    }
+}

@@ -152,6 +152,7 @@ pub fn curve(attack: Attack, correct: &[usize], n: usize) -> RobustnessCurve {
                 max_ball_violation: 0.0,
                 max_clip_violation: 0.0,
                 zero_gradient_rows: 0,
+                gradient_evaluations: 0,
             })
             .collect(),
         num_images: n,

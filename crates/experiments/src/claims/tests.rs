@@ -96,6 +96,7 @@ mod selection {
             parameters: String::new(),
             strengths: vec![0.0, 0.1, 0.2],
             accuracies: vec![0.98, score, score],
+            gradient_evaluations: Vec::new(),
         };
         Summary {
             experiment: experiment.into(),

@@ -27,6 +27,15 @@ pub struct EvalConfig {
     /// PGD step size η (paper: 0.01).
     #[serde(default = "default_pgd_step")]
     pub pgd_step_size: f64,
+    /// Drop an image from the gradient attacks (PGD, PGD-CW, APGD) at its first
+    /// misclassified iterate (default `true`). Each image keeps its worst iterate, so which
+    /// images are fooled, and the robust accuracy, are the same as without; a fooled image's
+    /// loss in `mean_loss` is then that of its first fooling iterate, not of the whole run.
+    /// Networks that normalise with batch statistics at evaluation (the reference's
+    /// whitening, the `*-bn-batch` curves) are attacked without it: there removing an image
+    /// would change the others' outputs.
+    #[serde(default = "super::schema::yes")]
+    pub early_exit: bool,
     /// Start PGD from a uniform random point of the ε-ball (default `true`, as the
     /// reference's PGD and the authors' Foolbox evaluation; the worst iterate is kept, so
     /// the attack is at least as strong as from the image itself).
@@ -111,6 +120,7 @@ impl Default for EvalConfig {
             pgd_eps: paper_eps_grid(),
             pgd_steps: default_pgd_steps(),
             pgd_step_size: default_pgd_step(),
+            early_exit: true,
             pgd_random_start: true,
             noise_sigma: paper_sigma_grid(),
             spectrum_images: None,

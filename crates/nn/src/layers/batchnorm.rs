@@ -284,6 +284,10 @@ impl Layer for BatchNorm1d {
         "batch_norm1d"
     }
 
+    fn mixes_samples(&self, mode: Mode) -> bool {
+        mode.uses_batch_statistics()
+    }
+
     /// `running_mean` and `running_var` (`[F]`, the layer's dtype), and
     /// `num_batches_tracked` as a scalar (shape `[]`) `f64` tensor on the CPU.
     fn buffers(&self) -> Vec<(String, Tensor)> {

@@ -74,6 +74,10 @@ impl Layer for Inserted {
         self.inner.name()
     }
 
+    fn mixes_samples(&self, mode: Mode) -> bool {
+        self.inner.mixes_samples(mode)
+    }
+
     fn zero_grad(&mut self) {
         self.inner.zero_grad();
     }
