@@ -49,11 +49,13 @@ use specreg_tensor::Tensor;
 use crate::Result;
 use crate::classifier::Classifier;
 use crate::error::invalid;
-use crate::iterates::{Tracker, Worst, clean_output, draw_unit_starts, finish, restart_rngs};
+use crate::iterates::{
+    Tracker, Worst, clean_output, draw_unit_starts, finish, keep_correct, refuse_mixed_samples,
+    restart_rngs,
+};
 use crate::loss::{AttackLoss, loss_gradient, loss_values};
 use crate::output::{AttackOutput, prepare};
 use crate::perturb::{ClipRange, Norm, check_epsilon, clamp_box, linf_box};
-use crate::pgd::{refuse_mixed_samples, still_correct};
 use crate::rowops::{ActiveRows, label_tensor};
 
 /// Every parameter of an APGD attack (L∞).
@@ -268,9 +270,9 @@ struct StepRule {
 }
 
 impl StepRule {
-    /// Only the rows `keep` of every per-sample state.
-    fn select(&mut self, keep: &[usize]) -> Result<()> {
-        for t in [
+    /// Every per-sample tensor, for early exit to keep the rows of the samples left.
+    fn per_sample(&mut self) -> [&mut Tensor; 8] {
+        [
             &mut self.eta,
             &mut self.current,
             &mut self.best,
@@ -279,10 +281,7 @@ impl StepRule {
             &mut self.successes,
             &mut self.best_at_check,
             &mut self.halved_at_check,
-        ] {
-            *t = t.index_select_rows(keep)?;
-        }
-        Ok(())
+        ]
     }
 
     /// Records the loss of a new iterate `x` with gradient `grad`.
@@ -335,7 +334,6 @@ impl Run<'_> {
     ) -> Result<Worst> {
         let cfg = self.config;
         let b = self.labels.len();
-        let device = self.x.device();
         let mut rows = ActiveRows::all(b);
         let (mut x0, mut lo, mut hi) = (self.x.clone(), self.lo.clone(), self.hi.clone());
         let mut y: Vec<usize> = self.labels.to_vec();
@@ -364,18 +362,10 @@ impl Run<'_> {
         for k in 0..cfg.steps {
             if cfg.early_exit {
                 // The samples the last evaluated iterate fooled leave the batch.
-                let keep = still_correct(&predictions, &y, &device)?;
-                if keep.is_empty() {
+                let mut state = vec![&mut prev, &mut cur, &mut grad, &mut x0, &mut lo, &mut hi];
+                state.extend(rule.per_sample());
+                if !keep_correct(&predictions, &mut y, &mut rows, tracker, &mut state)? {
                     return Ok(worst);
-                }
-                if keep.len() < y.len() {
-                    tracker.new_rows()?;
-                    for t in [&mut prev, &mut cur, &mut grad, &mut x0, &mut lo, &mut hi] {
-                        *t = t.index_select_rows(&keep)?;
-                    }
-                    rule.select(&keep)?;
-                    y = keep.iter().map(|&r| y[r]).collect();
-                    rows.keep(&keep, &device)?;
                 }
             }
             let step = grad.sign()?.scale_rows(&rule.eta)?;

@@ -89,6 +89,16 @@ impl Attack {
         }
     }
 
+    /// Whether the attack drops an image at its first misclassified iterate (PGD and APGD
+    /// with `early_exit`).
+    pub fn early_exit(&self) -> bool {
+        match self {
+            Attack::Pgd(c) => c.early_exit,
+            Attack::Apgd(c) => c.early_exit,
+            Attack::Fgsm { .. } | Attack::WhiteNoise { .. } => false,
+        }
+    }
+
     /// The norm of the budget (`None` for noise, whose strength is a standard deviation).
     pub fn norm(&self) -> Option<Norm> {
         match self {

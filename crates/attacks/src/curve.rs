@@ -115,6 +115,11 @@ impl RobustnessCurve {
     pub fn accuracies(&self) -> Vec<f64> {
         self.points.iter().map(|p| p.accuracy).collect()
     }
+
+    /// The input gradients evaluated at each point, in grid order.
+    pub fn gradient_evaluations(&self) -> Vec<u64> {
+        self.points.iter().map(|p| p.gradient_evaluations).collect()
+    }
 }
 
 /// Several curves on the same images, and every flag: each curve's own plus the

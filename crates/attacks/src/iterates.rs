@@ -1,6 +1,6 @@
 //! Bookkeeping shared by the iterative attacks (PGD, APGD): seeded random starts, the
 //! per-sample worst iterate, the tracked constraint violations and finiteness, the
-//! ε = 0 shortcut and the zero-gradient count.
+//! ε = 0 shortcut, the zero-gradient count and early exit's shrinking of the batch.
 //!
 //! All of it stays on the device: [`Worst`] selects rows with masks, [`Tracker`] keeps
 //! running extremes and a per-sample finiteness record, and [`finish`] reads the results of
@@ -10,11 +10,11 @@ use specreg_tensor::{DType, Device, Rng, Tensor};
 
 use crate::Result;
 use crate::classifier::Classifier;
-use crate::error::{AttackError, invalid_data};
+use crate::error::{AttackError, invalid, invalid_data};
 use crate::loss::{AttackLoss, loss_values};
 use crate::output::AttackOutput;
 use crate::perturb::{ClipRange, Norm, normalized_rows, violation_beyond};
-use crate::rowops::{ActiveRows, differ, f64_vector};
+use crate::rowops::{ActiveRows, differ, f64_vector, label_tensor};
 pub(crate) use crate::tracker::Tracker;
 
 /// One generator per restart; restart 0 uses `seed` itself, restart `r` the seed
@@ -225,4 +225,44 @@ pub(crate) fn clean_output<C: Classifier + ?Sized>(
     tracker.track(x, x)?;
     tracker.check(&ActiveRows::all(labels.len()), &losses, None)?;
     finish(worst, tracker, 0.0, what)
+}
+
+/// Early exit's precondition: removing samples from a batch must not change the others'
+/// outputs, so `model` may not normalise with batch statistics.
+pub(crate) fn refuse_mixed_samples<C: Classifier + ?Sized>(model: &C, what: &str) -> Result<()> {
+    if model.samples_independent() {
+        return Ok(());
+    }
+    Err(invalid(
+        what,
+        "removing fooled samples from the batch would change the other samples' outputs: \
+         the classifier normalises with batch statistics",
+    ))
+}
+
+/// Early exit's step (PGD, APGD): only the samples whose `predictions` (at the last
+/// evaluated iterate) are still their labels `y` stay in the batch — in `y`, `rows`, the
+/// tracker (which starts new rows) and every per-sample tensor of `state`. Reading which
+/// samples those are is the step's one host read. `false` when no sample is left.
+pub(crate) fn keep_correct(
+    predictions: &Tensor,
+    y: &mut Vec<usize>,
+    rows: &mut ActiveRows,
+    tracker: &mut Tracker,
+    state: &mut [&mut Tensor],
+) -> Result<bool> {
+    let device = predictions.device();
+    let correct = predictions
+        .equal(&label_tensor(y, &device)?)?
+        .to_vec::<f64>()?;
+    let keep: Vec<usize> = (0..correct.len()).filter(|&r| correct[r] != 0.0).collect();
+    if keep.len() < y.len() && !keep.is_empty() {
+        tracker.new_rows()?;
+        for t in state.iter_mut() {
+            **t = t.index_select_rows(&keep)?;
+        }
+        *y = keep.iter().map(|&r| y[r]).collect();
+        rows.keep(&keep, &device)?;
+    }
+    Ok(!keep.is_empty())
 }

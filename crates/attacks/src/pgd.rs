@@ -53,12 +53,15 @@
 //! once per step with early exit (which samples are still classified correctly, to shrink
 //! the batch). A loss or gradient that is not finite is reported when the results are read.
 
-use specreg_tensor::{Device, Tensor};
+use specreg_tensor::Tensor;
 
 use crate::Result;
 use crate::classifier::Classifier;
 use crate::error::invalid;
-use crate::iterates::{Tracker, Worst, clean_output, draw_unit_starts, finish, restart_rngs};
+use crate::iterates::{
+    Tracker, Worst, clean_output, draw_unit_starts, finish, keep_correct, refuse_mixed_samples,
+    restart_rngs,
+};
 use crate::loss::{AttackLoss, loss_gradient, loss_values};
 use crate::output::{AttackOutput, prepare};
 use crate::perturb::{
@@ -291,7 +294,6 @@ impl Run<'_> {
         first: bool,
     ) -> Result<Worst> {
         let config = self.config;
-        let device = self.x.device();
         let mut rows = ActiveRows::all(self.labels.len());
         let (mut cur, mut x0, mut lo, mut hi) =
             (start, self.x.clone(), self.lo.clone(), self.hi.clone());
@@ -318,21 +320,12 @@ impl Run<'_> {
                 tracker.count_zero_rows(&grad)?;
             }
             if config.early_exit {
-                let keep = still_correct(&lg.predictions, &y, &device)?;
-                if keep.is_empty() {
-                    return worst.ok_or_else(|| invalid("pgd", "no iterate"));
+                let mut state = vec![&mut cur, &mut x0, &mut grad];
+                if config.norm == Norm::Linf {
+                    state.extend([&mut lo, &mut hi]);
                 }
-                if keep.len() < y.len() {
-                    tracker.new_rows()?;
-                    cur = cur.index_select_rows(&keep)?;
-                    x0 = x0.index_select_rows(&keep)?;
-                    grad = grad.index_select_rows(&keep)?;
-                    if config.norm == Norm::Linf {
-                        lo = lo.index_select_rows(&keep)?;
-                        hi = hi.index_select_rows(&keep)?;
-                    }
-                    y = keep.iter().map(|&r| y[r]).collect();
-                    rows.keep(&keep, &device)?;
+                if !keep_correct(&lg.predictions, &mut y, &mut rows, tracker, &mut state)? {
+                    return worst.ok_or_else(|| invalid("pgd", "no iterate"));
                 }
             }
             cur = match config.norm {
@@ -353,30 +346,4 @@ impl Run<'_> {
         worst.offer(&cur, &rows, self.label_t, &losses, &preds, config.steps)?;
         Ok(worst)
     }
-}
-
-/// The rows whose prediction is still their label `y` (ascending): the one host read of an
-/// early-exit step.
-pub(crate) fn still_correct(
-    predictions: &Tensor,
-    y: &[usize],
-    device: &Device,
-) -> Result<Vec<usize>> {
-    let correct = predictions
-        .equal(&label_tensor(y, device)?)?
-        .to_vec::<f64>()?;
-    Ok((0..correct.len()).filter(|&r| correct[r] != 0.0).collect())
-}
-
-/// Early exit's precondition: removing samples from a batch must not change the others'
-/// outputs, so `model` may not normalise with batch statistics.
-pub(crate) fn refuse_mixed_samples<C: Classifier + ?Sized>(model: &C, what: &str) -> Result<()> {
-    if model.samples_independent() {
-        return Ok(());
-    }
-    Err(invalid(
-        what,
-        "removing fooled samples from the batch would change the other samples' outputs: \
-         the classifier normalises with batch statistics",
-    ))
 }

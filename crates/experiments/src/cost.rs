@@ -16,9 +16,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{
-    Config, EigenModeName, EvalConfig, JacobianKindName, ModelKind, WhiteningStatisticsName,
-};
+use crate::config::{Config, EigenModeName, EvalConfig, JacobianKindName, ModelKind};
 
 /// The cost of one hidden layer's spectrum.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,48 +82,51 @@ pub struct AttackWork {
     pub gradients: u64,
     /// Forward passes per image (clean logits and one per grid point, every curve).
     pub forwards: u64,
+    /// The part of `gradients` that early exit can skip: the iterative attacks (PGD,
+    /// PGD-CW, APGD) on the network in eval mode.
+    pub exiting: u64,
 }
 
 /// The share of a gradient attack's planned gradient evaluations that early exit is
 /// expected to leave, for the time estimate. Measured per curve (PGD, PGD-CW, APGD-CE,
 /// APGD-DLR on the paper's grids, 2 000 test images): 0.19–0.28 for a vanilla MLP and
 /// 0.29–0.36 for an every-layer SpecReg MLP trained 4 epochs on all of MNIST, 0.31–0.36
-/// for a vanilla CNN trained 2. 0.4 leaves
-/// room for networks that resist longer; a run's note and `summary.json` give its own.
+/// for a vanilla CNN trained 2. 0.4 leaves room for networks that resist longer; a run's
+/// note and `summary.json` give its own.
 pub const EARLY_EXIT_SHARE: f64 = 0.4;
 
 /// Whether `config`'s gradient attacks run with early exit: asked for, and the network
 /// attacked in eval mode treats every image on its own (no whitening on batch statistics).
 pub fn early_exit_applies(config: &Config) -> bool {
-    config.eval.early_exit
-        && !matches!(
-            &config.whitening,
-            Some(w) if w.statistics == WhiteningStatisticsName::Batch
-        )
+    config.eval.early_exit && !config.whitens_with_batch_statistics()
 }
 
 /// The attacks of [`crate::evaluation`] with the settings of `eval`: every planned
 /// gradient evaluation (early exit may skip some, see [`expected_gradients`]).
 pub fn attack_work(eval: &EvalConfig) -> AttackWork {
     let mut w = AttackWork::default();
-    let mut curve = |points: usize, steps: usize| {
+    // `exits`: an iterative attack on the network in eval mode.
+    let mut curve = |points: usize, steps: usize, exits: bool| {
         w.gradients += (points * steps) as u64;
         w.forwards += 1 + points as u64;
+        if exits {
+            w.exiting += (points * steps) as u64;
+        }
     };
     let fgsm = eval.fgsm_eps.len();
     let pgd = eval.pgd_eps.len();
-    curve(fgsm, 1);
-    curve(pgd, eval.pgd_steps);
-    curve(eval.noise_sigma.len(), 0);
+    curve(fgsm, 1, false);
+    curve(pgd, eval.pgd_steps, true);
+    curve(eval.noise_sigma.len(), 0, false);
     if !eval.strong_eps.is_empty() {
         let n = eval.strong_eps.len();
-        curve(n, eval.pgd_steps); // PGD on the CW margin
-        curve(n, eval.apgd_steps); // APGD-CE
-        curve(n, eval.apgd_steps); // APGD-DLR
+        curve(n, eval.pgd_steps, true); // PGD on the CW margin
+        curve(n, eval.apgd_steps, true); // APGD-CE
+        curve(n, eval.apgd_steps, true); // APGD-DLR
     }
     if eval.bn_batch_statistics {
-        curve(fgsm, 1);
-        curve(pgd, eval.pgd_steps);
+        curve(fgsm, 1, false);
+        curve(pgd, eval.pgd_steps, false);
     }
     w
 }
@@ -134,19 +135,11 @@ pub fn attack_work(eval: &EvalConfig) -> AttackWork {
 /// and the `*-bn-batch` curves' in full, the other gradient attacks' scaled by
 /// [`EARLY_EXIT_SHARE`] where early exit applies.
 pub fn expected_gradients(config: &Config) -> f64 {
-    let e = &config.eval;
-    let planned = attack_work(e).gradients as f64;
+    let w = attack_work(&config.eval);
     if !early_exit_applies(config) {
-        return planned;
+        return w.gradients as f64;
     }
-    let fgsm = e.fgsm_eps.len() as f64;
-    let batch_curves = if e.bn_batch_statistics {
-        (e.fgsm_eps.len() + e.pgd_eps.len() * e.pgd_steps) as f64
-    } else {
-        0.0
-    };
-    let exiting = planned - fgsm - batch_curves;
-    fgsm + batch_curves + EARLY_EXIT_SHARE * exiting
+    (w.gradients - w.exiting) as f64 + EARLY_EXIT_SHARE * w.exiting as f64
 }
 
 /// Training steps per epoch (the last partial batch is kept).

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
-use specreg_attacks::{Attack, EvalOptions, NetworkInMode, RobustnessCurve};
+use specreg_attacks::{EvalOptions, NetworkInMode, RobustnessCurve};
 use specreg_nn::Mode;
 
 use crate::attack_plan::attack_specs;
@@ -197,14 +197,9 @@ pub fn evaluate_run(ctx: &Context<'_>, config: &Config, seed: u64) -> Result<Eva
             ),
         }
         .with_context(|| format!("{} seed {seed}: {}", config.id(), spec.name))?;
-        let evaluated: u64 = curve.points.iter().map(|p| p.gradient_evaluations).sum();
+        let evaluated: u64 = curve.gradient_evaluations().iter().sum();
         let planned = spec.cost * curve.num_images as u64;
-        let early_exit = match spec.attack {
-            Attack::Pgd(c) => c.early_exit,
-            Attack::Apgd(c) => c.early_exit,
-            _ => false,
-        };
-        let work = if early_exit && planned > 0 {
+        let work = if spec.attack.early_exit() && planned > 0 {
             format!(
                 ", early exit: {:.0}% of the planned gradient evaluations",
                 100.0 * evaluated as f64 / planned as f64
@@ -284,7 +279,7 @@ pub fn evaluate_run(ctx: &Context<'_>, config: &Config, seed: u64) -> Result<Eva
                 ),
                 strengths: c.strengths(),
                 accuracies: c.accuracies(),
-                gradient_evaluations: c.points.iter().map(|p| p.gradient_evaluations).collect(),
+                gradient_evaluations: c.gradient_evaluations(),
             })
             .collect(),
         flags,

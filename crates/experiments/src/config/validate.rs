@@ -334,14 +334,19 @@ impl Config {
             .max_by_key(|(_, w)| *w)
     }
 
+    /// Whether the network whitens with each batch's statistics in every mode (the
+    /// reference's layer), so that in evaluation too one image's output depends on the
+    /// rest of its batch.
+    pub fn whitens_with_batch_statistics(&self) -> bool {
+        self.whitening
+            .as_ref()
+            .is_some_and(|w| w.statistics == WhiteningStatisticsName::Batch)
+    }
+
     /// Whether the evaluated network's output for an image depends on the rest of its
     /// batch: batch-statistics whitening, or the extra BatchNorm-batch-statistics curves.
     pub fn evaluates_with_batch_statistics(&self) -> bool {
-        self.eval.bn_batch_statistics
-            || self
-                .whitening
-                .as_ref()
-                .is_some_and(|w| w.statistics == WhiteningStatisticsName::Batch)
+        self.eval.bn_batch_statistics || self.whitens_with_batch_statistics()
     }
 
     /// The reference's batch-size rule (`train.min_batch_ratio` × the widest constrained
@@ -386,11 +391,7 @@ impl Config {
                 ),
             ));
         }
-        let batch_whitening = self
-            .whitening
-            .as_ref()
-            .is_some_and(|w| w.statistics == WhiteningStatisticsName::Batch);
-        if batch_whitening {
+        if self.whitens_with_batch_statistics() {
             rule("train.chunk", t.chunk)?;
             // The refresh and the spectra fold a short remainder into their last chunk; the
             // sensitivity maps' batches do not.
@@ -422,7 +423,7 @@ impl Config {
                     ),
                 ));
             }
-            if batch_whitening {
+            if self.whitens_with_batch_statistics() {
                 rule("eval.batch_size", b)?;
             }
         }
