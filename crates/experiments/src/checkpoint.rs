@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::metrics::{EpochRecord, ErrorRecord};
-use crate::outputs::{RunPaths, write_atomic};
+use crate::outputs::{Provenance, RunPaths, write_atomic};
 
 /// Where a run stands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -247,6 +247,44 @@ pub fn check_model_provenance(
     Ok(())
 }
 
+/// What differs between the settings that wrote a checkpoint (its model file's `specreg`
+/// header entry, `metadata`) and `now`, the run resuming from it, among those that decide
+/// the bits on a CPU: the thread count and the CPU kernels. `None` when they are the same
+/// or the checkpoint does not record them (older files); else a sentence for the log,
+/// since the resumed run is then not bit-identical to one that ran through.
+pub fn resume_settings_change(
+    metadata: &BTreeMap<String, String>,
+    now: &Provenance,
+) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(metadata.get("specreg")?).ok()?;
+    let mut changes = Vec::new();
+    if let Some(threads) = value.get("threads").and_then(serde_json::Value::as_u64)
+        && threads != now.threads as u64
+    {
+        let plural = |n: u64| if n == 1 { "thread" } else { "threads" };
+        changes.push(format!(
+            "{threads} {}, now {}",
+            plural(threads),
+            now.threads
+        ));
+    }
+    if let Some(kernels) = value.get("cpu_kernels").and_then(serde_json::Value::as_str)
+        && kernels != now.cpu_kernels
+    {
+        changes.push(format!(
+            "CPU kernels `{kernels}`, now `{}`",
+            now.cpu_kernels
+        ));
+    }
+    (!changes.is_empty()).then(|| {
+        format!(
+            "the checkpoint was written with {}: the finished run will not be bit-identical \
+             to one that ran through on either",
+            changes.join(" and ")
+        )
+    })
+}
+
 /// [`check_model_provenance`] for the final `model.safetensors` of the run in `paths`
 /// (seed from its `seed<k>` folder name, as [`RunPaths::new`] names it) trained with
 /// `config` (all its epochs).
@@ -288,5 +326,61 @@ fn remove_other_epochs(dir: &Path, keep: &Path) {
             // A folder that cannot be removed only costs disk space.
             let _ = std::fs::remove_dir_all(&p);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provenance(threads: usize, cpu_kernels: &str) -> Provenance {
+        Provenance {
+            seed: 3,
+            commit: "abc".into(),
+            device: "cpu".into(),
+            threads,
+            cpu_kernels: cpu_kernels.into(),
+        }
+    }
+
+    #[test]
+    fn a_resume_on_other_threads_or_kernels_is_named() {
+        let avx2 = "faer x86_64+avx2+fma";
+        let avx512 = "faer x86_64+avx512f+avx2+fma";
+        let written = crate::runner::model_metadata(&provenance(2, avx2), 4, "digest");
+        assert_eq!(resume_settings_change(&written, &provenance(2, avx2)), None);
+        let kernels = resume_settings_change(&written, &provenance(2, avx512)).unwrap();
+        assert!(
+            kernels
+                .contains("CPU kernels `faer x86_64+avx2+fma`, now `faer x86_64+avx512f+avx2+fma`")
+                && !kernels.contains("threads"),
+            "{kernels}"
+        );
+        let both = resume_settings_change(&written, &provenance(1, avx512)).unwrap();
+        assert!(both.contains("2 threads, now 1 and CPU kernels"), "{both}");
+        let one = crate::runner::model_metadata(&provenance(1, avx2), 4, "digest");
+        let threads = resume_settings_change(&one, &provenance(2, avx2)).unwrap();
+        assert!(
+            threads.contains("written with 1 thread, now 2:"),
+            "{threads}"
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_without_kernels_compares_its_threads_only() {
+        let old = BTreeMap::from([(
+            "specreg".to_string(),
+            r#"{"seed":3,"commit":"abc","device":"cpu","threads":2,"epoch":1,"training":"d"}"#
+                .to_string(),
+        )]);
+        assert_eq!(
+            resume_settings_change(&old, &provenance(2, "anything")),
+            None
+        );
+        assert!(resume_settings_change(&old, &provenance(4, "anything")).is_some());
+        assert_eq!(
+            resume_settings_change(&BTreeMap::new(), &provenance(2, "x")),
+            None
+        );
     }
 }

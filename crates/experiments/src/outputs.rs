@@ -150,14 +150,23 @@ pub struct Provenance {
     pub device: String,
     /// Worker threads (rayon pool size).
     pub threads: usize,
+    /// The CPU kernels that ran ([`specreg_tensor::linalg::cpu_kernels`]): with the same
+    /// config, seed and thread count, two machines give the same bits only if this is the
+    /// same. `unknown` in files written before it was recorded.
+    #[serde(default = "unknown")]
+    pub cpu_kernels: String,
+}
+
+fn unknown() -> String {
+    "unknown".into()
 }
 
 impl Provenance {
     /// One line for CSV comments and image metadata.
     pub fn line(&self) -> String {
         format!(
-            "seed={} commit={} device={} threads={}",
-            self.seed, self.commit, self.device, self.threads
+            "seed={} commit={} device={} threads={} cpu_kernels={}",
+            self.seed, self.commit, self.device, self.threads, self.cpu_kernels
         )
     }
 }

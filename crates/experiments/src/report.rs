@@ -9,7 +9,7 @@ use anyhow::Result;
 
 use crate::claims::evaluate_claims;
 use crate::config::Role;
-use crate::outputs::write_atomic;
+use crate::outputs::{Provenance, write_atomic};
 use crate::plots::{
     CurveSeries, SensitivityRow, SpectrumSeries, curve_plot, sensitivity_grid, spectrum_plot,
 };
@@ -107,12 +107,12 @@ pub fn write_report(out: &Path, profile: Option<&str>) -> Result<PathBuf> {
     if let Some(p) = profile {
         let _ = writeln!(md, "- profile: **{p}**");
     }
-    if let Some(r) = first {
-        let _ = writeln!(
-            md,
-            "- commit `{}`, device `{}`, {} threads",
-            r.provenance.commit, r.provenance.device, r.provenance.threads
-        );
+    let provenances = results
+        .variants
+        .values()
+        .flat_map(|v| v.runs.iter().map(|r| &r.provenance));
+    for line in settings_lines(provenances) {
+        let _ = writeln!(md, "{line}");
     }
     let n_runs: usize = results.variants.values().map(|v| v.runs.len()).sum();
     let _ = writeln!(
@@ -347,6 +347,33 @@ pub fn write_report(out: &Path, profile: Option<&str>) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// The report's lines naming where the runs were computed: one line when every run shares
+/// its commit, device, thread count and CPU kernels, else one per combination with its run
+/// count, so results from mixed machines (a cluster's nodes) say so.
+fn settings_lines<'a>(provenances: impl Iterator<Item = &'a Provenance>) -> Vec<String> {
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    for p in provenances {
+        let line = format!(
+            "commit `{}`, device `{}`, {} threads, CPU kernels `{}`",
+            p.commit, p.device, p.threads, p.cpu_kernels
+        );
+        *counts.entry(line).or_default() += 1;
+    }
+    match counts.len() {
+        0 => Vec::new(),
+        1 => counts.into_keys().map(|l| format!("- {l}")).collect(),
+        n => std::iter::once(format!(
+            "- the runs were computed in {n} settings (not bit-comparable between them):"
+        ))
+        .chain(
+            counts
+                .into_iter()
+                .map(|(l, k)| format!("  - {l}: {k} run{}", if k == 1 { "" } else { "s" })),
+        )
+        .collect(),
+    }
+}
+
 fn provenance_line(group: &[&VariantResults]) -> String {
     let seeds: Vec<String> = group
         .iter()
@@ -356,11 +383,12 @@ fn provenance_line(group: &[&VariantResults]) -> String {
         .collect();
     match group.first().and_then(|v| v.runs.first()) {
         Some(r) => format!(
-            "seeds={} commit={} device={} threads={}",
+            "seeds={} commit={} device={} threads={} cpu_kernels={}",
             seeds.join(","),
             r.provenance.commit,
             r.provenance.device,
-            r.provenance.threads
+            r.provenance.threads,
+            r.provenance.cpu_kernels
         ),
         None => String::new(),
     }
@@ -498,4 +526,50 @@ fn extra_attack_table(group: &[&VariantResults]) -> String {
         "Stronger attacks and attack-time BatchNorm (accuracy %, grid points only):\n\n\
          | variant | attack | ε = 0.05 | ε = 0.1 | ε = 0.2 |\n|---|---|---|---|---|\n{rows}\n"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provenance(seed: u64, cpu_kernels: &str) -> Provenance {
+        Provenance {
+            seed,
+            commit: "abc".into(),
+            device: "cpu".into(),
+            threads: 2,
+            cpu_kernels: cpu_kernels.into(),
+        }
+    }
+
+    #[test]
+    fn one_setting_is_one_line() {
+        let p = [
+            provenance(0, "faer x86_64+avx2+fma"),
+            provenance(1, "faer x86_64+avx2+fma"),
+        ];
+        assert_eq!(
+            settings_lines(p.iter()),
+            ["- commit `abc`, device `cpu`, 2 threads, CPU kernels `faer x86_64+avx2+fma`"]
+        );
+        assert!(settings_lines([].iter()).is_empty());
+    }
+
+    #[test]
+    fn mixed_machines_are_listed_with_their_run_counts() {
+        let avx512 = "faer x86_64+avx512f+avx2+fma";
+        let p = [
+            provenance(0, "faer x86_64+avx2+fma"),
+            provenance(1, avx512),
+            provenance(2, avx512),
+        ];
+        assert_eq!(
+            settings_lines(p.iter()),
+            [
+                "- the runs were computed in 2 settings (not bit-comparable between them):",
+                "  - commit `abc`, device `cpu`, 2 threads, CPU kernels `faer x86_64+avx2+fma`: 1 run",
+                "  - commit `abc`, device `cpu`, 2 threads, CPU kernels `faer x86_64+avx512f+avx2+fma`: 2 runs",
+            ]
+        );
+    }
 }

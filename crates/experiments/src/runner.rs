@@ -53,6 +53,7 @@ impl Context<'_> {
             commit: self.commit.clone(),
             device: self.device_name.clone(),
             threads: self.threads,
+            cpu_kernels: specreg_tensor::linalg::cpu_kernels(),
         }
     }
 }
@@ -128,6 +129,7 @@ pub fn model_metadata(
         "commit": provenance.commit,
         "device": provenance.device,
         "threads": provenance.threads,
+        "cpu_kernels": provenance.cpu_kernels,
         "epoch": epoch,
         "training": training,
     });
@@ -284,6 +286,12 @@ pub fn train(ctx: &Context<'_>, config: &Config, seed: u64) -> Result<TrainOutco
                 e,
                 &training_digest(config, seed),
             )?;
+            if let Some(change) = crate::checkpoint::resume_settings_change(&meta, &provenance) {
+                ctx.progress.log(&format!(
+                    "warning: {} seed {seed}: resuming after epoch {e}, but {change}",
+                    config.id()
+                ));
+            }
             load_optimizer(ckpt.optimizer(e), &mut adam)
                 .with_context(|| format!("resuming from {}", ckpt.optimizer(e).display()))?;
             rng = Rng::from_state(state.rng);

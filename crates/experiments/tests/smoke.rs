@@ -82,6 +82,8 @@ fn smoke_profile_end_to_end() {
             config.contains("seed=0") && config.contains("threads=2"),
             "{config}"
         );
+        let kernels = format!("cpu_kernels={}", specreg_tensor::linalg::cpu_kernels());
+        assert!(config.contains(&kernels), "{config}");
 
         // Metrics: one finite epoch, accuracy a fraction.
         let metrics = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();

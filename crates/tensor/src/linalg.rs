@@ -29,6 +29,46 @@ pub const BACKEND: &str = if cfg!(feature = "openblas") {
     "faer"
 };
 
+/// The CPU kernels these routines run on this machine: [`BACKEND`], the architecture and the
+/// instruction-set extensions that faer, its GEMM and this crate's sparse product choose
+/// between at run time, e.g. `faer x86_64+avx2+fma` or
+/// `faer x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl+avx2+fma`.
+///
+/// Results are the same bits on two machines only if this string is the same: the AVX-512
+/// kernels add in another order than the AVX2 ones (OpenBLAS, with the `openblas`
+/// feature, also picks its kernels by CPU model, which this string does not name).
+pub fn cpu_kernels() -> String {
+    let mut s = format!("{BACKEND} {}", std::env::consts::ARCH);
+    for feature in detected_dispatch_features() {
+        s.push('+');
+        s.push_str(feature);
+    }
+    s
+}
+
+#[cfg(target_arch = "x86_64")]
+fn detected_dispatch_features() -> Vec<&'static str> {
+    // The features pulp's x86-v4 / x86-v3 levels and private-gemm-x86 test for, in the
+    // order they are listed above (AVX-512 first).
+    let mut found = Vec::new();
+    macro_rules! probe {
+        ($($f:tt),*) => {
+            $(if is_x86_feature_detected!($f) {
+                found.push($f);
+            })*
+        };
+    }
+    probe!(
+        "avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl", "avx2", "fma"
+    );
+    found
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn detected_dispatch_features() -> Vec<&'static str> {
+    Vec::new()
+}
+
 /// Which triangle of a triangular matrix holds the data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Triangle {

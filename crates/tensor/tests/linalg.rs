@@ -498,3 +498,33 @@ fn linalg_agrees_with_the_cpu(dev: &Device) -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn cpu_kernels_names_the_backend_and_the_detected_features() {
+    let kernels = linalg::cpu_kernels();
+    let mut parts = kernels.split(' ');
+    assert_eq!(parts.next(), Some(linalg::BACKEND));
+    let rest = parts.next().expect("an architecture after the backend");
+    assert_eq!(parts.next(), None, "{kernels}");
+    let mut features = rest.split('+');
+    assert_eq!(features.next(), Some(std::env::consts::ARCH));
+    let features: Vec<&str> = features.collect();
+    #[cfg(target_arch = "x86_64")]
+    {
+        let expected: Vec<&str> = [
+            ("avx512f", is_x86_feature_detected!("avx512f")),
+            ("avx512bw", is_x86_feature_detected!("avx512bw")),
+            ("avx512cd", is_x86_feature_detected!("avx512cd")),
+            ("avx512dq", is_x86_feature_detected!("avx512dq")),
+            ("avx512vl", is_x86_feature_detected!("avx512vl")),
+            ("avx2", is_x86_feature_detected!("avx2")),
+            ("fma", is_x86_feature_detected!("fma")),
+        ]
+        .into_iter()
+        .filter_map(|(f, on)| on.then_some(f))
+        .collect();
+        assert_eq!(features, expected, "{kernels}");
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    assert!(features.is_empty(), "{kernels}");
+}

@@ -121,6 +121,7 @@ mod selection {
                 commit: "test".into(),
                 device: "cpu".into(),
                 threads: 1,
+                cpu_kernels: "faer x86_64+avx2+fma".into(),
             },
             format: crate::integrity::RESULTS_FORMAT.into(),
             files: Default::default(),
