@@ -94,6 +94,30 @@ pub struct Calibration {
 }
 
 impl Calibration {
+    /// Removes this machine's entry from the cache file, so that the next command
+    /// measures it afresh; `false` when there was nothing to remove (no cache folder, no
+    /// file, or no entry for this machine).
+    ///
+    /// # Errors
+    /// Writing the cache file.
+    pub fn forget(&self) -> Result<bool> {
+        let Some(path) = &self.cache else {
+            return Ok(false);
+        };
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return Ok(false);
+        };
+        let Ok(mut file) = serde_json::from_str::<CacheFile>(&text) else {
+            return Ok(false);
+        };
+        if file.machines.remove(&self.machine).is_none() {
+            return Ok(false);
+        }
+        write_atomic(path, serde_json::to_string_pretty(&file)?.as_bytes())
+            .with_context(|| format!("updating the calibration cache {}", path.display()))?;
+        Ok(true)
+    }
+
     /// The unit costs of `config`, when every piece of it was calibrated.
     pub fn units(&self, config: &Config) -> Option<UnitCosts> {
         let t = &self.times;
@@ -355,5 +379,39 @@ mod tests {
         // A noisy measurement cannot make the exponent absurd.
         t.eigh.insert("2000".into(), 0.1);
         assert!((t.eigh_seconds(2000).unwrap() - 0.1 * 2f64.powf(2.5)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn forgetting_removes_this_machine_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("calibration.json");
+        let times = |commit: &str| MachineTimes {
+            commit: commit.into(),
+            ..MachineTimes::default()
+        };
+        let file = CacheFile {
+            version: CACHE_VERSION,
+            machines: BTreeMap::from([("here".into(), times("a")), ("there".into(), times("b"))]),
+        };
+        std::fs::write(&path, serde_json::to_string(&file).unwrap()).unwrap();
+        let calibration = |machine: &str, cache: Option<PathBuf>| Calibration {
+            machine: machine.into(),
+            times: times("a"),
+            measured_seconds: 0.0,
+            cache,
+        };
+        assert!(calibration("here", Some(path.clone())).forget().unwrap());
+        let left: CacheFile =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(left.machines.keys().collect::<Vec<_>>(), ["there"]);
+        assert_eq!(left.machines["there"], times("b"));
+        // Nothing (more) to remove: no entry, no file, no cache folder.
+        assert!(!calibration("here", Some(path.clone())).forget().unwrap());
+        assert!(
+            !calibration("here", Some(dir.path().join("none.json")))
+                .forget()
+                .unwrap()
+        );
+        assert!(!calibration("here", None).forget().unwrap());
     }
 }

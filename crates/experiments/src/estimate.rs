@@ -194,7 +194,34 @@ pub struct RunTiming {
     pub estimated_eval_seconds: f64,
     /// Measured evaluation seconds.
     pub measured_eval_seconds: f64,
+    /// Whether the estimate came from this machine's calibration (else the reference
+    /// model priced it).
+    #[serde(default)]
+    pub calibrated: bool,
 }
+
+impl RunTiming {
+    /// Estimated over measured seconds, training and evaluation together; `None` below
+    /// [`RunTiming::MIN_CHECKED_SECONDS`] measured, where fixed costs dominate.
+    pub fn ratio(&self) -> Option<f64> {
+        let measured = self.measured_train_seconds + self.measured_eval_seconds;
+        (measured >= Self::MIN_CHECKED_SECONDS)
+            .then(|| (self.estimated_train_seconds + self.estimated_eval_seconds) / measured)
+    }
+
+    /// Runs measured for less than this are not used to judge the calibration.
+    pub const MIN_CHECKED_SECONDS: f64 = 10.0;
+}
+
+/// How far the median run's estimate may be from its measurement, as a factor either way,
+/// before the calibration is judged wrong ([`TimingRecord::calibration_off_by`]). The
+/// cost model's own error on the training runs checked against it was +1% to +21%; a
+/// calibration timed while the machine was busy priced an evaluation 2.2× high.
+pub const CALIBRATION_TOLERANCE: f64 = 1.5;
+
+/// The measured seconds a command must have run, in runs of at least
+/// [`RunTiming::MIN_CHECKED_SECONDS`], before its times judge the calibration.
+pub const CALIBRATION_CHECK_SECONDS: f64 = 60.0;
 
 /// `timing.json`: the estimate against the measurement, per run and in total.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -245,6 +272,7 @@ impl TimingRecord {
                 measured_train_seconds: find(train, &r.id, r.seed),
                 estimated_eval_seconds: r.estimate.eval_seconds,
                 measured_eval_seconds: find(eval, &r.id, r.seed),
+                calibrated: r.calibrated,
             })
             .collect();
         let estimated = plan.total().total();
@@ -259,6 +287,32 @@ impl TimingRecord {
             relative_error: (measured > 0.0).then(|| (estimated - measured) / measured),
             runs,
         }
+    }
+
+    /// The median estimated / measured ratio of the calibrated runs that ran long enough
+    /// to judge ([`RunTiming::ratio`]), when they ran [`CALIBRATION_CHECK_SECONDS`] in all
+    /// and that median is more than [`CALIBRATION_TOLERANCE`] off either way: the sign
+    /// that the calibration this command used does not describe the machine now (timed
+    /// while it was busy, or on a host since replaced). The median, so that a run that
+    /// diverged early and stopped cannot make the estimate look wrong.
+    pub fn calibration_off_by(&self) -> Option<f64> {
+        let checked: Vec<(&RunTiming, f64)> = self
+            .runs
+            .iter()
+            .filter(|r| r.calibrated)
+            .filter_map(|r| r.ratio().map(|q| (r, q)))
+            .collect();
+        let seconds: f64 = checked
+            .iter()
+            .map(|(r, _)| r.measured_train_seconds + r.measured_eval_seconds)
+            .sum();
+        if seconds < CALIBRATION_CHECK_SECONDS {
+            return None;
+        }
+        let mut ratios: Vec<f64> = checked.iter().map(|&(_, q)| q).collect();
+        ratios.sort_by(f64::total_cmp);
+        let median = crate::stats::median_sorted(&ratios)?;
+        (!(1.0 / CALIBRATION_TOLERANCE..=CALIBRATION_TOLERANCE).contains(&median)).then_some(median)
     }
 
     /// One line: estimate, measurement and error.
@@ -390,6 +444,80 @@ mod tests {
         assert_eq!(
             TimingRecord::path(out, "train", Shard::new(1, 3).unwrap()),
             out.join("timing-train-shard-1-of-3.json")
+        );
+    }
+
+    fn timing(estimated: f64, measured: f64, calibrated: bool) -> RunTiming {
+        RunTiming {
+            id: "exp1/a".into(),
+            seed: 0,
+            estimated_train_seconds: 0.75 * estimated,
+            measured_train_seconds: 0.75 * measured,
+            estimated_eval_seconds: 0.25 * estimated,
+            measured_eval_seconds: 0.25 * measured,
+            calibrated,
+        }
+    }
+
+    fn record(runs: Vec<RunTiming>) -> TimingRecord {
+        TimingRecord {
+            machine: "m".into(),
+            profile: "p".into(),
+            shard: "1/1".into(),
+            calibration_seconds: 0.0,
+            estimated_seconds: 0.0,
+            measured_seconds: 0.0,
+            relative_error: None,
+            runs,
+        }
+    }
+
+    #[test]
+    fn a_calibration_far_off_the_measured_runs_is_named() {
+        // 2.2× high, as a calibration timed on a busy machine was.
+        let busy = record(vec![timing(220.0, 100.0, true), timing(440.0, 200.0, true)]);
+        assert!((busy.calibration_off_by().unwrap() - 2.2).abs() < 1e-12);
+        // 1.6× low.
+        let slow = record(vec![timing(100.0, 160.0, true)]);
+        assert!((slow.calibration_off_by().unwrap() - 0.625).abs() < 1e-12);
+        // Within the tolerance either way.
+        assert_eq!(
+            record(vec![timing(140.0, 100.0, true), timing(100.0, 140.0, true)])
+                .calibration_off_by(),
+            None
+        );
+        assert_eq!(
+            record(vec![timing(149.0, 100.0, true)]).calibration_off_by(),
+            None
+        );
+    }
+
+    #[test]
+    fn short_diverged_and_uncalibrated_runs_do_not_judge_the_calibration() {
+        // Too little measured in all (4 × 12 s < 60 s), though each run is 3× off.
+        let short = record((0..4).map(|_| timing(36.0, 12.0, true)).collect());
+        assert_eq!(short.calibration_off_by(), None);
+        // Runs under 10 s are left out, and do not count towards the 60 s either.
+        let mut tiny: Vec<RunTiming> = (0..40).map(|_| timing(30.0, 9.0, true)).collect();
+        tiny.push(timing(50.0, 50.0, true));
+        assert_eq!(record(tiny).calibration_off_by(), None);
+        // One run that diverged after an epoch is far off; the median is not.
+        let diverged = record(vec![
+            timing(100.0, 95.0, true),
+            timing(100.0, 110.0, true),
+            timing(100.0, 12.0, true),
+        ]);
+        assert_eq!(diverged.calibration_off_by(), None);
+        // A run priced by the reference model says nothing about the calibration.
+        let reference = record(vec![
+            timing(500.0, 100.0, false),
+            timing(100.0, 100.0, true),
+            timing(100.0, 100.0, true),
+        ]);
+        assert_eq!(reference.calibration_off_by(), None);
+        assert_eq!(
+            record(vec![timing(500.0, 200.0, false)]).calibration_off_by(),
+            None
         );
     }
 }

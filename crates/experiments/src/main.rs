@@ -281,6 +281,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
         let path = TimingRecord::path(&global.out, command, shard);
         record.write(&path)?;
         progress.log(&format!("{} (kept in {})", record.line(), path.display()));
+        if let Some(ratio) = record.calibration_off_by() {
+            let what = format!(
+                "the median run's estimate was {ratio:.2}× its measured time: this machine's \
+                 calibration and its speed now disagree (one of them was measured while the \
+                 machine was busy, or the host changed)"
+            );
+            match e.calibration.forget() {
+                Ok(true) => progress.warn(&format!(
+                    "{what}; it is dropped from the cache, so the next command measures afresh"
+                )),
+                Ok(false) => progress.warn(&what),
+                Err(err) => progress.warn(&format!("{what}; dropping it failed: {err:#}")),
+            }
+        }
     }
     if let Command::Run(s) = &cli.command {
         if shard.is_all() {

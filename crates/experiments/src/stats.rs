@@ -1,4 +1,4 @@
-//! Small statistics over seeds: mean, sample standard deviation, curve interpolation.
+//! Small statistics over seeds: mean, sample standard deviation, median, curve interpolation.
 
 /// Mean of `v` (NaN for an empty slice).
 pub fn mean(v: &[f64]) -> f64 {
@@ -32,6 +32,17 @@ pub fn interpolate(xs: &[f64], ys: &[f64], x: f64) -> Option<f64> {
     Some(ys[i] + t * (ys[i + 1] - ys[i]))
 }
 
+/// The median of `sorted` (ascending): the middle value, or the mean of the two middle
+/// values; `None` for an empty slice.
+pub fn median_sorted(sorted: &[f64]) -> Option<f64> {
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some(0.5 * (sorted[n / 2 - 1] + sorted[n / 2])),
+    }
+}
+
 /// Whether `x` is (within rounding) one of the grid points.
 pub fn on_grid(xs: &[f64], x: f64) -> bool {
     xs.iter().any(|v| (v - x).abs() < 1e-9)
@@ -47,6 +58,9 @@ mod tests {
         assert_eq!(std(&[1.0, 2.0, 3.0]), 1.0);
         assert_eq!(std(&[5.0]), 0.0);
         assert!(mean(&[]).is_nan());
+        assert_eq!(median_sorted(&[1.0, 2.0, 7.0]), Some(2.0));
+        assert_eq!(median_sorted(&[1.0, 2.0, 4.0, 7.0]), Some(3.0));
+        assert_eq!(median_sorted(&[]), None);
     }
 
     #[test]
