@@ -16,7 +16,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, EigenModeName, EvalConfig, JacobianKindName, ModelKind};
+use specreg_nn::Mode;
+
+use crate::config::{Config, EigenModeName, JacobianKindName, ModelKind};
 
 /// The cost of one hidden layer's spectrum.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,7 +85,8 @@ pub struct AttackWork {
     /// Forward passes per image (clean logits and one per grid point, every curve).
     pub forwards: u64,
     /// The part of `gradients` that early exit can skip: the iterative attacks (PGD,
-    /// PGD-CW, APGD) on the network in eval mode.
+    /// PGD-CW, APGD) where early exit is on and the network attacked treats its images
+    /// independently.
     pub exiting: u64,
 }
 
@@ -95,50 +98,57 @@ pub struct AttackWork {
 /// note and `summary.json` give its own.
 pub const EARLY_EXIT_SHARE: f64 = 0.4;
 
-/// Whether `config`'s gradient attacks run with early exit: asked for, and the network
-/// attacked in eval mode treats every image on its own (no whitening on batch statistics).
-pub fn early_exit_applies(config: &Config) -> bool {
-    config.eval.early_exit && !config.whitens_with_batch_statistics()
+/// Whether `config`'s network, attacked in `mode`, treats every image on its own, as early
+/// exit needs: no BatchNorm (only the shallow net has it) or whitening on batch statistics
+/// in batch-statistics mode, and no whitening on batch statistics in eval mode. This is
+/// what `Network::samples_independent` says of the network the run builds (a test checks
+/// the two agree).
+pub fn samples_independent(config: &Config, mode: Mode) -> bool {
+    match mode {
+        Mode::Eval => !config.whitens_with_batch_statistics(),
+        _ => {
+            let batchnorm = config.model.kind == ModelKind::Shallow && config.model.batchnorm;
+            !batchnorm && config.whitening.is_none()
+        }
+    }
 }
 
-/// The attacks of [`crate::evaluation`] with the settings of `eval`: every planned
-/// gradient evaluation (early exit may skip some, see [`expected_gradients`]).
-pub fn attack_work(eval: &EvalConfig) -> AttackWork {
+/// The attacks of [`crate::evaluation`] with `config`'s settings: every planned gradient
+/// evaluation, and the part of them early exit applies to (see [`expected_gradients`]).
+pub fn attack_work(config: &Config) -> AttackWork {
+    let eval = &config.eval;
     let mut w = AttackWork::default();
-    // `exits`: an iterative attack on the network in eval mode.
-    let mut curve = |points: usize, steps: usize, exits: bool| {
+    // `iterative`: PGD, PGD-CW or APGD, which exit early when asked to and the network
+    // treats its images independently in the `mode` it is attacked in.
+    let mut curve = |points: usize, steps: usize, iterative: bool, mode: Mode| {
         w.gradients += (points * steps) as u64;
         w.forwards += 1 + points as u64;
-        if exits {
+        if iterative && eval.early_exit && samples_independent(config, mode) {
             w.exiting += (points * steps) as u64;
         }
     };
     let fgsm = eval.fgsm_eps.len();
     let pgd = eval.pgd_eps.len();
-    curve(fgsm, 1, false);
-    curve(pgd, eval.pgd_steps, true);
-    curve(eval.noise_sigma.len(), 0, false);
+    curve(fgsm, 1, false, Mode::Eval);
+    curve(pgd, eval.pgd_steps, true, Mode::Eval);
+    curve(eval.noise_sigma.len(), 0, false, Mode::Eval);
     if !eval.strong_eps.is_empty() {
         let n = eval.strong_eps.len();
-        curve(n, eval.pgd_steps, true); // PGD on the CW margin
-        curve(n, eval.apgd_steps, true); // APGD-CE
-        curve(n, eval.apgd_steps, true); // APGD-DLR
+        curve(n, eval.pgd_steps, true, Mode::Eval); // PGD on the CW margin
+        curve(n, eval.apgd_steps, true, Mode::Eval); // APGD-CE
+        curve(n, eval.apgd_steps, true, Mode::Eval); // APGD-DLR
     }
     if eval.bn_batch_statistics {
-        curve(fgsm, 1, false);
-        curve(pgd, eval.pgd_steps, false);
+        curve(fgsm, 1, false, Mode::BatchStatistics);
+        curve(pgd, eval.pgd_steps, true, Mode::BatchStatistics);
     }
     w
 }
 
-/// The gradient evaluations per image `config`'s attacks are expected to make: FGSM's
-/// and the `*-bn-batch` curves' in full, the other gradient attacks' scaled by
-/// [`EARLY_EXIT_SHARE`] where early exit applies.
+/// The gradient evaluations per image `config`'s attacks are expected to make: those
+/// without early exit in full, the rest scaled by [`EARLY_EXIT_SHARE`].
 pub fn expected_gradients(config: &Config) -> f64 {
-    let w = attack_work(&config.eval);
-    if !early_exit_applies(config) {
-        return w.gradients as f64;
-    }
+    let w = attack_work(config);
     (w.gradients - w.exiting) as f64 + EARLY_EXIT_SHARE * w.exiting as f64
 }
 
@@ -220,7 +230,7 @@ pub fn estimate(
         ..RunEstimate::default()
     };
     if evaluate {
-        let w = attack_work(&config.eval);
+        let w = attack_work(config);
         let attacks = m
             * (expected_gradients(config) * units.gradient_per_image
                 + w.forwards as f64 * units.forward_per_image);
@@ -347,6 +357,7 @@ pub fn memory_mib(config: &Config) -> u64 {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use specreg_tensor::Device;
 
     fn config(extra: &str, kind: &str, batch: usize) -> Config {
         let text = format!(
@@ -357,6 +368,67 @@ mod tests {
         Config::from_toml_str(&text, "test").unwrap()
     }
 
+    /// The shallow net without its BatchNorm, with `eval` in its `[eval]` table.
+    fn no_batchnorm(eval: &str) -> Config {
+        let text = format!(
+            "experiment = \"exp1\"\nvariant = \"t\"\nseeds = [0]\n[model]\nkind = \"shallow\"\n\
+             batchnorm = false\n[train]\nepochs = 4\nbatch_size = 500\nlr = 1e-4\n\
+             train_subset = 10000\nmin_batch_ratio = 0.0\n[eval]\ntest_subset = 1000\n{eval}"
+        );
+        Config::from_toml_str(&text, "test").unwrap()
+    }
+
+    #[test]
+    fn early_exit_work_is_what_the_evaluation_plans_on_the_built_network() {
+        let grids = "fgsm_eps = [0.0, 0.1]\npgd_eps = [0.0, 0.1, 0.2]\npgd_steps = 5\n\
+                     noise_sigma = [0.0]\nstrong_eps = [0.1]\napgd_steps = 7\n\
+                     bn_batch_statistics = true\n";
+        let whiten = |statistics: &str| {
+            format!("{grids}[whitening]\nlayer = \"fc2\"\nstatistics = \"{statistics}\"\n")
+        };
+        let configs = [
+            config(grids, "shallow", 500),
+            no_batchnorm(grids),
+            config(grids, "mlp", 500),
+            config(grids, "cnn", 500),
+            config(&whiten("batch"), "mlp", 1250),
+            config(&whiten("running"), "mlp", 1250),
+            config(&format!("{grids}early_exit = false\n"), "mlp", 500),
+        ];
+        for c in &configs {
+            let net =
+                crate::runner::build_network(c, &mut specreg_tensor::Rng::new(0), &Device::Cpu)
+                    .unwrap();
+            for mode in [Mode::Eval, Mode::BatchStatistics] {
+                assert_eq!(
+                    samples_independent(c, mode),
+                    net.samples_independent(mode),
+                    "{} {mode:?}",
+                    c.id()
+                );
+            }
+            let specs = crate::attack_plan::attack_specs(c, 0, |m| net.samples_independent(m));
+            let w = attack_work(c);
+            let exiting: u64 = specs
+                .iter()
+                .filter(|s| s.attack.early_exit())
+                .map(|s| s.cost)
+                .sum();
+            assert_eq!(w.exiting, exiting, "{}", c.id());
+            assert_eq!(
+                w.gradients,
+                // The noise curve's progress-bar cost counts forward passes.
+                specs
+                    .iter()
+                    .filter(|s| !matches!(s.attack, specreg_attacks::Attack::WhiteNoise { .. }))
+                    .map(|s| s.cost)
+                    .sum::<u64>(),
+                "{}",
+                c.id()
+            );
+        }
+    }
+
     #[test]
     fn counts_attack_work_from_the_grids() {
         let c = config(
@@ -365,7 +437,7 @@ mod tests {
             "mlp",
             500,
         );
-        let w = attack_work(&c.eval);
+        let w = attack_work(&c);
         // FGSM 2, PGD 3 × 5, PGD-CW 1 × 5, APGD 2 × 7.
         assert_eq!(w.gradients, 2 + 15 + 5 + 14);
         // (1 + points) per curve: 3 + 4 + 2 + 2 + 2 + 2.
@@ -382,29 +454,41 @@ mod tests {
         let on = config(grids, "mlp", 500);
         let off = config(&format!("{grids}early_exit = false\n"), "mlp", 500);
         // FGSM's 2 in full, PGD's 15, PGD-CW's 5 and APGD's 14 scaled.
-        assert!(early_exit_applies(&on) && !early_exit_applies(&off));
+        assert_eq!(attack_work(&on).exiting, 34);
+        assert_eq!(attack_work(&off).exiting, 0);
         assert_eq!(expected_gradients(&off), 36.0);
         assert_eq!(expected_gradients(&on), 2.0 + EARLY_EXIT_SHARE * 34.0);
-        // The curves on batch statistics are attacked in full.
-        let bn = config(&format!("{grids}bn_batch_statistics = true\n"), "mlp", 500);
+        // The curves on batch statistics: the MLP has no BatchNorm, so their PGD exits
+        // too; the shallow net's BatchNorm mixes the batch, so they are attacked in full.
+        let bn = format!(
+            "{grids}bn_batch_statistics = true
+"
+        );
+        let mlp = config(&bn, "mlp", 500);
         assert_eq!(
-            expected_gradients(&bn),
+            expected_gradients(&mlp),
+            2.0 + 2.0 + EARLY_EXIT_SHARE * (34.0 + 15.0)
+        );
+        let shallow = config(&bn, "shallow", 500);
+        assert_eq!(
+            expected_gradients(&shallow),
             2.0 + 2.0 + 15.0 + EARLY_EXIT_SHARE * 34.0
         );
+        assert_eq!(attack_work(&no_batchnorm(&bn)).exiting, 34 + 15);
         // Whitening on batch statistics mixes the images of a batch: no early exit.
         let whitened = config(
             &format!("{grids}[whitening]\nlayer = \"fc2\"\n"),
             "mlp",
             1250,
         );
-        assert!(!early_exit_applies(&whitened));
+        assert_eq!(attack_work(&whitened).exiting, 0);
         assert_eq!(expected_gradients(&whitened), 36.0);
         let running = config(
             &format!("{grids}[whitening]\nlayer = \"fc2\"\nstatistics = \"running\"\n"),
             "mlp",
             1250,
         );
-        assert!(early_exit_applies(&running));
+        assert_eq!(attack_work(&running).exiting, 34);
         // The estimate prices the expected work and counts the planned.
         let mut units = reference_units(&on);
         units.forward_per_image = 0.0;
@@ -485,7 +569,7 @@ mod tests {
         // The evaluation's spectra: one pass over the 10 000 images for all three layers;
         // the sensitivity maps reuse it and only eigendecompose the last layer again.
         let eval = estimate(&c, &units, 0, true).eval_seconds;
-        let attacks = 1000.0 * attack_work(&c.eval).forwards as f64 * 1e-4;
+        let attacks = 1000.0 * attack_work(&c).forwards as f64 * 1e-4;
         let (spectra, sensitivity) = (1.0 + 3.0 * 3.5, 2.0);
         assert!(
             (eval - (attacks + spectra + sensitivity)).abs() < 1e-9,
