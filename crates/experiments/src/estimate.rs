@@ -201,14 +201,6 @@ pub struct RunTiming {
 }
 
 impl RunTiming {
-    /// Estimated over measured seconds, training and evaluation together; `None` below
-    /// [`RunTiming::MIN_CHECKED_SECONDS`] measured, where fixed costs dominate.
-    pub fn ratio(&self) -> Option<f64> {
-        let measured = self.measured_train_seconds + self.measured_eval_seconds;
-        (measured >= Self::MIN_CHECKED_SECONDS)
-            .then(|| (self.estimated_train_seconds + self.estimated_eval_seconds) / measured)
-    }
-
     /// Runs measured for less than this are not used to judge the calibration.
     pub const MIN_CHECKED_SECONDS: f64 = 10.0;
 }
@@ -290,26 +282,28 @@ impl TimingRecord {
     }
 
     /// The median estimated / measured ratio of the calibrated runs that ran long enough
-    /// to judge ([`RunTiming::ratio`]), when they ran [`CALIBRATION_CHECK_SECONDS`] in all
+    /// to judge ([`RunTiming::MIN_CHECKED_SECONDS`]), when they ran [`CALIBRATION_CHECK_SECONDS`] in all
     /// and that median is more than [`CALIBRATION_TOLERANCE`] off either way: the sign
     /// that the calibration this command used does not describe the machine now (timed
     /// while it was busy, or on a host since replaced). The median, so that a run that
     /// diverged early and stopped cannot make the estimate look wrong.
     pub fn calibration_off_by(&self) -> Option<f64> {
-        let checked: Vec<(&RunTiming, f64)> = self
+        // (measured seconds, estimated / measured) of each run long enough to judge.
+        let checked: Vec<(f64, f64)> = self
             .runs
             .iter()
             .filter(|r| r.calibrated)
-            .filter_map(|r| r.ratio().map(|q| (r, q)))
+            .filter_map(|r| {
+                let measured = r.measured_train_seconds + r.measured_eval_seconds;
+                let estimated = r.estimated_train_seconds + r.estimated_eval_seconds;
+                (measured >= RunTiming::MIN_CHECKED_SECONDS)
+                    .then(|| (measured, estimated / measured))
+            })
             .collect();
-        let seconds: f64 = checked
-            .iter()
-            .map(|(r, _)| r.measured_train_seconds + r.measured_eval_seconds)
-            .sum();
-        if seconds < CALIBRATION_CHECK_SECONDS {
+        if checked.iter().map(|&(m, _)| m).sum::<f64>() < CALIBRATION_CHECK_SECONDS {
             return None;
         }
-        let mut ratios: Vec<f64> = checked.iter().map(|&(_, q)| q).collect();
+        let mut ratios: Vec<f64> = checked.into_iter().map(|(_, q)| q).collect();
         ratios.sort_by(f64::total_cmp);
         let median = crate::stats::median_sorted(&ratios)?;
         (!(1.0 / CALIBRATION_TOLERANCE..=CALIBRATION_TOLERANCE).contains(&median)).then_some(median)

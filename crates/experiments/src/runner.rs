@@ -53,7 +53,7 @@ impl Context<'_> {
             commit: self.commit.clone(),
             device: self.device_name.clone(),
             threads: self.threads,
-            cpu_kernels: specreg_tensor::linalg::cpu_kernels(),
+            cpu_kernels: specreg_tensor::linalg::cpu_kernels().to_string(),
         }
     }
 }

@@ -37,13 +37,18 @@ pub const BACKEND: &str = if cfg!(feature = "openblas") {
 /// Results are the same bits on two machines only if this string is the same: the AVX-512
 /// kernels add in another order than the AVX2 ones (OpenBLAS, with the `openblas`
 /// feature, also picks its kernels by CPU model, which this string does not name).
-pub fn cpu_kernels() -> String {
-    let mut s = format!("{BACKEND} {}", std::env::consts::ARCH);
-    for feature in detected_dispatch_features() {
-        s.push('+');
-        s.push_str(feature);
-    }
-    s
+///
+/// Detected once per process (the features cannot change while it runs).
+pub fn cpu_kernels() -> &'static str {
+    static KERNELS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KERNELS.get_or_init(|| {
+        let mut s = format!("{BACKEND} {}", std::env::consts::ARCH);
+        for feature in detected_dispatch_features() {
+            s.push('+');
+            s.push_str(feature);
+        }
+        s
+    })
 }
 
 #[cfg(target_arch = "x86_64")]
